@@ -1,0 +1,3 @@
+//! The skiff API server.
+
+pub mod storage;

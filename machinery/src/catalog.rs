@@ -1,0 +1,287 @@
+//! The resource catalog: every built-in kind skiff serves, with its group,
+//! version, plural, scope, short names, categories and subresources, as
+//! upstream's discovery documents them.
+
+/// One served resource (a group/version/plural), as discovery describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resource {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub plural: &'static str,
+    pub singular: &'static str,
+    pub namespaced: bool,
+    pub short_names: &'static [&'static str],
+    pub categories: &'static [&'static str],
+    pub subresources: &'static [Subresource],
+    /// Verbs beyond the standard eight (e.g. none for most; `create` only for reviews).
+    pub verbs: &'static [&'static str],
+    /// The resource that owns storage when several versions share one (autoscaling v1/v2,
+    /// core/events.k8s.io events): objects live under this resource's key.
+    pub storage_plural: &'static str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subresource {
+    Status,
+    Scale,
+    Binding,
+    Eviction,
+    Log,
+    Exec,
+    Attach,
+    PortForward,
+    Proxy,
+    Token,
+    Finalize,
+}
+
+impl Subresource {
+    pub fn name(self) -> &'static str {
+        match self {
+            Subresource::Status => "status",
+            Subresource::Scale => "scale",
+            Subresource::Binding => "binding",
+            Subresource::Eviction => "eviction",
+            Subresource::Log => "log",
+            Subresource::Exec => "exec",
+            Subresource::Attach => "attach",
+            Subresource::PortForward => "portforward",
+            Subresource::Proxy => "proxy",
+            Subresource::Token => "token",
+            Subresource::Finalize => "finalize",
+        }
+    }
+
+    /// (group, version, kind) of the subresource's body, `None` when it is the parent kind.
+    pub fn response_kind(self) -> Option<(&'static str, &'static str, &'static str)> {
+        match self {
+            Subresource::Scale => Some(("autoscaling", "v1", "Scale")),
+            Subresource::Binding => Some(("", "v1", "Binding")),
+            Subresource::Eviction => Some(("policy", "v1", "Eviction")),
+            Subresource::Token => Some(("authentication.k8s.io", "v1", "TokenRequest")),
+            Subresource::Log
+            | Subresource::Exec
+            | Subresource::Attach
+            | Subresource::PortForward
+            | Subresource::Proxy => Some(("", "v1", "")),
+            Subresource::Status | Subresource::Finalize => None,
+        }
+    }
+
+    pub fn verbs(self) -> &'static [&'static str] {
+        match self {
+            Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
+            Subresource::Binding | Subresource::Eviction | Subresource::Token => &["create"],
+            Subresource::Log => &["get"],
+            Subresource::Exec | Subresource::Attach | Subresource::PortForward => &["create", "get"],
+            Subresource::Proxy => &["create", "delete", "get", "patch", "update"],
+            Subresource::Finalize => &["update"],
+        }
+    }
+}
+
+pub const STANDARD_VERBS: &[&str] =
+    &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+
+use Subresource::*;
+
+const fn r(
+    group: &'static str,
+    version: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    singular: &'static str,
+    namespaced: bool,
+    short_names: &'static [&'static str],
+    categories: &'static [&'static str],
+    subresources: &'static [Subresource],
+) -> Resource {
+    Resource {
+        group,
+        version,
+        kind,
+        plural,
+        singular,
+        namespaced,
+        short_names,
+        categories,
+        subresources,
+        verbs: STANDARD_VERBS,
+        storage_plural: plural,
+    }
+}
+
+const fn stored_as(mut res: Resource, storage_plural: &'static str) -> Resource {
+    res.storage_plural = storage_plural;
+    res
+}
+
+const NS: bool = true;
+const CLUSTER: bool = false;
+const ALL: &[&str] = &["all"];
+
+/// Every built-in resource, in upstream's discovery order within each group.
+pub static RESOURCES: &[Resource] = &[
+    // core/v1
+    r("", "v1", "ConfigMap", "configmaps", "configmap", NS, &["cm"], &[], &[]),
+    r("", "v1", "Endpoints", "endpoints", "endpoints", NS, &["ep"], &[], &[]),
+    r("", "v1", "Event", "events", "event", NS, &["ev"], &[], &[]),
+    r("", "v1", "LimitRange", "limitranges", "limitrange", NS, &["limits"], &[], &[]),
+    r("", "v1", "Namespace", "namespaces", "namespace", CLUSTER, &["ns"], &[], &[Status, Finalize]),
+    r("", "v1", "Node", "nodes", "node", CLUSTER, &["no"], &[], &[Status, Proxy]),
+    r("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", NS, &["pvc"], &[], &[Status]),
+    r("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", CLUSTER, &["pv"], &[], &[Status]),
+    r("", "v1", "Pod", "pods", "pod", NS, &["po"], ALL, &[Attach, Binding, Eviction, Exec, Log, PortForward, Proxy, Status]),
+    r("", "v1", "PodTemplate", "podtemplates", "podtemplate", NS, &[], &[], &[]),
+    r("", "v1", "ReplicationController", "replicationcontrollers", "replicationcontroller", NS, &["rc"], ALL, &[Scale, Status]),
+    r("", "v1", "ResourceQuota", "resourcequotas", "resourcequota", NS, &["quota"], &[], &[Status]),
+    r("", "v1", "Secret", "secrets", "secret", NS, &[], &[], &[]),
+    r("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", NS, &["sa"], &[], &[Token]),
+    r("", "v1", "Service", "services", "service", NS, &["svc"], ALL, &[Proxy, Status]),
+    // apps/v1
+    r("apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision", NS, &[], &[], &[]),
+    r("apps", "v1", "DaemonSet", "daemonsets", "daemonset", NS, &["ds"], ALL, &[Status]),
+    r("apps", "v1", "Deployment", "deployments", "deployment", NS, &["deploy"], ALL, &[Scale, Status]),
+    r("apps", "v1", "ReplicaSet", "replicasets", "replicaset", NS, &["rs"], ALL, &[Scale, Status]),
+    r("apps", "v1", "StatefulSet", "statefulsets", "statefulset", NS, &["sts"], ALL, &[Scale, Status]),
+    // autoscaling
+    r("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", NS, &["hpa"], ALL, &[Status]),
+    r("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", NS, &["hpa"], ALL, &[Status]),
+    // batch/v1
+    r("batch", "v1", "CronJob", "cronjobs", "cronjob", NS, &["cj"], ALL, &[Status]),
+    r("batch", "v1", "Job", "jobs", "job", NS, &[], ALL, &[Status]),
+    // coordination.k8s.io/v1
+    r("coordination.k8s.io", "v1", "Lease", "leases", "lease", NS, &[], &[], &[]),
+    // discovery.k8s.io/v1
+    r("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", NS, &[], &[], &[]),
+    // events.k8s.io/v1 shares storage with core events
+    stored_as(r("events.k8s.io", "v1", "Event", "events", "event", NS, &["ev"], &[], &[]), "events"),
+    // networking.k8s.io/v1
+    r("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", NS, &["ing"], &[], &[Status]),
+    r("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", "networkpolicy", NS, &["netpol"], &[], &[]),
+    // policy/v1
+    r("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", NS, &["pdb"], &[], &[Status]),
+    // rbac.authorization.k8s.io/v1
+    r("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", CLUSTER, &[], &[], &[]),
+    r("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "clusterrole", CLUSTER, &[], &[], &[]),
+    r("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", "rolebinding", NS, &[], &[], &[]),
+    r("rbac.authorization.k8s.io", "v1", "Role", "roles", "role", NS, &[], &[], &[]),
+    // scheduling.k8s.io/v1
+    r("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", CLUSTER, &["pc"], &[], &[]),
+    // storage.k8s.io/v1
+    r("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", CLUSTER, &["sc"], &[], &[]),
+];
+
+/// Groups in discovery order, each with its versions, preferred first.
+pub fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
+    for res in RESOURCES {
+        match out.iter_mut().find(|(g, _)| *g == res.group) {
+            Some((_, versions)) => {
+                if !versions.contains(&res.version) {
+                    versions.push(res.version);
+                }
+            }
+            None => out.push((res.group, vec![res.version])),
+        }
+    }
+    out
+}
+
+/// The resource served at `group/version/plural`.
+pub fn lookup(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+/// The resource for an object's `apiVersion` and `kind`.
+pub fn by_kind(api_version: &str, kind: &str) -> Option<&'static Resource> {
+    let (group, version) = split_api_version(api_version);
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.kind == kind)
+}
+
+/// Resources of a group/version, in discovery order.
+pub fn in_group_version<'a>(group: &'a str, version: &'a str) -> impl Iterator<Item = &'static Resource> + 'a {
+    RESOURCES
+        .iter()
+        .filter(move |r| r.group == group && r.version == version)
+}
+
+/// `"apps/v1"` → `("apps", "v1")`, `"v1"` → `("", "v1")`.
+pub fn split_api_version(api_version: &str) -> (&str, &str) {
+    match api_version.split_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", api_version),
+    }
+}
+
+impl Resource {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    pub fn list_kind(&self) -> String {
+        format!("{}List", self.kind)
+    }
+
+    pub fn has(&self, sub: Subresource) -> bool {
+        self.subresources.contains(&sub)
+    }
+
+    /// The storage key prefix for this resource, as upstream lays out etcd:
+    /// `/registry/<resource>/` (with a few historical exceptions).
+    pub fn key_prefix(&self) -> String {
+        let segment = match (self.group, self.storage_plural) {
+            ("", "services") => "services/specs",
+            ("", "endpoints") => "services/endpoints",
+            ("", "nodes") => "minions",
+            ("", "replicationcontrollers") => "controllers",
+            ("apps", "deployments") => "deployments",
+            ("networking.k8s.io", "ingresses") => "ingress",
+            ("coordination.k8s.io", "leases") => "leases",
+            (_, plural) => plural,
+        };
+        format!("/registry/{segment}/")
+    }
+
+    /// The full storage key of one object.
+    pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
+        match namespace.filter(|_| self.namespaced) {
+            Some(ns) => format!("{}{}/{}", self.key_prefix(), ns, name),
+            None => format!("{}{}", self.key_prefix(), name),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookups() {
+        let d = lookup("apps", "v1", "deployments").unwrap();
+        assert_eq!(d.kind, "Deployment");
+        assert_eq!(d.key(Some("default"), "web"), "/registry/deployments/default/web");
+        assert_eq!(by_kind("v1", "Pod").unwrap().plural, "pods");
+        assert_eq!(lookup("", "v1", "nodes").unwrap().key(None, "n1"), "/registry/minions/n1");
+        assert_eq!(lookup("", "v1", "services").unwrap().key(Some("a"), "b"), "/registry/services/specs/a/b");
+        let groups = groups();
+        assert_eq!(groups[0], ("", vec!["v1"]));
+        assert!(groups.iter().any(|(g, v)| *g == "autoscaling" && v == &vec!["v2", "v1"]));
+    }
+
+    #[test]
+    fn shared_storage() {
+        let ev = lookup("events.k8s.io", "v1", "events").unwrap();
+        let core = lookup("", "v1", "events").unwrap();
+        assert_eq!(ev.key(Some("x"), "e"), core.key(Some("x"), "e"));
+    }
+}
