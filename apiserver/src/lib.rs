@@ -1,3 +1,17 @@
-//! The skiff API server.
+//! The skiff API server: the declarative core that kubectl and every other
+//! component talk to.
 
+pub mod auth;
+pub mod discovery;
+pub mod error;
+pub mod http;
+pub mod meta;
+pub mod metrics;
+pub mod openapi;
+pub mod pki;
+pub mod registry;
+pub mod server;
 pub mod storage;
+pub mod tables;
+pub mod version;
+pub mod watchcache;

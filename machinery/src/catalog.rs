@@ -74,15 +74,25 @@ impl Subresource {
             Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
             Subresource::Binding | Subresource::Eviction | Subresource::Token => &["create"],
             Subresource::Log => &["get"],
-            Subresource::Exec | Subresource::Attach | Subresource::PortForward => &["create", "get"],
+            Subresource::Exec | Subresource::Attach | Subresource::PortForward => {
+                &["create", "get"]
+            }
             Subresource::Proxy => &["create", "delete", "get", "patch", "update"],
             Subresource::Finalize => &["update"],
         }
     }
 }
 
-pub const STANDARD_VERBS: &[&str] =
-    &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+pub const STANDARD_VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 use Subresource::*;
 
@@ -124,53 +134,395 @@ const ALL: &[&str] = &["all"];
 /// Every built-in resource, in upstream's discovery order within each group.
 pub static RESOURCES: &[Resource] = &[
     // core/v1
-    r("", "v1", "ConfigMap", "configmaps", "configmap", NS, &["cm"], &[], &[]),
-    r("", "v1", "Endpoints", "endpoints", "endpoints", NS, &["ep"], &[], &[]),
+    r(
+        "",
+        "v1",
+        "ConfigMap",
+        "configmaps",
+        "configmap",
+        NS,
+        &["cm"],
+        &[],
+        &[],
+    ),
+    r(
+        "",
+        "v1",
+        "Endpoints",
+        "endpoints",
+        "endpoints",
+        NS,
+        &["ep"],
+        &[],
+        &[],
+    ),
     r("", "v1", "Event", "events", "event", NS, &["ev"], &[], &[]),
-    r("", "v1", "LimitRange", "limitranges", "limitrange", NS, &["limits"], &[], &[]),
-    r("", "v1", "Namespace", "namespaces", "namespace", CLUSTER, &["ns"], &[], &[Status, Finalize]),
-    r("", "v1", "Node", "nodes", "node", CLUSTER, &["no"], &[], &[Status, Proxy]),
-    r("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", NS, &["pvc"], &[], &[Status]),
-    r("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", CLUSTER, &["pv"], &[], &[Status]),
-    r("", "v1", "Pod", "pods", "pod", NS, &["po"], ALL, &[Attach, Binding, Eviction, Exec, Log, PortForward, Proxy, Status]),
-    r("", "v1", "PodTemplate", "podtemplates", "podtemplate", NS, &[], &[], &[]),
-    r("", "v1", "ReplicationController", "replicationcontrollers", "replicationcontroller", NS, &["rc"], ALL, &[Scale, Status]),
-    r("", "v1", "ResourceQuota", "resourcequotas", "resourcequota", NS, &["quota"], &[], &[Status]),
+    r(
+        "",
+        "v1",
+        "LimitRange",
+        "limitranges",
+        "limitrange",
+        NS,
+        &["limits"],
+        &[],
+        &[],
+    ),
+    r(
+        "",
+        "v1",
+        "Namespace",
+        "namespaces",
+        "namespace",
+        CLUSTER,
+        &["ns"],
+        &[],
+        &[Status, Finalize],
+    ),
+    r(
+        "",
+        "v1",
+        "Node",
+        "nodes",
+        "node",
+        CLUSTER,
+        &["no"],
+        &[],
+        &[Status, Proxy],
+    ),
+    r(
+        "",
+        "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        "persistentvolumeclaim",
+        NS,
+        &["pvc"],
+        &[],
+        &[Status],
+    ),
+    r(
+        "",
+        "v1",
+        "PersistentVolume",
+        "persistentvolumes",
+        "persistentvolume",
+        CLUSTER,
+        &["pv"],
+        &[],
+        &[Status],
+    ),
+    r(
+        "",
+        "v1",
+        "Pod",
+        "pods",
+        "pod",
+        NS,
+        &["po"],
+        ALL,
+        &[
+            Attach,
+            Binding,
+            Eviction,
+            Exec,
+            Log,
+            PortForward,
+            Proxy,
+            Status,
+        ],
+    ),
+    r(
+        "",
+        "v1",
+        "PodTemplate",
+        "podtemplates",
+        "podtemplate",
+        NS,
+        &[],
+        &[],
+        &[],
+    ),
+    r(
+        "",
+        "v1",
+        "ReplicationController",
+        "replicationcontrollers",
+        "replicationcontroller",
+        NS,
+        &["rc"],
+        ALL,
+        &[Scale, Status],
+    ),
+    r(
+        "",
+        "v1",
+        "ResourceQuota",
+        "resourcequotas",
+        "resourcequota",
+        NS,
+        &["quota"],
+        &[],
+        &[Status],
+    ),
     r("", "v1", "Secret", "secrets", "secret", NS, &[], &[], &[]),
-    r("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", NS, &["sa"], &[], &[Token]),
-    r("", "v1", "Service", "services", "service", NS, &["svc"], ALL, &[Proxy, Status]),
+    r(
+        "",
+        "v1",
+        "ServiceAccount",
+        "serviceaccounts",
+        "serviceaccount",
+        NS,
+        &["sa"],
+        &[],
+        &[Token],
+    ),
+    r(
+        "",
+        "v1",
+        "Service",
+        "services",
+        "service",
+        NS,
+        &["svc"],
+        ALL,
+        &[Proxy, Status],
+    ),
     // apps/v1
-    r("apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision", NS, &[], &[], &[]),
-    r("apps", "v1", "DaemonSet", "daemonsets", "daemonset", NS, &["ds"], ALL, &[Status]),
-    r("apps", "v1", "Deployment", "deployments", "deployment", NS, &["deploy"], ALL, &[Scale, Status]),
-    r("apps", "v1", "ReplicaSet", "replicasets", "replicaset", NS, &["rs"], ALL, &[Scale, Status]),
-    r("apps", "v1", "StatefulSet", "statefulsets", "statefulset", NS, &["sts"], ALL, &[Scale, Status]),
+    r(
+        "apps",
+        "v1",
+        "ControllerRevision",
+        "controllerrevisions",
+        "controllerrevision",
+        NS,
+        &[],
+        &[],
+        &[],
+    ),
+    r(
+        "apps",
+        "v1",
+        "DaemonSet",
+        "daemonsets",
+        "daemonset",
+        NS,
+        &["ds"],
+        ALL,
+        &[Status],
+    ),
+    r(
+        "apps",
+        "v1",
+        "Deployment",
+        "deployments",
+        "deployment",
+        NS,
+        &["deploy"],
+        ALL,
+        &[Scale, Status],
+    ),
+    r(
+        "apps",
+        "v1",
+        "ReplicaSet",
+        "replicasets",
+        "replicaset",
+        NS,
+        &["rs"],
+        ALL,
+        &[Scale, Status],
+    ),
+    r(
+        "apps",
+        "v1",
+        "StatefulSet",
+        "statefulsets",
+        "statefulset",
+        NS,
+        &["sts"],
+        ALL,
+        &[Scale, Status],
+    ),
     // autoscaling
-    r("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", NS, &["hpa"], ALL, &[Status]),
-    r("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", NS, &["hpa"], ALL, &[Status]),
+    r(
+        "autoscaling",
+        "v2",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        "horizontalpodautoscaler",
+        NS,
+        &["hpa"],
+        ALL,
+        &[Status],
+    ),
+    r(
+        "autoscaling",
+        "v1",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        "horizontalpodautoscaler",
+        NS,
+        &["hpa"],
+        ALL,
+        &[Status],
+    ),
     // batch/v1
-    r("batch", "v1", "CronJob", "cronjobs", "cronjob", NS, &["cj"], ALL, &[Status]),
+    r(
+        "batch",
+        "v1",
+        "CronJob",
+        "cronjobs",
+        "cronjob",
+        NS,
+        &["cj"],
+        ALL,
+        &[Status],
+    ),
     r("batch", "v1", "Job", "jobs", "job", NS, &[], ALL, &[Status]),
     // coordination.k8s.io/v1
-    r("coordination.k8s.io", "v1", "Lease", "leases", "lease", NS, &[], &[], &[]),
+    r(
+        "coordination.k8s.io",
+        "v1",
+        "Lease",
+        "leases",
+        "lease",
+        NS,
+        &[],
+        &[],
+        &[],
+    ),
     // discovery.k8s.io/v1
-    r("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", NS, &[], &[], &[]),
+    r(
+        "discovery.k8s.io",
+        "v1",
+        "EndpointSlice",
+        "endpointslices",
+        "endpointslice",
+        NS,
+        &[],
+        &[],
+        &[],
+    ),
     // events.k8s.io/v1 shares storage with core events
-    stored_as(r("events.k8s.io", "v1", "Event", "events", "event", NS, &["ev"], &[], &[]), "events"),
+    stored_as(
+        r(
+            "events.k8s.io",
+            "v1",
+            "Event",
+            "events",
+            "event",
+            NS,
+            &["ev"],
+            &[],
+            &[],
+        ),
+        "events",
+    ),
     // networking.k8s.io/v1
-    r("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", NS, &["ing"], &[], &[Status]),
-    r("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", "networkpolicy", NS, &["netpol"], &[], &[]),
+    r(
+        "networking.k8s.io",
+        "v1",
+        "Ingress",
+        "ingresses",
+        "ingress",
+        NS,
+        &["ing"],
+        &[],
+        &[Status],
+    ),
+    r(
+        "networking.k8s.io",
+        "v1",
+        "NetworkPolicy",
+        "networkpolicies",
+        "networkpolicy",
+        NS,
+        &["netpol"],
+        &[],
+        &[],
+    ),
     // policy/v1
-    r("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", NS, &["pdb"], &[], &[Status]),
+    r(
+        "policy",
+        "v1",
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        "poddisruptionbudget",
+        NS,
+        &["pdb"],
+        &[],
+        &[Status],
+    ),
     // rbac.authorization.k8s.io/v1
-    r("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", CLUSTER, &[], &[], &[]),
-    r("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "clusterrole", CLUSTER, &[], &[], &[]),
-    r("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", "rolebinding", NS, &[], &[], &[]),
-    r("rbac.authorization.k8s.io", "v1", "Role", "roles", "role", NS, &[], &[], &[]),
+    r(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        "clusterrolebinding",
+        CLUSTER,
+        &[],
+        &[],
+        &[],
+    ),
+    r(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRole",
+        "clusterroles",
+        "clusterrole",
+        CLUSTER,
+        &[],
+        &[],
+        &[],
+    ),
+    r(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "RoleBinding",
+        "rolebindings",
+        "rolebinding",
+        NS,
+        &[],
+        &[],
+        &[],
+    ),
+    r(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "Role",
+        "roles",
+        "role",
+        NS,
+        &[],
+        &[],
+        &[],
+    ),
     // scheduling.k8s.io/v1
-    r("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", CLUSTER, &["pc"], &[], &[]),
+    r(
+        "scheduling.k8s.io",
+        "v1",
+        "PriorityClass",
+        "priorityclasses",
+        "priorityclass",
+        CLUSTER,
+        &["pc"],
+        &[],
+        &[],
+    ),
     // storage.k8s.io/v1
-    r("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", CLUSTER, &["sc"], &[], &[]),
+    r(
+        "storage.k8s.io",
+        "v1",
+        "StorageClass",
+        "storageclasses",
+        "storageclass",
+        CLUSTER,
+        &["sc"],
+        &[],
+        &[],
+    ),
 ];
 
 /// Groups in discovery order, each with its versions, preferred first.
@@ -205,7 +557,10 @@ pub fn by_kind(api_version: &str, kind: &str) -> Option<&'static Resource> {
 }
 
 /// Resources of a group/version, in discovery order.
-pub fn in_group_version<'a>(group: &'a str, version: &'a str) -> impl Iterator<Item = &'static Resource> + 'a {
+pub fn in_group_version<'a>(
+    group: &'a str,
+    version: &'a str,
+) -> impl Iterator<Item = &'static Resource> + 'a {
     RESOURCES
         .iter()
         .filter(move |r| r.group == group && r.version == version)
@@ -269,13 +624,24 @@ mod tests {
     fn lookups() {
         let d = lookup("apps", "v1", "deployments").unwrap();
         assert_eq!(d.kind, "Deployment");
-        assert_eq!(d.key(Some("default"), "web"), "/registry/deployments/default/web");
+        assert_eq!(
+            d.key(Some("default"), "web"),
+            "/registry/deployments/default/web"
+        );
         assert_eq!(by_kind("v1", "Pod").unwrap().plural, "pods");
-        assert_eq!(lookup("", "v1", "nodes").unwrap().key(None, "n1"), "/registry/minions/n1");
-        assert_eq!(lookup("", "v1", "services").unwrap().key(Some("a"), "b"), "/registry/services/specs/a/b");
+        assert_eq!(
+            lookup("", "v1", "nodes").unwrap().key(None, "n1"),
+            "/registry/minions/n1"
+        );
+        assert_eq!(
+            lookup("", "v1", "services").unwrap().key(Some("a"), "b"),
+            "/registry/services/specs/a/b"
+        );
         let groups = groups();
         assert_eq!(groups[0], ("", vec!["v1"]));
-        assert!(groups.iter().any(|(g, v)| *g == "autoscaling" && v == &vec!["v2", "v1"]));
+        assert!(groups
+            .iter()
+            .any(|(g, v)| *g == "autoscaling" && v == &vec!["v2", "v1"]));
     }
 
     #[test]

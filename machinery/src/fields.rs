@@ -68,7 +68,9 @@ impl Selector {
     }
 
     pub fn matches(&self, obj: &Value) -> bool {
-        self.requirements.iter().all(|r| (field_value(obj, &r.field) == r.value) != r.negate)
+        self.requirements
+            .iter()
+            .all(|r| (field_value(obj, &r.field) == r.value) != r.negate)
     }
 }
 
@@ -166,18 +168,26 @@ mod tests {
 
     #[test]
     fn matching() {
-        let pod = json!({"metadata":{"name":"p1","namespace":"default"},"status":{"phase":"Running"}});
+        let pod =
+            json!({"metadata":{"name":"p1","namespace":"default"},"status":{"phase":"Running"}});
         let s = Selector::parse("status.phase=Running,metadata.name!=p2").unwrap();
         assert!(s.validate_for("", "pods").is_ok());
         assert!(s.matches(&pod));
         assert!(Selector::parse("spec.nodeName=").unwrap().matches(&pod));
         assert!(!Selector::parse("spec.nodeName!=").unwrap().matches(&pod));
         assert_eq!(
-            Selector::parse("spec.bogus=1").unwrap().validate_for("", "pods"),
+            Selector::parse("spec.bogus=1")
+                .unwrap()
+                .validate_for("", "pods"),
             Err(SelectorError::Unsupported("spec.bogus".into()))
         );
-        assert!(Selector::parse("spec.unschedulable=false").unwrap().matches(&json!({})));
-        assert_eq!(Selector::parse("metadata.name=x").unwrap().exact_name(), Some("x"));
+        assert!(Selector::parse("spec.unschedulable=false")
+            .unwrap()
+            .matches(&json!({})));
+        assert_eq!(
+            Selector::parse("metadata.name=x").unwrap().exact_name(),
+            Some("x")
+        );
         assert!(Selector::parse("nonsense").is_err());
     }
 }

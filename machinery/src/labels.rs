@@ -54,25 +54,42 @@ impl Selector {
         let mut requirements = Vec::new();
         if let Some(ml) = sel.get("matchLabels").and_then(Value::as_object) {
             for (k, v) in ml {
-                let v = v.as_str().ok_or_else(|| ParseError(format!("{k}: value must be a string")))?;
+                let v = v
+                    .as_str()
+                    .ok_or_else(|| ParseError(format!("{k}: value must be a string")))?;
                 requirements.push(Requirement::Equals(k.clone(), v.to_string()));
             }
         }
         if let Some(exprs) = sel.get("matchExpressions").and_then(Value::as_array) {
             for e in exprs {
-                let key = e.get("key").and_then(Value::as_str).unwrap_or_default().to_string();
+                let key = e
+                    .get("key")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
                 let values: BTreeSet<String> = e
                     .get("values")
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(String::from))
+                            .collect()
+                    })
                     .unwrap_or_default();
-                let op = e.get("operator").and_then(Value::as_str).unwrap_or_default();
+                let op = e
+                    .get("operator")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 requirements.push(match op {
                     "In" => Requirement::In(key, values),
                     "NotIn" => Requirement::NotIn(key, values),
                     "Exists" => Requirement::Exists(key),
                     "DoesNotExist" => Requirement::DoesNotExist(key),
-                    other => return Err(ParseError(format!("{other:?} is not a valid label selector operator"))),
+                    other => {
+                        return Err(ParseError(format!(
+                            "{other:?} is not a valid label selector operator"
+                        )))
+                    }
                 });
             }
         }
@@ -88,8 +105,12 @@ impl Selector {
             Requirement::NotIn(k, vs) => get(k).is_none_or(|x| !vs.contains(x)),
             Requirement::Exists(k) => get(k).is_some(),
             Requirement::DoesNotExist(k) => get(k).is_none(),
-            Requirement::Gt(k, n) => get(k).and_then(|x| x.parse::<i64>().ok()).is_some_and(|x| x > *n),
-            Requirement::Lt(k, n) => get(k).and_then(|x| x.parse::<i64>().ok()).is_some_and(|x| x < *n),
+            Requirement::Gt(k, n) => get(k)
+                .and_then(|x| x.parse::<i64>().ok())
+                .is_some_and(|x| x > *n),
+            Requirement::Lt(k, n) => get(k)
+                .and_then(|x| x.parse::<i64>().ok())
+                .is_some_and(|x| x < *n),
         })
     }
 
@@ -126,7 +147,10 @@ fn parse_requirement(term: &str) -> Result<Requirement, ParseError> {
         return Ok(Requirement::DoesNotExist(key.to_string()));
     }
     for (op, make) in [
-        ("!=", Requirement::NotEquals as fn(String, String) -> Requirement),
+        (
+            "!=",
+            Requirement::NotEquals as fn(String, String) -> Requirement,
+        ),
         ("==", Requirement::Equals),
         ("=", Requirement::Equals),
     ] {
@@ -142,7 +166,11 @@ fn parse_requirement(term: &str) -> Result<Requirement, ParseError> {
             let k = k.trim();
             validate_key(k).map_err(|_| err())?;
             let n: i64 = v.trim().parse().map_err(|_| err())?;
-            return Ok(if gt { Requirement::Gt(k.into(), n) } else { Requirement::Lt(k.into(), n) });
+            return Ok(if gt {
+                Requirement::Gt(k.into(), n)
+            } else {
+                Requirement::Lt(k.into(), n)
+            });
         }
     }
     let words: Vec<&str> = term.splitn(2, char::is_whitespace).collect();
@@ -157,7 +185,10 @@ fn parse_requirement(term: &str) -> Result<Requirement, ParseError> {
             return Err(err());
         };
         let list = list.trim();
-        let inner = list.strip_prefix('(').and_then(|l| l.strip_suffix(')')).ok_or_else(err)?;
+        let inner = list
+            .strip_prefix('(')
+            .and_then(|l| l.strip_suffix(')'))
+            .ok_or_else(err)?;
         validate_key(key).map_err(|_| err())?;
         let values: BTreeSet<String> = inner
             .split(',')
@@ -167,7 +198,11 @@ fn parse_requirement(term: &str) -> Result<Requirement, ParseError> {
         for v in &values {
             validate_value(v).map_err(|_| err())?;
         }
-        return Ok(if negate { Requirement::NotIn(key.into(), values) } else { Requirement::In(key.into(), values) });
+        return Ok(if negate {
+            Requirement::NotIn(key.into(), values)
+        } else {
+            Requirement::In(key.into(), values)
+        });
     }
     validate_key(term).map_err(|_| err())?;
     Ok(Requirement::Exists(term.to_string()))
@@ -210,7 +245,8 @@ fn is_qualified_name_part(s: &str) -> bool {
     !b.is_empty()
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 #[cfg(test)]
@@ -228,7 +264,9 @@ mod tests {
         assert_eq!(s.requirements.len(), 5);
         assert!(s.matches(Some(&labels(json!({"app":"web","env":"prod","track":"x"})))));
         assert!(!s.matches(Some(&labels(json!({"app":"web","env":"dev","track":"x"})))));
-        assert!(!s.matches(Some(&labels(json!({"app":"web","env":"prod","track":"x","legacy":"1"})))));
+        assert!(!s.matches(Some(&labels(
+            json!({"app":"web","env":"prod","track":"x","legacy":"1"})
+        ))));
         assert!(Selector::parse("").unwrap().matches(None));
         assert!(Selector::parse("a notin (x)").unwrap().matches(None));
         assert!(Selector::parse("a in (x)").is_ok());

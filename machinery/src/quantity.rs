@@ -2,7 +2,9 @@
 //! upstream's `resource.Quantity` accepts them.
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")]
+#[error(
+    "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+)]
 pub struct QuantityError;
 
 /// A parsed quantity held as thousandths of a unit ("milli-units"), which is
@@ -20,7 +22,9 @@ impl Quantity {
         }
         let num_end = s
             .char_indices()
-            .find(|(i, c)| !(c.is_ascii_digit() || *c == '.' || (*i == 0 && (*c == '+' || *c == '-'))))
+            .find(|(i, c)| {
+                !(c.is_ascii_digit() || *c == '.' || (*i == 0 && (*c == '+' || *c == '-')))
+            })
             .map(|(i, _)| i)
             .unwrap_or(s.len());
         let (num, suffix) = s.split_at(num_end);
@@ -34,7 +38,9 @@ impl Quantity {
         }
         let (int_part, frac_part) = digits.split_once('.').unwrap_or((digits, ""));
         // value = mantissa * 10^-scale
-        let mantissa: i128 = format!("{int_part}{frac_part}").parse().map_err(|_| QuantityError)?;
+        let mantissa: i128 = format!("{int_part}{frac_part}")
+            .parse()
+            .map_err(|_| QuantityError)?;
         let scale = frac_part.len() as i32;
         let (mult_num, mult_exp10): (i128, i32) = match suffix {
             "" => (1, 0),
@@ -53,19 +59,24 @@ impl Quantity {
             "Ti" => (1 << 40, 0),
             "Pi" => (1 << 50, 0),
             "Ei" => (1 << 60, 0),
-            exp if exp.starts_with(['e', 'E']) => (1, exp[1..].parse::<i32>().map_err(|_| QuantityError)?),
+            exp if exp.starts_with(['e', 'E']) => {
+                (1, exp[1..].parse::<i32>().map_err(|_| QuantityError)?)
+            }
             _ => return Err(QuantityError),
         };
         // millis = mantissa * mult_num * 10^(mult_exp10 - scale + 3), rounded up like upstream.
         let exp = mult_exp10 - scale + 3;
         let base = mantissa.checked_mul(mult_num).ok_or(QuantityError)?;
         let millis = if exp >= 0 {
-            base.checked_mul(10i128.checked_pow(exp as u32).ok_or(QuantityError)?).ok_or(QuantityError)?
+            base.checked_mul(10i128.checked_pow(exp as u32).ok_or(QuantityError)?)
+                .ok_or(QuantityError)?
         } else {
             let div = 10i128.checked_pow((-exp) as u32).unwrap_or(i128::MAX);
             (base + div - 1) / div
         };
-        Ok(Quantity { millis: if negative { -millis } else { millis } })
+        Ok(Quantity {
+            millis: if negative { -millis } else { millis },
+        })
     }
 
     /// Whole units, rounded up (e.g. bytes of memory).

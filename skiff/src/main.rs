@@ -1,1 +1,111 @@
-fn main() {}
+//! skiff: a complete, small Kubernetes in one binary.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "skiff",
+    version,
+    about = "A complete, small Kubernetes in one binary",
+    propagate_version = true
+)]
+struct Cli {
+    /// Log format: text or json.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the control plane (today: the API server).
+    Server(ServerArgs),
+    /// Print the skiff version and the Kubernetes API version it implements.
+    Version,
+}
+
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// Folder for state: the embedded store, certificates, kubeconfig.
+    #[arg(long, env = "SKIFF_DATA_DIR", default_value = "/var/lib/skiff")]
+    data_dir: PathBuf,
+    /// Address the API server listens on.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: IpAddr,
+    /// HTTPS port of the API server (0 picks a free one).
+    #[arg(long, default_value_t = 6443)]
+    https_listen_port: u16,
+    /// Where to write the admin kubeconfig [default: <data-dir>/kubeconfig.yaml].
+    #[arg(long)]
+    write_kubeconfig: Option<PathBuf>,
+    /// etcd endpoints (http://127.0.0.1:2379[,…]); the embedded store when unset.
+    #[arg(long, env = "SKIFF_DATASTORE_ENDPOINT")]
+    datastore_endpoint: Option<String>,
+    /// Shared secret; also accepted as an admin bearer token.
+    #[arg(long, env = "SKIFF_TOKEN")]
+    token: Option<String>,
+    /// Range Service ClusterIPs come from (k3s's default).
+    #[arg(long, default_value = "10.43.0.0/16")]
+    service_cidr: String,
+    /// Range pod addresses come from (each node gets a /24).
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: String,
+    /// Extra names and addresses for the serving certificate.
+    #[arg(long)]
+    tls_san: Vec<String>,
+}
+
+fn init_logging(format: &str) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => {
+            println!(
+                "skiff {} (Kubernetes {})",
+                env!("CARGO_PKG_VERSION"),
+                skiff_apiserver::version::GIT_VERSION
+            );
+            Ok(())
+        }
+        Command::Server(a) => {
+            init_logging(&cli.log_format);
+            let cfg = skiff_apiserver::server::Config {
+                data_dir: a.data_dir,
+                bind_address: a.bind_address,
+                https_listen_port: a.https_listen_port,
+                write_kubeconfig: a.write_kubeconfig,
+                datastore_endpoint: a.datastore_endpoint,
+                token: a.token,
+                service_cidr: a.service_cidr,
+                cluster_cidr: a.cluster_cidr,
+                tls_san: a.tls_san,
+            };
+            let running = skiff_apiserver::server::start(cfg).await?;
+            eprintln!(
+                "skiff server ready on https://{}; kubeconfig: {}",
+                running.addr,
+                running.kubeconfig.display()
+            );
+            tokio::signal::ctrl_c().await?;
+            running.stop();
+            Ok(())
+        }
+    }
+}

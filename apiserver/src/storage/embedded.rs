@@ -67,18 +67,33 @@ impl EmbeddedStorage {
         let (events, _) = broadcast::channel(1024);
         let revision = Arc::new(Mutex::new((revision.max(1), compacted)));
         let (writes, queue) = std::sync::mpsc::channel();
-        let writer = Writer { db: db.clone(), events: events.clone(), revision: revision.clone() };
+        let writer = Writer {
+            db: db.clone(),
+            events: events.clone(),
+            revision: revision.clone(),
+        };
         let writer = std::thread::Builder::new()
             .name("skiff-store-writer".into())
             .spawn(move || writer.run(queue))
             .map_err(unavailable)?;
-        Ok(Self { db, writes: Some(writes), writer: Some(writer), events, revision })
+        Ok(Self {
+            db,
+            writes: Some(writes),
+            writer: Some(writer),
+            events,
+            revision,
+        })
     }
 
     async fn submit(&self, op: Op) -> Result<(i64, Option<KeyValue>)> {
         let (reply, rx) = oneshot::channel();
-        let writes = self.writes.as_ref().ok_or_else(|| unavailable("store closed"))?;
-        writes.send(Request { op, reply }).map_err(|_| unavailable("store closed"))?;
+        let writes = self
+            .writes
+            .as_ref()
+            .ok_or_else(|| unavailable("store closed"))?;
+        writes
+            .send(Request { op, reply })
+            .map_err(|_| unavailable("store closed"))?;
         rx.await.map_err(|_| unavailable("store writer stopped"))?
     }
 
@@ -87,7 +102,11 @@ impl EmbeddedStorage {
         f: impl FnOnce(&Database) -> Result<T> + Send + 'static,
     ) -> impl std::future::Future<Output = Result<T>> {
         let db = self.db.clone();
-        async move { tokio::task::spawn_blocking(move || f(&db)).await.map_err(unavailable)? }
+        async move {
+            tokio::task::spawn_blocking(move || f(&db))
+                .await
+                .map_err(unavailable)?
+        }
     }
 }
 
@@ -119,7 +138,10 @@ impl Storage for EmbeddedStorage {
     }
 
     async fn update(&self, key: &str, value: Bytes, expected: i64) -> Result<i64> {
-        Ok(self.submit(Op::Update(key.into(), value, expected)).await?.0)
+        Ok(self
+            .submit(Op::Update(key.into(), value, expected))
+            .await?
+            .0)
     }
 
     async fn delete(&self, key: &str, expected: Option<i64>) -> Result<(i64, KeyValue)> {
@@ -127,9 +149,16 @@ impl Storage for EmbeddedStorage {
         Ok((rev, prev.ok_or_else(|| StorageError::NotFound(key.into()))?))
     }
 
-    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize, revision: i64) -> Result<ListResult> {
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        revision: i64,
+    ) -> Result<ListResult> {
         let (prefix, start_after) = (prefix.to_string(), start_after.map(String::from));
-        self.blocking(move |db| list_at(db, &prefix, start_after.as_deref(), limit, revision)).await
+        self.blocking(move |db| list_at(db, &prefix, start_after.as_deref(), limit, revision))
+            .await
     }
 
     async fn current_revision(&self) -> Result<i64> {
@@ -141,7 +170,10 @@ impl Storage for EmbeddedStorage {
         let mut live = self.events.subscribe();
         let (current, compacted) = *self.revision.lock().map_err(unavailable)?;
         if after < compacted {
-            return Err(StorageError::Compacted { requested: after, compacted });
+            return Err(StorageError::Compacted {
+                requested: after,
+                compacted,
+            });
         }
         let (tx, rx) = mpsc::channel(1024);
         let db = self.db.clone();
@@ -170,6 +202,7 @@ impl Storage for EmbeddedStorage {
             loop {
                 match live.recv().await {
                     Ok(batch) => {
+                        let before = sent;
                         for ev in batch.iter() {
                             if ev.kv.mod_revision > sent && ev.kv.key.starts_with(&prefix) {
                                 sent = ev.kv.mod_revision;
@@ -179,6 +212,21 @@ impl Storage for EmbeddedStorage {
                             }
                         }
                         if let Some(last) = batch.last() {
+                            if sent == before && last.kv.mod_revision > sent {
+                                let progress = WatchEvent {
+                                    kind: EventKind::Progress,
+                                    kv: KeyValue {
+                                        key: String::new(),
+                                        value: Bytes::new(),
+                                        create_revision: 0,
+                                        mod_revision: last.kv.mod_revision,
+                                    },
+                                    prev: None,
+                                };
+                                if tx.send(Ok(progress)).await.is_err() {
+                                    return;
+                                }
+                            }
                             sent = sent.max(last.kv.mod_revision);
                         }
                     }
@@ -239,17 +287,20 @@ impl Writer {
     }
 
     fn commit(&self, batch: Vec<Request>) {
-        let mut replies: Vec<(Reply, Result<(i64, Option<KeyValue>)>)> = Vec::with_capacity(batch.len());
+        let mut replies: Vec<(Reply, Result<(i64, Option<KeyValue>)>)> =
+            Vec::with_capacity(batch.len());
         let mut events = Vec::new();
         let outcome = (|| -> std::result::Result<(i64, i64), redb::Error> {
             let mut txn = self.db.begin_write()?;
-            txn.set_durability(Durability::Immediate).map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+            txn.set_durability(Durability::Immediate)
+                .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
             let (mut rev, mut compacted) = *self.revision.lock().expect("revision lock");
             {
                 let mut kv = txn.open_table(KV)?;
                 let mut log = txn.open_table(LOG)?;
                 for Request { op, reply } in batch {
-                    let result = apply(&mut kv, &mut log, &mut rev, &mut compacted, op, &mut events)?;
+                    let result =
+                        apply(&mut kv, &mut log, &mut rev, &mut compacted, op, &mut events)?;
                     replies.push((reply, result));
                 }
                 let mut meta = txn.open_table(META)?;
@@ -287,7 +338,9 @@ fn apply(
     op: Op,
     events: &mut Vec<WatchEvent>,
 ) -> std::result::Result<Result<(i64, Option<KeyValue>)>, redb::Error> {
-    let current = |kv: &redb::Table<&[u8], &[u8]>, key: &str| -> std::result::Result<Option<KeyValue>, redb::Error> {
+    let current = |kv: &redb::Table<&[u8], &[u8]>,
+                   key: &str|
+     -> std::result::Result<Option<KeyValue>, redb::Error> {
         Ok(kv.get(key.as_bytes())?.map(|v| decode_kv(key, v.value())))
     };
     let (key, value, expected, kind) = match op {
@@ -318,22 +371,42 @@ fn apply(
     }
     if let (Some(expected), Some(p)) = (expected, &prev) {
         if p.mod_revision != expected {
-            return Ok(Err(StorageError::Conflict { key, expected, actual: p.mod_revision }));
+            return Ok(Err(StorageError::Conflict {
+                key,
+                expected,
+                actual: p.mod_revision,
+            }));
         }
     }
     *rev += 1;
     let event = match value {
         Some(value) => {
             let create_revision = prev.as_ref().map_or(*rev, |p| p.create_revision);
-            let new = KeyValue { key: key.clone(), value, create_revision, mod_revision: *rev };
+            let new = KeyValue {
+                key: key.clone(),
+                value,
+                create_revision,
+                mod_revision: *rev,
+            };
             kv.insert(key.as_bytes(), encode_kv(&new).as_slice())?;
-            WatchEvent { kind: EventKind::Put, kv: new, prev: prev.clone() }
+            WatchEvent {
+                kind: EventKind::Put,
+                kv: new,
+                prev: prev.clone(),
+            }
         }
         None => {
             kv.remove(key.as_bytes())?;
             let old = prev.clone().expect("checked above");
-            let gone = KeyValue { mod_revision: *rev, ..old };
-            WatchEvent { kind: EventKind::Delete, kv: gone, prev: prev.clone() }
+            let gone = KeyValue {
+                mod_revision: *rev,
+                ..old
+            };
+            WatchEvent {
+                kind: EventKind::Delete,
+                kv: gone,
+                prev: prev.clone(),
+            }
         }
     };
     log.insert(*rev as u64, encode_event(&event).as_slice())?;
@@ -341,7 +414,13 @@ fn apply(
     Ok(Ok((*rev, prev)))
 }
 
-fn list_at(db: &Database, prefix: &str, start_after: Option<&str>, limit: usize, revision: i64) -> Result<ListResult> {
+fn list_at(
+    db: &Database,
+    prefix: &str,
+    start_after: Option<&str>,
+    limit: usize,
+    revision: i64,
+) -> Result<ListResult> {
     let txn = db.begin_read().map_err(unavailable)?;
     let meta = txn.open_table(META).map_err(unavailable)?;
     let get = |k| meta.get(k).ok().flatten().map(|v| v.value()).unwrap_or(0) as i64;
@@ -351,13 +430,23 @@ fn list_at(db: &Database, prefix: &str, start_after: Option<&str>, limit: usize,
         return Err(StorageError::FutureRevision(at));
     }
     if at < compacted {
-        return Err(StorageError::Compacted { requested: at, compacted });
+        return Err(StorageError::Compacted {
+            requested: at,
+            compacted,
+        });
     }
     let end = prefix_end(prefix);
-    let lower: Vec<u8> = start_after.map_or_else(|| prefix.as_bytes().to_vec(), |s| s.as_bytes().to_vec());
-    let lower_bound = if start_after.is_some() { Bound::Excluded(lower.as_slice()) } else { Bound::Included(lower.as_slice()) };
+    let lower: Vec<u8> =
+        start_after.map_or_else(|| prefix.as_bytes().to_vec(), |s| s.as_bytes().to_vec());
+    let lower_bound = if start_after.is_some() {
+        Bound::Excluded(lower.as_slice())
+    } else {
+        Bound::Included(lower.as_slice())
+    };
     let kv = txn.open_table(KV).map_err(unavailable)?;
-    let range = kv.range::<&[u8]>((lower_bound, Bound::Excluded(end.as_slice()))).map_err(unavailable)?;
+    let range = kv
+        .range::<&[u8]>((lower_bound, Bound::Excluded(end.as_slice())))
+        .map_err(unavailable)?;
 
     // State at `at` differs from now only for keys written after `at`: their
     // first later log entry holds the value they had at `at`.
@@ -383,14 +472,22 @@ fn list_at(db: &Database, prefix: &str, start_after: Option<&str>, limit: usize,
     }
     if !past.is_empty() {
         let after = start_after.unwrap_or("");
-        items.extend(past.into_values().flatten().filter(|p| start_after.is_none() || p.key.as_str() > after));
+        items.extend(
+            past.into_values()
+                .flatten()
+                .filter(|p| start_after.is_none() || p.key.as_str() > after),
+        );
         items.sort_by(|a, b| a.key.cmp(&b.key));
     }
     let more = limit > 0 && items.len() > limit;
     if more {
         items.truncate(limit);
     }
-    Ok(ListResult { items, revision: at, more })
+    Ok(ListResult {
+        items,
+        revision: at,
+        more,
+    })
 }
 
 fn read_log(db: &Database, prefix: &str, after: i64, to: i64) -> Result<Vec<WatchEvent>> {
@@ -455,7 +552,11 @@ fn encode_event(ev: &WatchEvent) -> Vec<u8> {
 }
 
 fn decode_event(mut raw: &[u8]) -> WatchEvent {
-    let kind = if raw[0] == 1 { EventKind::Delete } else { EventKind::Put };
+    let kind = if raw[0] == 1 {
+        EventKind::Delete
+    } else {
+        EventKind::Put
+    };
     raw = &raw[1..];
     let key = String::from_utf8_lossy(take_bytes(&mut raw)).into_owned();
     let kv = decode_kv(&key, take_bytes(&mut raw));
@@ -482,7 +583,10 @@ mod tests {
         let path = dir.path().join("state.redb");
         let rev = {
             let store = EmbeddedStorage::open(&path).unwrap();
-            store.create("/registry/a/x", Bytes::from_static(b"1")).await.unwrap()
+            store
+                .create("/registry/a/x", Bytes::from_static(b"1"))
+                .await
+                .unwrap()
         };
         let store = EmbeddedStorage::open(&path).unwrap();
         let got = store.get("/registry/a/x").await.unwrap().unwrap();

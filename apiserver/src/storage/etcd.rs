@@ -3,7 +3,8 @@
 
 use super::*;
 use etcd_client::{
-    Client, Compare, CompareOp, DeleteOptions, EventType, GetOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
+    Client, Compare, CompareOp, DeleteOptions, EventType, GetOptions, Txn, TxnOp, TxnOpResponse,
+    WatchOptions,
 };
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -16,7 +17,10 @@ pub struct EtcdStorage {
 fn map_err(e: etcd_client::Error) -> StorageError {
     let msg = e.to_string();
     if msg.contains("required revision has been compacted") {
-        StorageError::Compacted { requested: 0, compacted: 0 }
+        StorageError::Compacted {
+            requested: 0,
+            compacted: 0,
+        }
     } else if msg.contains("future revision") {
         StorageError::FutureRevision(0)
     } else {
@@ -38,7 +42,10 @@ impl EtcdStorage {
     pub async fn connect(endpoints: &str) -> Result<Self> {
         let endpoints: Vec<&str> = endpoints.split(',').map(str::trim).collect();
         let client = Client::connect(endpoints, None).await.map_err(map_err)?;
-        let store = Self { client, compacted: AtomicI64::new(0) };
+        let store = Self {
+            client,
+            compacted: AtomicI64::new(0),
+        };
         // Fail at start, not at the first request, when etcd is not there.
         store.current_revision().await?;
         Ok(store)
@@ -52,7 +59,11 @@ impl EtcdStorage {
         });
         match current {
             None => StorageError::NotFound(key.into()),
-            Some(kv) => StorageError::Conflict { key: key.into(), expected, actual: kv.mod_revision },
+            Some(kv) => StorageError::Conflict {
+                key: key.into(),
+                expected,
+                actual: kv.mod_revision,
+            },
         }
     }
 }
@@ -75,7 +86,12 @@ impl Storage for EtcdStorage {
     }
 
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        let resp = self.client.kv_client().get(key, None).await.map_err(map_err)?;
+        let resp = self
+            .client
+            .kv_client()
+            .get(key, None)
+            .await
+            .map_err(map_err)?;
         Ok(resp.kvs().first().map(to_kv))
     }
 
@@ -98,7 +114,10 @@ impl Storage for EtcdStorage {
         };
         let txn = Txn::new()
             .when([cmp])
-            .and_then([TxnOp::delete(key, Some(DeleteOptions::new().with_prev_key()))])
+            .and_then([TxnOp::delete(
+                key,
+                Some(DeleteOptions::new().with_prev_key()),
+            )])
             .or_else([TxnOp::get(key, None)]);
         let resp = self.client.kv_client().txn(txn).await.map_err(map_err)?;
         let rev = header_revision(resp.header());
@@ -109,10 +128,17 @@ impl Storage for EtcdStorage {
             TxnOpResponse::Delete(d) => d.prev_kvs().first().map(to_kv),
             _ => None,
         });
-        prev.map(|p| (rev, p)).ok_or_else(|| StorageError::NotFound(key.into()))
+        prev.map(|p| (rev, p))
+            .ok_or_else(|| StorageError::NotFound(key.into()))
     }
 
-    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize, revision: i64) -> Result<ListResult> {
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        revision: i64,
+    ) -> Result<ListResult> {
         let start = match start_after {
             // The smallest key after `start_after`.
             Some(after) => {
@@ -122,23 +148,38 @@ impl Storage for EtcdStorage {
             }
             None => prefix.as_bytes().to_vec(),
         };
-        let mut opts = GetOptions::new().with_range(prefix_end(prefix)).with_revision(revision);
+        let mut opts = GetOptions::new()
+            .with_range(prefix_end(prefix))
+            .with_revision(revision);
         if limit > 0 {
             opts = opts.with_limit(limit as i64);
         }
-        let resp = self.client.kv_client().get(start, Some(opts)).await.map_err(|e| {
-            let err = map_err(e);
-            match err {
-                StorageError::Compacted { .. } => StorageError::Compacted {
-                    requested: revision,
-                    compacted: self.compacted.load(Ordering::Relaxed),
-                },
-                StorageError::FutureRevision(_) => StorageError::FutureRevision(revision),
-                other => other,
-            }
-        })?;
-        let read_at = if revision > 0 { revision } else { header_revision(resp.header()) };
-        Ok(ListResult { items: resp.kvs().iter().map(to_kv).collect(), revision: read_at, more: resp.more() })
+        let resp = self
+            .client
+            .kv_client()
+            .get(start, Some(opts))
+            .await
+            .map_err(|e| {
+                let err = map_err(e);
+                match err {
+                    StorageError::Compacted { .. } => StorageError::Compacted {
+                        requested: revision,
+                        compacted: self.compacted.load(Ordering::Relaxed),
+                    },
+                    StorageError::FutureRevision(_) => StorageError::FutureRevision(revision),
+                    other => other,
+                }
+            })?;
+        let read_at = if revision > 0 {
+            revision
+        } else {
+            header_revision(resp.header())
+        };
+        Ok(ListResult {
+            items: resp.kvs().iter().map(to_kv).collect(),
+            revision: read_at,
+            more: resp.more(),
+        })
     }
 
     async fn current_revision(&self) -> Result<i64> {
@@ -146,7 +187,10 @@ impl Storage for EtcdStorage {
         let resp = self
             .client
             .kv_client()
-            .get("/registry/\0revision-probe", Some(GetOptions::new().with_count_only()))
+            .get(
+                "/registry/\0revision-probe",
+                Some(GetOptions::new().with_count_only()),
+            )
             .await
             .map_err(map_err)?;
         Ok(header_revision(resp.header()))
@@ -161,14 +205,28 @@ impl Storage for EtcdStorage {
         // etcd reports a compacted start revision only later, inside the stream;
         // a read at that revision tells at once, as the caller needs.
         let probe = GetOptions::new().with_revision(after + 1).with_count_only();
-        match self.client.kv_client().get(prefix, Some(probe)).await.map_err(map_err) {
+        match self
+            .client
+            .kv_client()
+            .get(prefix, Some(probe))
+            .await
+            .map_err(map_err)
+        {
             Err(StorageError::Compacted { .. }) => {
-                return Err(StorageError::Compacted { requested: after, compacted: self.compacted.load(Ordering::Relaxed) })
+                return Err(StorageError::Compacted {
+                    requested: after,
+                    compacted: self.compacted.load(Ordering::Relaxed),
+                })
             }
             Err(StorageError::Unavailable(e)) => return Err(StorageError::Unavailable(e)),
             _ => {}
         }
-        let mut stream = self.client.watch_client().watch(prefix, Some(opts)).await.map_err(map_err)?;
+        let mut stream = self
+            .client
+            .watch_client()
+            .watch(prefix, Some(opts))
+            .await
+            .map_err(map_err)?;
         let (tx, rx) = mpsc::channel(1024);
         tokio::spawn(async move {
             loop {
@@ -182,23 +240,60 @@ impl Storage for EtcdStorage {
                 };
                 if msg.canceled() {
                     let err = if msg.compact_revision() > 0 {
-                        StorageError::Compacted { requested: after, compacted: msg.compact_revision() }
+                        StorageError::Compacted {
+                            requested: after,
+                            compacted: msg.compact_revision(),
+                        }
                     } else {
-                        StorageError::Unavailable(format!("watch canceled: {}", msg.cancel_reason()))
+                        StorageError::Unavailable(format!(
+                            "watch canceled: {}",
+                            msg.cancel_reason()
+                        ))
                     };
                     let _ = tx.send(Err(err)).await;
                     return;
+                }
+                if msg.events().is_empty() {
+                    let rev = header_revision(msg.header());
+                    if rev > 0 {
+                        let kv = KeyValue {
+                            key: String::new(),
+                            value: Bytes::new(),
+                            create_revision: 0,
+                            mod_revision: rev,
+                        };
+                        if tx
+                            .send(Ok(WatchEvent {
+                                kind: EventKind::Progress,
+                                kv,
+                                prev: None,
+                            }))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    continue;
                 }
                 for ev in msg.events() {
                     let Some(kv) = ev.kv() else { continue };
                     let prev = ev.prev_kv().map(to_kv);
                     let event = match ev.event_type() {
-                        EventType::Put => WatchEvent { kind: EventKind::Put, kv: to_kv(kv), prev },
+                        EventType::Put => WatchEvent {
+                            kind: EventKind::Put,
+                            kv: to_kv(kv),
+                            prev,
+                        },
                         EventType::Delete => {
                             // etcd's delete event carries only the key; the value is the previous one.
                             let mut gone = prev.clone().unwrap_or_else(|| to_kv(kv));
                             gone.mod_revision = kv.mod_revision();
-                            WatchEvent { kind: EventKind::Delete, kv: gone, prev }
+                            WatchEvent {
+                                kind: EventKind::Delete,
+                                kv: gone,
+                                prev,
+                            }
                         }
                     };
                     if tx.send(Ok(event)).await.is_err() {
@@ -238,7 +333,9 @@ mod tests {
             eprintln!("SKIFF_TEST_ETCD not set: etcd conformance skipped");
             return;
         };
-        let store = EtcdStorage::connect(&endpoint).await.expect("connect to etcd");
+        let store = EtcdStorage::connect(&endpoint)
+            .await
+            .expect("connect to etcd");
         crate::storage::conformance::run_all(&store).await;
     }
 }

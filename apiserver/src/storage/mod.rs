@@ -3,10 +3,10 @@
 //! lists at a revision with paging, watches from a revision, and compaction.
 //! Two backends pass one conformance suite: `embedded` (redb) and `etcd`.
 
-pub mod embedded;
-pub mod etcd;
 #[cfg(test)]
 pub mod conformance;
+pub mod embedded;
+pub mod etcd;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -25,6 +25,9 @@ pub struct KeyValue {
 pub enum EventKind {
     Put,
     Delete,
+    /// Nothing under the prefix changed up to `kv.mod_revision`: lets caches
+    /// know they are current without an event of their own.
+    Progress,
 }
 
 /// A committed change. For a delete, `kv` holds the deleted value and
@@ -53,7 +56,11 @@ pub enum StorageError {
     #[error("key {0} not found")]
     NotFound(String),
     #[error("revision conflict on {key}: expected {expected}, found {actual}")]
-    Conflict { key: String, expected: i64, actual: i64 },
+    Conflict {
+        key: String,
+        expected: i64,
+        actual: i64,
+    },
     #[error("required revision {requested} has been compacted (oldest available {compacted})")]
     Compacted { requested: i64, compacted: i64 },
     #[error("revision {0} is in the future")]
@@ -84,7 +91,13 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Keys under `prefix` greater than `start_after` (if given), in key order, at
     /// `revision` (0 = current), at most `limit` (0 = all).
-    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize, revision: i64) -> Result<ListResult>;
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        revision: i64,
+    ) -> Result<ListResult>;
 
     /// The newest committed revision.
     async fn current_revision(&self) -> Result<i64>;

@@ -1,0 +1,64 @@
+//! Authentication: client certificates signed by the cluster CA (CN = user,
+//! O = groups) or a bearer token; anything else is 401. Authorization is
+//! "authenticated = allowed" until RBAC lands.
+
+use http::HeaderMap;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub groups: Vec<String>,
+}
+
+pub struct Authenticator {
+    /// Bearer tokens accepted for the admin (the server's `--token`).
+    admin_tokens: Vec<String>,
+}
+
+impl Authenticator {
+    pub fn new(admin_tokens: Vec<String>) -> Self {
+        Self {
+            admin_tokens: admin_tokens.into_iter().filter(|t| !t.is_empty()).collect(),
+        }
+    }
+
+    pub fn authenticate(&self, cert_user: Option<&User>, headers: &HeaderMap) -> Option<User> {
+        if let Some(u) = cert_user {
+            return Some(u.clone());
+        }
+        let token = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))?
+            .trim();
+        self.admin_tokens
+            .iter()
+            .any(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
+            .then(|| User {
+                name: "system:admin".into(),
+                groups: vec!["system:masters".into(), "system:authenticated".into()],
+            })
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The user a verified client certificate names.
+pub fn user_from_cert(der: &[u8]) -> Option<User> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let subject = cert.subject();
+    let name = subject
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
+    let mut groups: Vec<String> = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(String::from))
+        .collect();
+    groups.push("system:authenticated".into());
+    Some(User { name, groups })
+}

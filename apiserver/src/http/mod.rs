@@ -1,0 +1,177 @@
+//! The HTTP surface: authentication, then routing to discovery, OpenAPI,
+//! health and metrics endpoints, or the resource verbs.
+
+pub mod output;
+pub mod patch;
+pub mod request;
+pub mod resources;
+pub mod watch;
+
+use crate::auth::{Authenticator, User};
+use crate::error::ApiError;
+use crate::registry::Registry;
+use crate::{discovery, metrics::Metrics, openapi, version};
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub struct AppState {
+    pub registry: Arc<Registry>,
+    pub metrics: Metrics,
+    pub auth: Authenticator,
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Serves one request; the connection's client certificate identity (if any)
+/// comes in as an extension set by the listener.
+pub async fn serve(state: Arc<AppState>, req: Request<hyper::body::Incoming>) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let user = state
+        .auth
+        .authenticate(req.extensions().get::<User>(), req.headers());
+    let (verb, resource, resp) = match user {
+        None => ("", String::new(), ApiError::unauthorized().into_response()),
+        Some(_user) => route(&state, req).await,
+    };
+    let code = resp.status().as_u16();
+    if !resource.is_empty() {
+        state
+            .metrics
+            .observe(verb, &resource, code, started.elapsed());
+    }
+    tracing::debug!(%method, %path, code, took_ms = started.elapsed().as_millis() as u64, "request");
+    resp
+}
+
+fn json_ok(v: &serde_json::Value) -> Response {
+    output::value_response(StatusCode::OK, v)
+}
+
+async fn route(
+    state: &Arc<AppState>,
+    req: Request<hyper::body::Incoming>,
+) -> (&'static str, String, Response) {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let accept = header(&parts.headers, "accept").map(String::from);
+    let segs: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let simple = |r: Response| ("", String::new(), r);
+    match (parts.method.clone(), segs.as_slice()) {
+        (Method::GET, ["version"]) => simple(json_ok(&version::info())),
+        (Method::GET, ["healthz" | "livez" | "readyz", ..]) => {
+            simple((StatusCode::OK, "ok").into_response())
+        }
+        (Method::GET, ["metrics"]) => simple(
+            (
+                [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                state.metrics.render(),
+            )
+                .into_response(),
+        ),
+        (Method::GET, ["api"]) => simple(match discovery::wants_aggregated(accept.as_deref()) {
+            Some(ct) => aggregated(true, ct),
+            None => json_ok(&discovery::legacy_api_versions()),
+        }),
+        (Method::GET, ["apis"]) => simple(match discovery::wants_aggregated(accept.as_deref()) {
+            Some(ct) => aggregated(false, ct),
+            None => json_ok(&discovery::group_list()),
+        }),
+        (Method::GET, ["api", v]) => simple(discovery::resource_list("", v).map_or_else(
+            || ApiError::not_found_path().into_response(),
+            |d| json_ok(&d),
+        )),
+        (Method::GET, ["apis", g]) => simple(discovery::group(g).map_or_else(
+            || ApiError::not_found_path().into_response(),
+            |d| json_ok(&d),
+        )),
+        (Method::GET, ["apis", g, v]) => simple(discovery::resource_list(g, v).map_or_else(
+            || ApiError::not_found_path().into_response(),
+            |d| json_ok(&d),
+        )),
+        (Method::GET, ["openapi", "v3"]) => simple(json_ok(&openapi::root())),
+        (Method::GET, ["openapi", "v3", "api", v]) => simple(openapi_doc("", v)),
+        (Method::GET, ["openapi", "v3", "apis", g, v]) => simple(openapi_doc(g, v)),
+        (_, ["api" | "apis", ..]) => {
+            let body = match body.collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(_) => return simple(ApiError::too_large().into_response()),
+            };
+            let query = match request::Query::parse(parts.uri.query()) {
+                Ok(q) => q,
+                Err(e) => return simple(e.into_response()),
+            };
+            let verb = verb_of(&parts.method, &segs, &query);
+            let resource = request::parse_path(&path)
+                .map(|t| t.res.plural.to_string())
+                .unwrap_or_default();
+            let call = resources::Call {
+                method: &parts.method,
+                path: &path,
+                query,
+                content_type: request::media_type(header(&parts.headers, "content-type")),
+                accept,
+                body,
+            };
+            let resp = resources::handle(state.registry.clone(), call)
+                .await
+                .unwrap_or_else(IntoResponse::into_response);
+            (verb, resource, resp)
+        }
+        _ => simple(ApiError::not_found_path().into_response()),
+    }
+}
+
+fn verb_of(method: &Method, segs: &[&str], q: &request::Query) -> &'static str {
+    match *method {
+        Method::GET if q.flag("watch") => "WATCH",
+        Method::GET if segs.len() % 2 == 1 => "LIST",
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        _ => "OTHER",
+    }
+}
+
+fn aggregated(legacy: bool, content_type: &'static str) -> Response {
+    let api_version = if content_type.contains("v2beta1") {
+        "apidiscovery.k8s.io/v2beta1"
+    } else {
+        "apidiscovery.k8s.io/v2"
+    };
+    let body = serde_json::to_vec(&discovery::aggregated(legacy, api_version)).unwrap_or_default();
+    (
+        StatusCode::OK,
+        [(http::header::CONTENT_TYPE, content_type)],
+        body,
+    )
+        .into_response()
+}
+
+fn openapi_doc(group: &str, version: &str) -> Response {
+    match openapi::document(group, version) {
+        Some(doc) => (
+            StatusCode::OK,
+            [
+                (http::header::CONTENT_TYPE, "application/json"),
+                (http::header::CACHE_CONTROL, "public, immutable"),
+            ],
+            Body::from(doc),
+        )
+            .into_response(),
+        None => ApiError::not_found_path().into_response(),
+    }
+}

@@ -1,0 +1,174 @@
+//! Response bodies: single objects, `<Kind>List`s and meta.k8s.io/v1 Tables,
+//! chosen by the request's Accept header.
+
+use crate::registry::ListResult;
+use crate::tables;
+use axum::response::{IntoResponse, Response};
+use bytes::{BufMut, Bytes, BytesMut};
+use http::StatusCode;
+use serde_json::{json, Value};
+use skiff_machinery::catalog::Resource;
+
+/// What the client asked to get back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    /// A Table; the flag says whether rows carry the full object (`includeObject=Object`).
+    Table(IncludeObject),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncludeObject {
+    None,
+    Metadata,
+    Object,
+}
+
+pub fn negotiate(accept: Option<&str>, include: Option<&str>) -> Format {
+    let wants_table = accept.is_some_and(|a| {
+        a.split(',')
+            .next()
+            .is_some_and(|first| first.contains("as=Table") && first.contains("g=meta.k8s.io"))
+    });
+    if !wants_table {
+        return Format::Json;
+    }
+    Format::Table(match include {
+        Some("None") => IncludeObject::None,
+        Some("Object") => IncludeObject::Object,
+        _ => IncludeObject::Metadata,
+    })
+}
+
+pub fn json_response(code: StatusCode, body: Vec<u8>) -> Response {
+    (
+        code,
+        [(http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+pub fn value_response(code: StatusCode, v: &Value) -> Response {
+    json_response(code, serde_json::to_vec(v).unwrap_or_default())
+}
+
+fn partial_metadata(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata").cloned().unwrap_or(json!({}))})
+}
+
+fn row(res: &Resource, obj: &Value, include: IncludeObject, now: jiff::Timestamp) -> Value {
+    let cells = if tables::columns(res.plural).is_some() {
+        tables::cells(res.plural, obj, now)
+    } else {
+        let age = obj
+            .pointer("/metadata/creationTimestamp")
+            .and_then(Value::as_str)
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .map(|t| tables::human_duration(now.duration_since(t).unsigned_abs()))
+            .unwrap_or_else(|| "<unknown>".into());
+        vec![json!(crate::meta::name(obj)), json!(age)]
+    };
+    let mut r = json!({"cells": cells});
+    match include {
+        IncludeObject::None => {}
+        IncludeObject::Metadata => r["object"] = partial_metadata(obj),
+        IncludeObject::Object => r["object"] = obj.clone(),
+    }
+    r
+}
+
+pub fn column_definitions(res: &Resource) -> Value {
+    tables::column_definitions_json(
+        tables::columns(res.plural).unwrap_or(tables::default_columns()),
+    )
+}
+
+/// A Table of some objects.
+pub fn table(
+    res: &Resource,
+    objs: &[&Value],
+    rv: &str,
+    cont: Option<&str>,
+    include: IncludeObject,
+    with_columns: bool,
+) -> Value {
+    let now = jiff::Timestamp::now();
+    let rows: Vec<Value> = objs.iter().map(|o| row(res, o, include, now)).collect();
+    let mut md = json!({"resourceVersion": rv});
+    if let Some(c) = cont {
+        md["continue"] = json!(c);
+    }
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": md,
+        "columnDefinitions": if with_columns { column_definitions(res) } else { json!([]) },
+        "rows": rows,
+    })
+}
+
+/// A list response, written from pre-serialized items without re-encoding them.
+pub fn list_response(
+    res: &Resource,
+    api_version: &str,
+    list: &ListResult,
+    format: Format,
+) -> Response {
+    let rv = list.revision.to_string();
+    if let Format::Table(include) = format {
+        let objs: Vec<&Value> = list.items.iter().map(|e| &e.object).collect();
+        let t = table(
+            res,
+            &objs,
+            &rv,
+            list.continue_token.as_deref(),
+            include,
+            true,
+        );
+        return value_response(StatusCode::OK, &t);
+    }
+    let total: usize = list.items.iter().map(|e| e.json.len() + 1).sum();
+    let mut out = BytesMut::with_capacity(total + 256);
+    let mut md = json!({"resourceVersion": rv});
+    if let Some(c) = &list.continue_token {
+        md["continue"] = json!(c);
+    }
+    if let Some(r) = list.remaining {
+        md["remainingItemCount"] = json!(r);
+    }
+    out.put_slice(
+        format!(
+            "{{\"kind\":\"{}\",\"apiVersion\":\"{}\",\"metadata\":{},\"items\":[",
+            res.list_kind(),
+            api_version,
+            md
+        )
+        .as_bytes(),
+    );
+    for (i, e) in list.items.iter().enumerate() {
+        if i > 0 {
+            out.put_u8(b',');
+        }
+        out.put_slice(&e.json);
+    }
+    out.put_slice(b"]}");
+    json_response(StatusCode::OK, out.freeze().to_vec())
+}
+
+/// One object, as JSON or as a one-row Table.
+pub fn object_response(res: &Resource, code: StatusCode, obj: &Value, format: Format) -> Response {
+    match format {
+        Format::Table(include) if obj.get("kind").and_then(Value::as_str) == Some(res.kind) => {
+            let rv = crate::meta::resource_version(obj).unwrap_or("").to_string();
+            value_response(code, &table(res, &[obj], &rv, None, include, true))
+        }
+        _ => value_response(code, obj),
+    }
+}
+
+pub fn bytes_line(v: &Value) -> Bytes {
+    let mut b = serde_json::to_vec(v).unwrap_or_default();
+    b.push(b'\n');
+    Bytes::from(b)
+}

@@ -1,0 +1,257 @@
+//! The resource verbs: get, list, watch, create, update, patch, delete and
+//! deletecollection on `/api` and `/apis` paths, and their subresources.
+
+use super::output::{self, Format};
+use super::request::{self, Query, Target};
+use super::watch;
+use crate::error::ApiError;
+use crate::meta;
+use crate::registry::{subresources, DeleteOptions, ListOptions, Part, Registry, WriteOptions};
+use axum::response::Response;
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use serde_json::{json, Value};
+use skiff_machinery::catalog::Subresource;
+use skiff_machinery::{fields, labels};
+use std::sync::Arc;
+
+pub struct Call<'a> {
+    pub method: &'a Method,
+    pub path: &'a str,
+    pub query: Query,
+    pub content_type: String,
+    pub accept: Option<String>,
+    pub body: Bytes,
+}
+
+pub async fn handle(reg: Arc<Registry>, call: Call<'_>) -> Result<Response, ApiError> {
+    let target = request::parse_path(call.path)?;
+    let format = output::negotiate(call.accept.as_deref(), call.query.get("includeObject"));
+    let ns = target.namespace.as_deref();
+    let res = target.res;
+    match (call.method, &target.name, target.sub) {
+        (&Method::GET, None, None) if call.query.flag("watch") => watch::serve(reg, &target, &call.query, format).await,
+        (&Method::GET, None, None) => {
+            let opts = list_options(&target, &call.query)?;
+            let list = reg.list(res, ns, &opts).await?;
+            Ok(output::list_response(res, &res.api_version(), &list, format))
+        }
+        (&Method::GET, Some(name), None) => {
+            let obj = reg.get(res, ns, name).await?;
+            Ok(output::object_response(res, StatusCode::OK, &obj, format))
+        }
+        (&Method::POST, None, None) => {
+            let obj = request::decode_body(&call.content_type, &call.body)?;
+            let created = reg.create(res, ns, obj, &write_options(&call.query)?).await?;
+            Ok(output::object_response(res, StatusCode::CREATED, &created, format))
+        }
+        (&Method::PUT, Some(name), sub @ (None | Some(Subresource::Status))) => {
+            let body = request::decode_body(&call.content_type, &call.body)?;
+            let part = if sub.is_some() { Part::Status } else { Part::Main };
+            let updated = reg
+                .update_with(res, ns, name, part, &write_options(&call.query)?, "Update", |_| Ok(body.clone()))
+                .await?;
+            Ok(output::object_response(res, StatusCode::OK, &updated, format))
+        }
+        (&Method::PATCH, Some(name), sub @ (None | Some(Subresource::Status))) => {
+            let part = if sub.is_some() { Part::Status } else { Part::Main };
+            super::patch::patch(&reg, &target, name, part, &call, format).await
+        }
+        (&Method::DELETE, Some(name), None) => {
+            let opts = delete_options(&call.query, &call.body)?;
+            let obj = reg.delete(res, ns, name, &opts).await?;
+            Ok(output::object_response(res, StatusCode::OK, &obj, Format::Json))
+        }
+        (&Method::DELETE, None, None) => delete_collection(&reg, &target, &call).await,
+        (&Method::GET, Some(name), Some(Subresource::Status)) => {
+            let obj = reg.get(res, ns, name).await?;
+            Ok(output::object_response(res, StatusCode::OK, &obj, format))
+        }
+        (&Method::GET, Some(name), Some(Subresource::Scale)) => {
+            let obj = reg.get(res, ns, name).await?;
+            Ok(output::value_response(StatusCode::OK, &subresources::to_scale(res, &obj)))
+        }
+        (&Method::PUT, Some(name), Some(Subresource::Scale)) => {
+            let body = request::decode_body(&call.content_type, &call.body)?;
+            let scale = subresources::update_scale(&reg, res, ns, name, &write_options(&call.query)?, |_| Ok(body.clone())).await?;
+            Ok(output::value_response(StatusCode::OK, &scale))
+        }
+        (&Method::PATCH, Some(name), Some(Subresource::Scale)) => {
+            let patch_body = call.body.clone();
+            let ct = call.content_type.clone();
+            let scale = subresources::update_scale(&reg, res, ns, name, &write_options(&call.query)?, |cur| {
+                super::patch::apply_patch("Scale", &ct, cur, &patch_body)
+            })
+            .await?;
+            Ok(output::value_response(StatusCode::OK, &scale))
+        }
+        (&Method::POST, Some(name), Some(Subresource::Binding)) => {
+            let body = request::decode_body(&call.content_type, &call.body)?;
+            let status = subresources::bind(&reg, res, ns, name, &body, &write_options(&call.query)?).await?;
+            Ok(output::value_response(StatusCode::CREATED, &status))
+        }
+        (&Method::POST, Some(name), Some(Subresource::Eviction)) => {
+            let body = request::decode_body(&call.content_type, &call.body)?;
+            let status = subresources::evict(&reg, res, ns, name, &body).await?;
+            Ok(output::value_response(StatusCode::CREATED, &status))
+        }
+        (&Method::PUT, Some(name), Some(Subresource::Finalize)) => {
+            let body = request::decode_body(&call.content_type, &call.body)?;
+            let finalizers = body.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+            let updated = reg
+                .update_with(res, ns, name, Part::Main, &write_options(&call.query)?, "Update", |cur| {
+                    let mut next = cur.clone();
+                    next["spec"]["finalizers"] = finalizers.clone();
+                    Ok(next)
+                })
+                .await?;
+            Ok(output::value_response(StatusCode::OK, &updated))
+        }
+        (_, _, Some(sub)) if res.has(sub) => Err(ApiError::new(
+            503,
+            "ServiceUnavailable",
+            format!("the {} subresource is served by the node agent, which is not available for this object", sub.name()),
+        )),
+        _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+pub fn list_options(target: &Target, q: &Query) -> Result<ListOptions, ApiError> {
+    let labels = labels::Selector::parse(q.get("labelSelector").unwrap_or(""))
+        .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {}", e.0)))?;
+    let fields = fields::Selector::parse(q.get("fieldSelector").unwrap_or(""))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    fields
+        .validate_for(target.res.group, target.res.plural)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let limit = match q.get("limit") {
+        None | Some("") => 0,
+        Some(l) => l
+            .parse::<i64>()
+            .map_err(|_| ApiError::bad_request(format!("invalid limit: {l}")))?
+            .max(0) as usize,
+    };
+    let rv_match = q
+        .get("resourceVersionMatch")
+        .filter(|s| !s.is_empty())
+        .map(String::from);
+    if let Some(m) = &rv_match {
+        if !matches!(m.as_str(), "Exact" | "NotOlderThan") {
+            return Err(ApiError::bad_request(format!("resourceVersionMatch: Unsupported value: {m:?}: supported values: \"Exact\", \"NotOlderThan\"")));
+        }
+        if q.get("resourceVersion").is_none_or(str::is_empty) {
+            return Err(ApiError::bad_request(
+                "resourceVersionMatch is forbidden unless resourceVersion is provided",
+            ));
+        }
+    }
+    Ok(ListOptions {
+        labels,
+        fields,
+        limit,
+        continue_token: q
+            .get("continue")
+            .filter(|s| !s.is_empty())
+            .map(String::from),
+        resource_version: q.get("resourceVersion").map(String::from),
+        resource_version_match: rv_match,
+    })
+}
+
+pub fn write_options(q: &Query) -> Result<WriteOptions, ApiError> {
+    if let Some(fv) = q.get("fieldValidation") {
+        if !matches!(fv, "" | "Ignore" | "Warn" | "Strict") {
+            return Err(ApiError::bad_request(format!("fieldValidation: Unsupported value: {fv:?}: supported values: \"Ignore\", \"Strict\", \"Warn\"")));
+        }
+    }
+    Ok(WriteOptions {
+        dry_run: q.dry_run()?,
+        field_manager: q.get("fieldManager").map(String::from),
+    })
+}
+
+/// DeleteOptions from the body (kubectl sends JSON) and the query.
+pub fn delete_options(q: &Query, body: &Bytes) -> Result<DeleteOptions, ApiError> {
+    let b: Value = if body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?
+    };
+    let grace = b
+        .get("gracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .or_else(|| q.get("gracePeriodSeconds").and_then(|s| s.parse().ok()));
+    let mut policy = b
+        .get("propagationPolicy")
+        .and_then(Value::as_str)
+        .map(String::from)
+        .or_else(|| q.get("propagationPolicy").map(String::from));
+    if policy.is_none() {
+        match b
+            .get("orphanDependents")
+            .and_then(Value::as_bool)
+            .or_else(|| q.get("orphanDependents").map(|s| s == "true"))
+        {
+            Some(true) => policy = Some("Orphan".into()),
+            Some(false) => policy = Some("Background".into()),
+            None => {}
+        }
+    }
+    let dry_run = q.dry_run()?
+        || b.get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|x| x == "All"));
+    Ok(DeleteOptions {
+        grace_period_seconds: grace,
+        propagation_policy: policy,
+        precondition_uid: b
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(String::from),
+        precondition_resource_version: b
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(String::from),
+        dry_run,
+    })
+}
+
+async fn delete_collection(
+    reg: &Registry,
+    target: &Target,
+    call: &Call<'_>,
+) -> Result<Response, ApiError> {
+    let opts = list_options(target, &call.query)?;
+    let del = delete_options(&call.query, &call.body)?;
+    let list = reg
+        .list(
+            target.res,
+            target.namespace.as_deref(),
+            &ListOptions {
+                limit: 0,
+                continue_token: None,
+                ..opts
+            },
+        )
+        .await?;
+    let mut deleted = Vec::new();
+    for e in &list.items {
+        let ns = meta::namespace(&e.object).map(String::from);
+        match reg
+            .delete(target.res, ns.as_deref(), meta::name(&e.object), &del)
+            .await
+        {
+            Ok(obj) => deleted.push(obj),
+            Err(err) if err.code == 404 => {}
+            Err(err) => return Err(err),
+        }
+    }
+    let body = json!({
+        "kind": target.res.list_kind(),
+        "apiVersion": target.res.api_version(),
+        "metadata": {"resourceVersion": list.revision.to_string()},
+        "items": deleted,
+    });
+    Ok(output::value_response(StatusCode::OK, &body))
+}

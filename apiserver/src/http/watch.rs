@@ -1,0 +1,222 @@
+//! Watch streams: newline-delimited `{"type","object"}` events from the watch
+//! cache, filtered by selectors (an object leaving the selection is DELETED,
+//! one entering it ADDED), with bookmarks, `sendInitialEvents`, and the
+//! upstream 410 `Expired` error event for a too-old resourceVersion.
+
+use super::output::{self, Format};
+use super::request::{Query, Target};
+use super::resources::list_options;
+use crate::error::ApiError;
+use crate::registry::{ListOptions, Registry};
+use crate::watchcache::{CacheEvent, Entry, EventType};
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use bytes::{BufMut, Bytes, BytesMut};
+use serde_json::json;
+use skiff_machinery::catalog::Resource;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+
+const BOOKMARK_EVERY: Duration = Duration::from_secs(60);
+
+struct Filter {
+    res: &'static Resource,
+    prefix: String,
+    opts: ListOptions,
+    format: Format,
+    sent_columns: bool,
+}
+
+impl Filter {
+    fn matches(&self, e: &Entry) -> bool {
+        e.key.starts_with(&self.prefix)
+            && self.opts.labels.matches_object(&e.object)
+            && self.opts.fields.matches(&e.object)
+    }
+
+    /// The event a client of this selection sees, if any.
+    fn translate(&mut self, ev: &CacheEvent) -> Option<Bytes> {
+        let now = self.matches(&ev.entry);
+        let before = ev.prev.as_ref().is_some_and(|p| self.matches(p));
+        let kind = match (ev.kind, before, now) {
+            (EventType::Deleted, true, _) => EventType::Deleted,
+            (EventType::Deleted, false, _) => return None,
+            (_, false, true) => EventType::Added,
+            (_, true, true) => EventType::Modified,
+            (_, true, false) => EventType::Deleted,
+            (_, false, false) => return None,
+        };
+        Some(self.encode(kind.as_str(), &ev.entry))
+    }
+
+    fn encode(&mut self, kind: &str, entry: &Entry) -> Bytes {
+        match self.format {
+            Format::Json => {
+                let mut b = BytesMut::with_capacity(entry.json.len() + 32);
+                b.put_slice(b"{\"type\":\"");
+                b.put_slice(kind.as_bytes());
+                b.put_slice(b"\",\"object\":");
+                b.put_slice(&entry.json);
+                b.put_slice(b"}\n");
+                b.freeze()
+            }
+            Format::Table(include) => {
+                let rv = entry.mod_revision.to_string();
+                let t = output::table(
+                    self.res,
+                    &[&entry.object],
+                    &rv,
+                    None,
+                    include,
+                    !self.sent_columns,
+                );
+                self.sent_columns = true;
+                output::bytes_line(&json!({"type": kind, "object": t}))
+            }
+        }
+    }
+
+    fn bookmark(&self, rev: i64, initial_end: bool) -> Bytes {
+        let mut md = json!({"resourceVersion": rev.to_string()});
+        if initial_end {
+            md["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        let obj =
+            json!({"kind": self.res.kind, "apiVersion": self.res.api_version(), "metadata": md});
+        output::bytes_line(&json!({"type": "BOOKMARK", "object": obj}))
+    }
+}
+
+pub async fn serve(
+    reg: Arc<Registry>,
+    target: &Target,
+    q: &Query,
+    format: Format,
+) -> Result<Response, ApiError> {
+    let opts = list_options(target, q)?;
+    let res = target.res;
+    let prefix = match &target.namespace {
+        Some(ns) if res.namespaced => format!("{}{}/", res.key_prefix(), ns),
+        _ => res.key_prefix(),
+    };
+    let send_initial = q.flag("sendInitialEvents");
+    let bookmarks = q.flag("allowWatchBookmarks");
+    let rv = q.get("resourceVersion").filter(|s| !s.is_empty());
+    let after: i64 = match rv {
+        Some(r) => r
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("invalid resource version: {r:?}")))?,
+        None => 0,
+    };
+    if send_initial && !bookmarks {
+        return Err(ApiError::new(
+            422,
+            "Invalid",
+            "sendInitialEvents requires allowWatchBookmarks=true",
+        ));
+    }
+    let timeout = q
+        .get("timeoutSeconds")
+        .and_then(|s| s.parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or_else(|| Duration::from_secs(1800 + rand::random::<u64>() % 1800));
+    let cache = reg.cache(res).clone();
+    // Without a version (or with sendInitialEvents) the client first gets the current state.
+    let start_from_state = after == 0 || send_initial;
+    if !start_from_state && !cache.wait_for(after, Duration::from_secs(3)).await {
+        return Err(ApiError::timeout(format!(
+            "Too large resource version: {after}, current: {}",
+            cache.revision()
+        )));
+    }
+    let mut filter = Filter {
+        res,
+        prefix: prefix.clone(),
+        opts,
+        format,
+        sent_columns: false,
+    };
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::convert::Infallible>>(256);
+    let sub = if start_from_state {
+        cache.subscribe(0, &prefix)
+    } else {
+        cache.subscribe(after, &prefix)
+    };
+    let sub = match sub {
+        Ok(s) => s,
+        Err(floor) => {
+            // Upstream answers 200 and a single ERROR event carrying the 410.
+            let status = ApiError::gone(format!("too old resource version: {after} ({floor})"))
+                .status_json();
+            let line = output::bytes_line(&json!({"type": "ERROR", "object": status}));
+            return Ok(stream_response(Body::from(line)));
+        }
+    };
+    tokio::spawn(async move {
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut last_rev = sub.revision;
+        for ev in &sub.backlog {
+            if let Some(b) = filter.translate(ev) {
+                if tx.send(Ok(b)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        if send_initial {
+            if tx.send(Ok(filter.bookmark(last_rev, true))).await.is_err() {
+                return;
+            }
+        }
+        let backlog_end = sub
+            .backlog
+            .iter()
+            .map(|e| e.revision)
+            .max()
+            .unwrap_or(0)
+            .max(if start_from_state {
+                sub.revision
+            } else {
+                after
+            });
+        let mut live = sub.live;
+        let mut ticker = tokio::time::interval(BOOKMARK_EVERY);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                _ = &mut deadline => return,
+                _ = tx.closed() => return,
+                _ = ticker.tick(), if bookmarks => {
+                    if tx.send(Ok(filter.bookmark(last_rev, false))).await.is_err() { return; }
+                }
+                msg = live.recv() => match msg {
+                    Ok(ev) => {
+                        if ev.revision <= backlog_end { continue; }
+                        last_rev = ev.revision;
+                        if let Some(b) = filter.translate(&ev) {
+                            if tx.send(Ok(b)).await.is_err() { return; }
+                        }
+                    }
+                    // Too slow to keep up: end the watch; the client re-lists, as upstream's cacher forces.
+                    Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        }
+    });
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    Ok(stream_response(Body::from_stream(stream)))
+}
+
+fn stream_response(body: Body) -> Response {
+    let mut resp = (http::StatusCode::OK, body).into_response();
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-cache, private"),
+    );
+    resp
+}

@@ -1,0 +1,664 @@
+//! The generic registry: one store for every kind, as upstream's
+//! `registry/generic/registry/store.go`. It owns the metadata rules (names,
+//! uid, generation, resourceVersion preconditions, finalizers, graceful
+//! deletion) and calls a kind's strategy (`strategy`) for defaults,
+//! validation and the spec/status split.
+
+pub mod ipalloc;
+pub mod strategy;
+pub mod subresources;
+pub mod validation;
+
+use crate::error::{ApiError, Cause};
+use crate::meta;
+use crate::storage::{Storage, StorageError};
+use crate::watchcache::{Entry, WatchCache};
+use bytes::Bytes;
+use serde_json::{json, Value};
+use skiff_machinery::catalog::{self, Resource, Subresource};
+use skiff_machinery::{fields, labels};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Registry {
+    pub storage: Arc<dyn Storage>,
+    caches: HashMap<String, Arc<WatchCache>>,
+    pub services: ipalloc::ServiceAllocator,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ListOptions {
+    pub labels: labels::Selector,
+    pub fields: fields::Selector,
+    pub limit: usize,
+    pub continue_token: Option<String>,
+    pub resource_version: Option<String>,
+    pub resource_version_match: Option<String>,
+}
+
+pub struct ListResult {
+    pub items: Vec<Arc<Entry>>,
+    pub revision: i64,
+    pub continue_token: Option<String>,
+    pub remaining: Option<i64>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct WriteOptions {
+    pub dry_run: bool,
+    pub field_manager: Option<String>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct DeleteOptions {
+    pub grace_period_seconds: Option<i64>,
+    pub propagation_policy: Option<String>,
+    pub precondition_uid: Option<String>,
+    pub precondition_resource_version: Option<String>,
+    pub dry_run: bool,
+}
+
+/// How an update came in: which part of the object it may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Main,
+    Status,
+}
+
+/// Stored form: the object without its resourceVersion (the store's revision is it).
+fn encode(obj: &Value) -> Bytes {
+    let mut stored = obj.clone();
+    if let Some(m) = stored.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+    }
+    Bytes::from(serde_json::to_vec(&stored).unwrap_or_default())
+}
+
+fn decode(kv: &crate::storage::KeyValue) -> Result<Value, ApiError> {
+    Entry::from_kv(kv)
+        .map(|e| e.object)
+        .ok_or_else(|| ApiError::internal(format!("undecodable object at {}", kv.key)))
+}
+
+/// The continue token, as upstream encodes it: base64 of `{"v","rv","start"}`.
+fn encode_continue(rev: i64, start_after: &str) -> String {
+    use base64::Engine;
+    let token = json!({"v": "meta.k8s.io/v1", "rv": rev, "start": start_after});
+    base64::engine::general_purpose::URL_SAFE.encode(token.to_string())
+}
+
+fn decode_continue(token: &str) -> Result<(i64, String), ApiError> {
+    use base64::Engine;
+    let bad = || {
+        ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE
+        .decode(token)
+        .map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    let rev = v.get("rv").and_then(Value::as_i64).ok_or_else(bad)?;
+    let start = v.get("start").and_then(Value::as_str).ok_or_else(bad)?;
+    Ok((rev, start.to_string()))
+}
+
+fn parse_rv(rv: &str) -> Result<i64, ApiError> {
+    rv.parse::<i64>()
+        .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))
+}
+
+impl Registry {
+    /// Starts a watch cache per stored resource.
+    pub async fn new(
+        storage: Arc<dyn Storage>,
+        service_cidr: &str,
+    ) -> anyhow::Result<Arc<Registry>> {
+        let mut caches = HashMap::new();
+        for res in catalog::RESOURCES {
+            let prefix = res.key_prefix();
+            caches
+                .entry(prefix.clone())
+                .or_insert_with(|| WatchCache::start(storage.clone(), prefix));
+        }
+        let services = ipalloc::ServiceAllocator::new(service_cidr)?;
+        Ok(Arc::new(Registry {
+            storage,
+            caches,
+            services,
+        }))
+    }
+
+    pub fn cache(&self, res: &Resource) -> &Arc<WatchCache> {
+        &self.caches[&res.key_prefix()]
+    }
+
+    /// Waits until every cache has synced with storage once.
+    pub async fn wait_ready(&self, timeout: Duration) -> bool {
+        let rev = match self.storage.current_revision().await {
+            Ok(r) => r,
+            Err(_) => return false,
+        };
+        for cache in self.caches.values() {
+            if !cache.wait_for(rev.min(1).max(1), timeout).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn list_prefix(res: &Resource, ns: Option<&str>) -> String {
+        match ns.filter(|_| res.namespaced) {
+            Some(ns) => format!("{}{}/", res.key_prefix(), ns),
+            None => res.key_prefix(),
+        }
+    }
+
+    fn matches(res: &Resource, opts: &ListOptions, obj: &Value) -> bool {
+        // Resources sharing storage (events) are told apart by apiVersion only on the wire.
+        let _ = res;
+        opts.labels.matches_object(obj) && opts.fields.matches(obj)
+    }
+
+    pub async fn get(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Value, ApiError> {
+        let key = res.key(ns, name);
+        match self.storage.get(&key).await? {
+            Some(kv) => decode(&kv),
+            None => Err(ApiError::not_found(res, name)),
+        }
+    }
+
+    /// Lists with upstream's resourceVersion semantics: `0` (or NotOlderThan)
+    /// from the cache at once; unset (consistent) from the cache once it has
+    /// caught up with storage, else from storage; paged and exact reads from
+    /// storage at the requested revision.
+    pub async fn list(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<ListResult, ApiError> {
+        let prefix = Self::list_prefix(res, ns);
+        let cache = self.cache(res);
+        if let Some(token) = &opts.continue_token {
+            let (rev, start) = decode_continue(token)?;
+            return self
+                .list_from_storage(res, &prefix, opts, rev, Some(start))
+                .await;
+        }
+        let rv = opts.resource_version.as_deref().filter(|s| !s.is_empty());
+        let exact = opts.resource_version_match.as_deref() == Some("Exact");
+        match rv {
+            Some(rv) if exact => {
+                let rev = parse_rv(rv)?;
+                self.list_from_storage(res, &prefix, opts, rev, None).await
+            }
+            Some(rv) => {
+                // NotOlderThan (also "0": any): the cache, once it reached `rv`.
+                let rev = parse_rv(rv)?;
+                if rev > 0 && !cache.wait_for(rev, Duration::from_secs(3)).await {
+                    return Err(ApiError::timeout(format!(
+                        "Too large resource version: {rev}, current: {}",
+                        cache.revision()
+                    )));
+                }
+                Ok(self.list_from_cache(res, &prefix, opts))
+            }
+            None if opts.limit > 0 => {
+                let rev = self.storage.current_revision().await?;
+                self.list_from_storage(res, &prefix, opts, rev, None).await
+            }
+            None => {
+                let rev = self.storage.current_revision().await?;
+                if cache.wait_for(rev, Duration::from_millis(100)).await {
+                    Ok(self.list_from_cache(res, &prefix, opts))
+                } else {
+                    self.list_from_storage(res, &prefix, opts, rev, None).await
+                }
+            }
+        }
+    }
+
+    fn list_from_cache(&self, res: &Resource, prefix: &str, opts: &ListOptions) -> ListResult {
+        let (all, revision) = self.cache(res).list(prefix);
+        let items = all
+            .into_iter()
+            .filter(|e| Self::matches(res, opts, &e.object))
+            .collect();
+        ListResult {
+            items,
+            revision,
+            continue_token: None,
+            remaining: None,
+        }
+    }
+
+    async fn list_from_storage(
+        &self,
+        res: &Resource,
+        prefix: &str,
+        opts: &ListOptions,
+        rev: i64,
+        mut start: Option<String>,
+    ) -> Result<ListResult, ApiError> {
+        let mut items = Vec::new();
+        let want = opts.limit;
+        loop {
+            let batch = if want > 0 {
+                (want - items.len()).max(64)
+            } else {
+                0
+            };
+            let page = self.storage.list(prefix, start.as_deref(), batch, rev).await.map_err(|e| match e {
+                StorageError::Compacted { .. } if opts.continue_token.is_some() => ApiError::gone(
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+                ),
+                other => other.into(),
+            })?;
+            for kv in &page.items {
+                if let Some(entry) = Entry::from_kv(kv) {
+                    if Self::matches(res, opts, &entry.object) {
+                        items.push(Arc::new(entry));
+                        if want > 0 && items.len() == want {
+                            let last = kv.key.clone();
+                            let more = page.more
+                                || page.items.last().map(|l| l.key != last).unwrap_or(false);
+                            let token = more.then(|| encode_continue(rev, &last));
+                            return Ok(ListResult {
+                                items,
+                                revision: rev,
+                                continue_token: token,
+                                remaining: None,
+                            });
+                        }
+                    }
+                }
+            }
+            if !page.more || page.items.is_empty() {
+                return Ok(ListResult {
+                    items,
+                    revision: rev,
+                    continue_token: None,
+                    remaining: None,
+                });
+            }
+            start = page.items.last().map(|kv| kv.key.clone());
+        }
+    }
+
+    /// Checks the namespace of a new namespaced object exists and is not terminating.
+    async fn check_namespace(&self, ns: &str) -> Result<(), ApiError> {
+        let ns_res = catalog::lookup("", "v1", "namespaces").expect("namespaces in catalog");
+        match self.storage.get(&ns_res.key(None, ns)).await? {
+            None => Err(ApiError::not_found(ns_res, ns)),
+            Some(kv) => {
+                let obj = decode(&kv)?;
+                if meta::deletion_timestamp(&obj).is_some()
+                    || obj.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating")
+                {
+                    let mut err = ApiError::forbidden(format!(
+                        "unable to create new content in namespace {ns} because it is being terminated"
+                    ));
+                    err.details = Some(
+                        json!({"name": ns, "kind": "namespaces", "causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]}),
+                    );
+                    return Err(err);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn create(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        mut obj: Value,
+        opts: &WriteOptions,
+    ) -> Result<Value, ApiError> {
+        if !obj.is_object() {
+            return Err(ApiError::bad_request(
+                "the body of the request must be an object",
+            ));
+        }
+        strategy::check_type(res, &obj)?;
+        obj = meta::with_type(obj, &res.api_version(), res.kind);
+        let m = meta::metadata_mut(&mut obj);
+        if m.get("resourceVersion")
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty())
+        {
+            return Err(ApiError::bad_request(
+                "resourceVersion should not be set on objects to be created",
+            ));
+        }
+        let name = m
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let name = if name.is_empty() {
+            match m
+                .get("generateName")
+                .and_then(Value::as_str)
+                .filter(|g| !g.is_empty())
+            {
+                Some(prefix) => format!("{prefix}{}", meta::random_suffix()),
+                None => {
+                    return Err(ApiError::invalid(
+                        res,
+                        "",
+                        vec![Cause {
+                            message: "Required value: name or generateName is required".into(),
+                            ..Cause::required("metadata.name")
+                        }],
+                    ))
+                }
+            }
+        } else {
+            name
+        };
+        m.insert("name".into(), Value::String(name.clone()));
+        if res.namespaced {
+            let url_ns = ns.unwrap_or("default");
+            match m.get("namespace").and_then(Value::as_str) {
+                Some(body_ns) if !body_ns.is_empty() && body_ns != url_ns => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ))
+                }
+                _ => {}
+            }
+            m.insert("namespace".into(), Value::String(url_ns.into()));
+        } else {
+            m.remove("namespace");
+        }
+        m.insert(
+            "uid".into(),
+            Value::String(uuid::Uuid::new_v4().to_string()),
+        );
+        m.insert(
+            "creationTimestamp".into(),
+            Value::String(meta::now_rfc3339()),
+        );
+        for gone in [
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+        ] {
+            m.remove(gone);
+        }
+        if strategy::tracks_generation(res) {
+            m.insert("generation".into(), json!(1));
+        } else {
+            m.remove("generation");
+        }
+        strategy::record_manager(&mut obj, opts.field_manager.as_deref(), "Update", None);
+        strategy::prepare_create(self, res, &mut obj).await?;
+        let causes = validation::validate(res, &obj, None);
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(res, &name, causes));
+        }
+        if res.namespaced {
+            self.check_namespace(meta::namespace(&obj).unwrap_or("default"))
+                .await?;
+        }
+        if opts.dry_run {
+            return Ok(obj);
+        }
+        let key = res.key(meta::namespace(&obj), &name);
+        match self.storage.create(&key, encode(&obj)).await {
+            Ok(rev) => {
+                meta::set_resource_version(&mut obj, rev);
+                Ok(obj)
+            }
+            Err(StorageError::AlreadyExists(_)) => {
+                strategy::release(self, res, &obj);
+                Err(ApiError::already_exists(res, &name))
+            }
+            Err(e) => {
+                strategy::release(self, res, &obj);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Read-modify-write with optimistic concurrency. `mutate` gets the current
+    /// object and returns the desired one; a stale resourceVersion in the result
+    /// is a 409, and a storage race is retried only when the caller gave no
+    /// resourceVersion (as upstream's GuaranteedUpdate does).
+    pub async fn update_with<F>(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        name: &str,
+        part: Part,
+        opts: &WriteOptions,
+        operation: &str,
+        mut mutate: F,
+    ) -> Result<Value, ApiError>
+    where
+        F: FnMut(&Value) -> Result<Value, ApiError>,
+    {
+        let key = res.key(ns, name);
+        for _attempt in 0..16 {
+            let kv = self
+                .storage
+                .get(&key)
+                .await?
+                .ok_or_else(|| ApiError::not_found(res, name))?;
+            let old = decode(&kv)?;
+            let mut new = mutate(&old)?;
+            if !new.is_object() {
+                return Err(ApiError::bad_request(
+                    "the body of the request must be an object",
+                ));
+            }
+            strategy::check_type(res, &new)?;
+            new = meta::with_type(new, &res.api_version(), res.kind);
+            let given_rv = meta::resource_version(&new).map(String::from);
+            if let Some(rv) = &given_rv {
+                if rv != &kv.mod_revision.to_string() {
+                    return Err(ApiError::modified(res, name));
+                }
+            }
+            if meta::name(&new) != name && !meta::name(&new).is_empty() {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({}) does not match the name on the URL ({name})",
+                    meta::name(&new)
+                )));
+            }
+            strategy::prepare_update(res, &old, &mut new, part);
+            strategy::record_manager(
+                &mut new,
+                opts.field_manager.as_deref(),
+                operation,
+                Some(&old),
+            );
+            strategy::prepare_update_kind(self, res, &old, &mut new).await?;
+            let causes = validation::validate(res, &new, Some(&old));
+            if !causes.is_empty() {
+                return Err(ApiError::invalid(res, name, causes));
+            }
+            // A deleting object whose last finalizer went away is gone now.
+            if meta::deletion_timestamp(&new).is_some()
+                && meta::finalizers(&new).is_empty()
+                && !opts.dry_run
+            {
+                let pending_grace = new
+                    .pointer("/metadata/deletionGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
+                if pending_grace == 0 {
+                    return match self.storage.delete(&key, Some(kv.mod_revision)).await {
+                        Ok((rev, _)) => {
+                            strategy::release(self, res, &new);
+                            meta::set_resource_version(&mut new, rev);
+                            Ok(new)
+                        }
+                        Err(StorageError::Conflict { .. }) if given_rv.is_none() => continue,
+                        Err(StorageError::Conflict { .. }) => Err(ApiError::modified(res, name)),
+                        Err(e) => Err(e.into()),
+                    };
+                }
+            }
+            meta::set_resource_version(&mut new, kv.mod_revision);
+            if new == old || opts.dry_run {
+                return Ok(new);
+            }
+            match self
+                .storage
+                .update(&key, encode(&new), kv.mod_revision)
+                .await
+            {
+                Ok(rev) => {
+                    meta::set_resource_version(&mut new, rev);
+                    return Ok(new);
+                }
+                Err(StorageError::Conflict { .. }) if given_rv.is_none() => continue,
+                Err(StorageError::Conflict { .. }) => return Err(ApiError::modified(res, name)),
+                Err(StorageError::NotFound(_)) => return Err(ApiError::not_found(res, name)),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::conflict(
+            res,
+            name,
+            "too many concurrent updates, please retry",
+        ))
+    }
+
+    pub async fn delete(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> Result<Value, ApiError> {
+        let key = res.key(ns, name);
+        for _attempt in 0..16 {
+            let kv = self
+                .storage
+                .get(&key)
+                .await?
+                .ok_or_else(|| ApiError::not_found(res, name))?;
+            let old = decode(&kv)?;
+            if let Some(uid) = &opts.precondition_uid {
+                if meta::uid(&old) != Some(uid.as_str()) {
+                    return Err(ApiError::conflict(
+                        res,
+                        name,
+                        &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        meta::uid(&old).unwrap_or("")
+                    ),
+                    ));
+                }
+            }
+            if let Some(rv) = &opts.precondition_resource_version {
+                if rv != &kv.mod_revision.to_string() {
+                    return Err(ApiError::conflict(res, name, &format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                        kv.mod_revision
+                    )));
+                }
+            }
+            let mut new = old.clone();
+            let grace = strategy::grace_period(res, &old, opts.grace_period_seconds);
+            let mut finalizers = meta::finalizers(&old);
+            match opts.propagation_policy.as_deref() {
+                Some("Foreground") if !finalizers.iter().any(|f| f == "foregroundDeletion") => {
+                    finalizers.retain(|f| f != "orphan");
+                    finalizers.push("foregroundDeletion".into());
+                }
+                Some("Orphan") if !finalizers.iter().any(|f| f == "orphan") => {
+                    finalizers.retain(|f| f != "foregroundDeletion");
+                    finalizers.push("orphan".into());
+                }
+                Some("Background") => {
+                    finalizers.retain(|f| f != "orphan" && f != "foregroundDeletion")
+                }
+                Some(p @ ("Foreground" | "Orphan")) => {
+                    let _ = p;
+                }
+                Some(other) => {
+                    return Err(ApiError::invalid(
+                        res,
+                        name,
+                        vec![Cause::not_supported(
+                            "propagationPolicy",
+                            &json!(other),
+                            &["Foreground", "Background", "Orphan"],
+                        )],
+                    ))
+                }
+                None => {}
+            }
+            let already = meta::deletion_timestamp(&old).is_some();
+            let old_grace = old
+                .pointer("/metadata/deletionGracePeriodSeconds")
+                .and_then(Value::as_i64);
+            let needs_wait = !finalizers.is_empty() || grace > 0;
+            if !needs_wait {
+                if opts.dry_run {
+                    return Ok(old);
+                }
+                match self.storage.delete(&key, Some(kv.mod_revision)).await {
+                    Ok((rev, _)) => {
+                        strategy::release(self, res, &old);
+                        let mut gone = old;
+                        meta::set_resource_version(&mut gone, rev);
+                        return Ok(gone);
+                    }
+                    Err(StorageError::Conflict { .. }) => continue,
+                    Err(StorageError::NotFound(_)) => return Err(ApiError::not_found(res, name)),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            // Graceful or finalized deletion: mark it and let the owners finish.
+            let m = meta::metadata_mut(&mut new);
+            if !already || old_grace.is_some_and(|g| grace < g) {
+                let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
+                m.insert("deletionTimestamp".into(), Value::String(meta::rfc3339(at)));
+                m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+            }
+            if finalizers.is_empty() {
+                m.remove("finalizers");
+            } else {
+                m.insert("finalizers".into(), json!(finalizers));
+            }
+            if res.plural == "namespaces" && res.group.is_empty() {
+                new["status"]["phase"] = json!("Terminating");
+            }
+            if new == old || opts.dry_run {
+                return Ok(new);
+            }
+            match self
+                .storage
+                .update(&key, encode(&new), kv.mod_revision)
+                .await
+            {
+                Ok(rev) => {
+                    meta::set_resource_version(&mut new, rev);
+                    return Ok(new);
+                }
+                Err(StorageError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::conflict(
+            res,
+            name,
+            "too many concurrent updates, please retry",
+        ))
+    }
+
+    /// Marks a subresource as served here (the handler decides what it means).
+    pub fn serves(res: &Resource, sub: Subresource) -> bool {
+        res.has(sub)
+    }
+}

@@ -1,0 +1,552 @@
+//! What a kind adds to the generic registry (upstream's per-kind strategy):
+//! defaults on create, the spec/status split and generation on update,
+//! graceful deletion periods, and allocations (Service IPs and node ports).
+
+use super::{Part, Registry};
+use crate::error::ApiError;
+use crate::meta;
+use serde_json::{json, Map, Value};
+use skiff_machinery::catalog::{Resource, Subresource};
+
+/// The body's apiVersion/kind, when given, must be the URL's.
+pub fn check_type(res: &Resource, obj: &Value) -> Result<(), ApiError> {
+    let expected = res.api_version();
+    if let Some(av) = obj
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
+        if av != expected {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({av}) does not match the expected API version ({expected})"
+            )));
+        }
+    }
+    if let Some(kind) = obj
+        .get("kind")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
+        if kind != res.kind {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({kind}) does not match the expected kind ({})",
+                res.kind
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Kinds whose metadata.generation counts spec changes.
+pub fn tracks_generation(res: &Resource) -> bool {
+    matches!(
+        (res.group, res.plural),
+        ("apps", _)
+            | ("batch", _)
+            | ("policy", "poddisruptionbudgets")
+            | ("networking.k8s.io", _)
+            | ("autoscaling", _)
+            | ("", "replicationcontrollers")
+            | ("", "persistentvolumeclaims")
+            | ("scheduling.k8s.io", _)
+            | ("storage.k8s.io", _)
+    )
+}
+
+/// Adds or refreshes this manager's entry in `metadata.managedFields`.
+pub fn record_manager(
+    obj: &mut Value,
+    manager: Option<&str>,
+    operation: &str,
+    old: Option<&Value>,
+) {
+    let Some(manager) = manager.filter(|m| !m.is_empty()) else {
+        if let Some(old) = old {
+            if let Some(mf) = old.pointer("/metadata/managedFields") {
+                meta::metadata_mut(obj).insert("managedFields".into(), mf.clone());
+            }
+        }
+        return;
+    };
+    let api_version = obj.get("apiVersion").cloned().unwrap_or(Value::Null);
+    let mut entries: Vec<Value> = old
+        .and_then(|o| o.pointer("/metadata/managedFields"))
+        .or_else(|| obj.pointer("/metadata/managedFields"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    entries.retain(|e| {
+        !(e.get("manager").and_then(Value::as_str) == Some(manager)
+            && e.get("operation").and_then(Value::as_str) == Some(operation))
+    });
+    entries.push(json!({
+        "manager": manager,
+        "operation": operation,
+        "apiVersion": api_version,
+        "time": meta::now_rfc3339(),
+        "fieldsType": "FieldsV1",
+        "fieldsV1": fields_v1(obj),
+    }));
+    meta::metadata_mut(obj).insert("managedFields".into(), Value::Array(entries));
+}
+
+/// The set of fields an object sets, in upstream's FieldsV1 shape (`f:<name>`).
+fn fields_v1(obj: &Value) -> Value {
+    fn walk(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let mut out = Map::new();
+                out.insert(".".into(), json!({}));
+                for (k, child) in m {
+                    out.insert(format!("f:{k}"), walk(child));
+                }
+                Value::Object(out)
+            }
+            _ => json!({}),
+        }
+    }
+    let mut out = Map::new();
+    if let Some(Value::Object(m)) = Some(obj) {
+        for (k, v) in m {
+            if matches!(k.as_str(), "apiVersion" | "kind" | "status") {
+                continue;
+            }
+            if k == "metadata" {
+                let mut md = Map::new();
+                for key in ["labels", "annotations"] {
+                    if let Some(x) = v.get(key) {
+                        md.insert(format!("f:{key}"), walk(x));
+                    }
+                }
+                out.insert("f:metadata".into(), Value::Object(md));
+            } else {
+                out.insert(format!("f:{k}"), walk(v));
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+fn set_default(m: &mut Map<String, Value>, key: &str, value: Value) {
+    if m.get(key).is_none_or(Value::is_null) {
+        m.insert(key.into(), value);
+    }
+}
+
+fn obj_mut<'a>(v: &'a mut Value, key: &str) -> &'a mut Map<String, Value> {
+    if !v.get(key).is_some_and(Value::is_object) {
+        v[key] = json!({});
+    }
+    v[key].as_object_mut().expect("object")
+}
+
+/// Upstream's pod spec defaults (SetDefaults_PodSpec, _Container, _ContainerPort).
+pub fn default_pod_spec(spec: &mut Value) {
+    let Some(m) = spec.as_object_mut() else {
+        return;
+    };
+    set_default(m, "restartPolicy", json!("Always"));
+    set_default(m, "terminationGracePeriodSeconds", json!(30));
+    set_default(m, "dnsPolicy", json!("ClusterFirst"));
+    set_default(m, "securityContext", json!({}));
+    set_default(m, "schedulerName", json!("default-scheduler"));
+    set_default(m, "enableServiceLinks", json!(true));
+    for list in ["initContainers", "containers"] {
+        if let Some(cs) = m.get_mut(list).and_then(Value::as_array_mut) {
+            for c in cs.iter_mut().filter_map(Value::as_object_mut) {
+                let image = c.get("image").and_then(Value::as_str).unwrap_or("");
+                let policy = if image_tag_is_latest(image) {
+                    "Always"
+                } else {
+                    "IfNotPresent"
+                };
+                set_default(c, "imagePullPolicy", json!(policy));
+                set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
+                set_default(c, "terminationMessagePolicy", json!("File"));
+                set_default(c, "resources", json!({}));
+                if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
+                    for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                        set_default(p, "protocol", json!("TCP"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// No tag, or `:latest`, pulls always (a digest never does).
+fn image_tag_is_latest(image: &str) -> bool {
+    if image.contains('@') {
+        return false;
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    match last.split_once(':') {
+        Some((_, tag)) => tag == "latest",
+        None => true,
+    }
+}
+
+fn default_template(obj: &mut Value, pointer: &str) {
+    if let Some(spec) = obj.pointer_mut(pointer) {
+        default_pod_spec(spec);
+    }
+}
+
+/// Defaults and allocations on create.
+pub async fn prepare_create(
+    reg: &Registry,
+    res: &Resource,
+    obj: &mut Value,
+) -> Result<(), ApiError> {
+    if res.has(Subresource::Status)
+        && !matches!(
+            res.plural,
+            "pods"
+                | "namespaces"
+                | "services"
+                | "nodes"
+                | "persistentvolumes"
+                | "persistentvolumeclaims"
+        )
+    {
+        // Upstream drops status on create for kinds whose controllers own it.
+        if let Some(m) = obj.as_object_mut() {
+            m.remove("status");
+        }
+    }
+    match (res.group, res.plural) {
+        ("", "pods") => {
+            obj_mut(obj, "spec");
+            default_pod_spec(&mut obj["spec"]);
+            let status = obj_mut(obj, "status");
+            status.clear();
+            status.insert("phase".into(), json!("Pending"));
+            let qos = qos_class(&obj["spec"]);
+            obj["status"]["qosClass"] = json!(qos);
+        }
+        ("", "namespaces") => {
+            let name = meta::name(obj).to_string();
+            let labels = meta::metadata_mut(obj)
+                .entry("labels")
+                .or_insert_with(|| json!({}));
+            if let Some(l) = labels.as_object_mut() {
+                l.insert("kubernetes.io/metadata.name".into(), json!(name));
+            }
+            obj_mut(obj, "spec").insert("finalizers".into(), json!(["kubernetes"]));
+            obj["status"] = json!({"phase": "Active"});
+        }
+        ("", "secrets") => {
+            if let Some(m) = obj.as_object_mut() {
+                set_default(m, "type", json!("Opaque"));
+            }
+        }
+        ("", "services") => {
+            let spec = obj_mut(obj, "spec");
+            set_default(spec, "type", json!("ClusterIP"));
+            set_default(spec, "sessionAffinity", json!("None"));
+            let ty = spec
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("ClusterIP")
+                .to_string();
+            if ty != "ExternalName" {
+                set_default(spec, "internalTrafficPolicy", json!("Cluster"));
+            }
+            if matches!(ty.as_str(), "NodePort" | "LoadBalancer") {
+                set_default(spec, "externalTrafficPolicy", json!("Cluster"));
+            }
+            if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+                for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                    set_default(p, "protocol", json!("TCP"));
+                    if let Some(port) = p.get("port").cloned() {
+                        set_default(p, "targetPort", port);
+                    }
+                }
+            }
+            reg.services.allocate(reg, obj).await?;
+            obj["status"] = json!({"loadBalancer": {}});
+        }
+        ("", "persistentvolumeclaims") => {
+            set_default(obj_mut(obj, "spec"), "volumeMode", json!("Filesystem"));
+            obj["status"] = json!({"phase": "Pending"});
+        }
+        ("", "persistentvolumes") => {
+            let spec = obj_mut(obj, "spec");
+            set_default(spec, "persistentVolumeReclaimPolicy", json!("Retain"));
+            set_default(spec, "volumeMode", json!("Filesystem"));
+            obj["status"] = json!({"phase": "Pending"});
+        }
+        ("apps", "deployments") => {
+            let spec = obj_mut(obj, "spec");
+            set_default(spec, "replicas", json!(1));
+            set_default(spec, "revisionHistoryLimit", json!(10));
+            set_default(spec, "progressDeadlineSeconds", json!(600));
+            set_default(spec, "strategy", json!({"type": "RollingUpdate"}));
+            if let Some(s) = spec.get_mut("strategy").and_then(Value::as_object_mut) {
+                if s.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
+                    let ru = s.entry("rollingUpdate").or_insert_with(|| json!({}));
+                    if let Some(ru) = ru.as_object_mut() {
+                        set_default(ru, "maxUnavailable", json!("25%"));
+                        set_default(ru, "maxSurge", json!("25%"));
+                    }
+                }
+            }
+            default_template(obj, "/spec/template/spec");
+        }
+        ("apps", "replicasets") => {
+            set_default(obj_mut(obj, "spec"), "replicas", json!(1));
+            default_template(obj, "/spec/template/spec");
+        }
+        ("apps", "statefulsets") => {
+            let spec = obj_mut(obj, "spec");
+            set_default(spec, "replicas", json!(1));
+            set_default(spec, "podManagementPolicy", json!("OrderedReady"));
+            set_default(spec, "revisionHistoryLimit", json!(10));
+            set_default(
+                spec,
+                "updateStrategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+            );
+            set_default(
+                spec,
+                "persistentVolumeClaimRetentionPolicy",
+                json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+            );
+            default_template(obj, "/spec/template/spec");
+        }
+        ("apps", "daemonsets") => {
+            let spec = obj_mut(obj, "spec");
+            set_default(spec, "revisionHistoryLimit", json!(10));
+            set_default(
+                spec,
+                "updateStrategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+            );
+            default_template(obj, "/spec/template/spec");
+        }
+        ("batch", "jobs") => {
+            default_job(obj);
+        }
+        ("batch", "cronjobs") => {
+            let spec = obj_mut(obj, "spec");
+            set_default(spec, "concurrencyPolicy", json!("Allow"));
+            set_default(spec, "suspend", json!(false));
+            set_default(spec, "successfulJobsHistoryLimit", json!(3));
+            set_default(spec, "failedJobsHistoryLimit", json!(1));
+            default_template(obj, "/spec/jobTemplate/spec/template/spec");
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Job defaults, including the generated selector tying pods to this Job's uid.
+fn default_job(obj: &mut Value) {
+    let uid = meta::uid(obj).unwrap_or("").to_string();
+    let name = meta::name(obj).to_string();
+    let spec = obj_mut(obj, "spec");
+    let both_unset = spec.get("parallelism").is_none_or(Value::is_null)
+        && spec.get("completions").is_none_or(Value::is_null);
+    if both_unset {
+        spec.insert("completions".into(), json!(1));
+    }
+    set_default(spec, "parallelism", json!(1));
+    set_default(spec, "backoffLimit", json!(6));
+    set_default(spec, "completionMode", json!("NonIndexed"));
+    set_default(spec, "suspend", json!(false));
+    set_default(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
+    let manual = spec
+        .get("manualSelector")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if !manual {
+        spec.insert(
+            "selector".into(),
+            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
+        );
+        let tmpl_meta = obj
+            .pointer_mut("/spec/template")
+            .map(|t| obj_mut(t, "metadata"));
+        if let Some(tm) = tmpl_meta {
+            let labels = tm.entry("labels").or_insert_with(|| json!({}));
+            if let Some(l) = labels.as_object_mut() {
+                l.insert("batch.kubernetes.io/controller-uid".into(), json!(uid));
+                l.insert("batch.kubernetes.io/job-name".into(), json!(name));
+                l.insert("controller-uid".into(), json!(uid));
+                l.insert("job-name".into(), json!(name));
+            }
+        }
+    }
+    default_template(obj, "/spec/template/spec");
+}
+
+/// Upstream's QoS: Guaranteed when every container has equal cpu and memory
+/// limits and requests, BestEffort when none has any, else Burstable.
+pub fn qos_class(spec: &Value) -> &'static str {
+    let containers: Vec<&Value> = ["initContainers", "containers"]
+        .iter()
+        .filter_map(|k| spec.get(*k).and_then(Value::as_array))
+        .flatten()
+        .collect();
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in &containers {
+        let req = c.pointer("/resources/requests").and_then(Value::as_object);
+        let lim = c.pointer("/resources/limits").and_then(Value::as_object);
+        if req.is_some_and(|r| !r.is_empty()) || lim.is_some_and(|l| !l.is_empty()) {
+            any = true;
+        }
+        for r in ["cpu", "memory"] {
+            let l = lim.and_then(|l| l.get(r));
+            let q = req.and_then(|q| q.get(r)).or(l);
+            if l.is_none() || q != l {
+                guaranteed = false;
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+/// Keeps what an update may not change, and splits spec from status.
+pub fn prepare_update(res: &Resource, old: &Value, new: &mut Value, part: Part) {
+    let has_status = res.has(Subresource::Status);
+    if has_status {
+        match part {
+            // A main-resource write cannot change status…
+            Part::Main => match old.get("status") {
+                Some(s) => new["status"] = s.clone(),
+                None => {
+                    if let Some(m) = new.as_object_mut() {
+                        m.remove("status");
+                    }
+                }
+            },
+            // …and a status write changes nothing but status.
+            Part::Status => {
+                let status = new.get("status").cloned();
+                let old_meta = old.get("metadata").cloned();
+                *new = old.clone();
+                match status {
+                    Some(s) => new["status"] = s,
+                    None => {
+                        if let Some(m) = new.as_object_mut() {
+                            m.remove("status");
+                        }
+                    }
+                }
+                if let Some(m) = old_meta {
+                    new["metadata"] = m;
+                }
+            }
+        }
+    }
+    // Immutable metadata comes from the stored object.
+    let old_meta = old
+        .get("metadata")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let m = meta::metadata_mut(new);
+    for key in [
+        "name",
+        "namespace",
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ] {
+        match old_meta.get(key) {
+            Some(v) => {
+                m.insert(key.into(), v.clone());
+            }
+            None => {
+                m.remove(key);
+            }
+        }
+    }
+    if tracks_generation(res) && part == Part::Main {
+        let spec_changed = new.get("spec") != old.get("spec")
+            || (res.plural == "poddisruptionbudgets" && new.get("spec") != old.get("spec"));
+        if spec_changed {
+            let g = old
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                + 1;
+            meta::metadata_mut(new).insert("generation".into(), json!(g));
+        }
+    }
+    // Once deleting, finalizers may only be removed, never added.
+    if meta::deletion_timestamp(old).is_some() {
+        let old_f = meta::finalizers(old);
+        let new_f: Vec<String> = meta::finalizers(new)
+            .into_iter()
+            .filter(|f| old_f.contains(f))
+            .collect();
+        if new_f.is_empty() {
+            meta::metadata_mut(new).remove("finalizers");
+        } else {
+            meta::metadata_mut(new).insert("finalizers".into(), json!(new_f));
+        }
+    }
+}
+
+/// Kind-specific update rules that need the registry (Service allocations).
+pub async fn prepare_update_kind(
+    reg: &Registry,
+    res: &Resource,
+    old: &Value,
+    new: &mut Value,
+) -> Result<(), ApiError> {
+    if res.group.is_empty() && res.plural == "services" {
+        reg.services.keep_on_update(reg, old, new).await?;
+    }
+    if res.group.is_empty() && res.plural == "pods" {
+        // Most of a pod's spec is immutable; nodeName is set through binding.
+        if let (Some(o), Some(n)) = (old.get("spec"), new.get_mut("spec")) {
+            if let Some(node) = o.get("nodeName") {
+                n["nodeName"] = node.clone();
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The grace period a delete gets: pods on a node wait for their kubelet.
+pub fn grace_period(res: &Resource, obj: &Value, requested: Option<i64>) -> i64 {
+    if !(res.group.is_empty() && res.plural == "pods") {
+        return 0;
+    }
+    let scheduled = obj
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty());
+    let finished = matches!(
+        obj.pointer("/status/phase").and_then(Value::as_str),
+        Some("Succeeded" | "Failed")
+    );
+    if !scheduled || finished {
+        return 0;
+    }
+    requested
+        .or_else(|| {
+            obj.pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+        })
+        .unwrap_or(30)
+        .max(0)
+}
+
+/// Frees what an object held once it is gone (Service IPs and ports).
+pub fn release(reg: &Registry, res: &Resource, obj: &Value) {
+    if res.group.is_empty() && res.plural == "services" {
+        reg.services.release(obj);
+    }
+}

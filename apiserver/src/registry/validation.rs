@@ -1,0 +1,484 @@
+//! Validation per kind, worded as upstream's so `kubectl` users see familiar
+//! messages; each problem is a `Cause` naming its field path.
+
+use crate::error::Cause;
+use serde_json::{json, Value};
+use skiff_machinery::catalog::Resource;
+use skiff_machinery::labels::{self, Selector};
+use skiff_machinery::names;
+use skiff_machinery::quantity::Quantity;
+
+pub fn validate(res: &Resource, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+    let mut c = Vec::new();
+    validate_metadata(res, obj, &mut c);
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
+    match (res.group, res.plural) {
+        ("", "pods") => validate_pod_spec(spec, "spec", &mut c),
+        ("", "services") => validate_service(spec, &mut c),
+        ("", "configmaps") => validate_config_keys(obj, &mut c),
+        ("", "secrets") => validate_secret(obj, &mut c),
+        ("apps", "deployments")
+        | ("apps", "replicasets")
+        | ("apps", "statefulsets")
+        | ("apps", "daemonsets") => validate_workload(res, spec, &mut c),
+        ("batch", "jobs") => {
+            for f in [
+                "parallelism",
+                "completions",
+                "backoffLimit",
+                "activeDeadlineSeconds",
+            ] {
+                non_negative(spec, f, &format!("spec.{f}"), &mut c);
+            }
+            validate_template(spec, "spec.template", &mut c);
+            if let Some(old) = old {
+                if old.pointer("/spec/template") != spec.get("template")
+                    && old.pointer("/spec/template").is_some()
+                    && !old
+                        .pointer("/spec/suspend")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false)
+                {
+                    c.push(Cause::invalid(
+                        "spec.template",
+                        spec.get("template").unwrap_or(&Value::Null),
+                        "field is immutable",
+                    ));
+                }
+            }
+        }
+        ("batch", "cronjobs") => {
+            match spec.get("schedule").and_then(Value::as_str) {
+                None | Some("") => c.push(Cause::required("spec.schedule")),
+                Some(s) if s.split_whitespace().count() != 5 && !s.starts_with('@') => {
+                    c.push(Cause::invalid(
+                        "spec.schedule",
+                        &json!(s),
+                        "unparseable schedule: expected exactly 5 fields",
+                    ))
+                }
+                _ => {}
+            }
+            if let Some(tmpl) = spec.pointer("/jobTemplate/spec") {
+                validate_template(tmpl, "spec.jobTemplate.spec.template", &mut c);
+            }
+        }
+        _ => {}
+    }
+    c
+}
+
+fn validate_metadata(res: &Resource, obj: &Value, c: &mut Vec<Cause>) {
+    let name = crate::meta::name(obj);
+    let ok = match (res.group, res.plural) {
+        ("", "namespaces") => names::is_dns1123_label(name),
+        ("", "services") => names::is_dns1035_label(name),
+        _ => {
+            names::is_dns1123_subdomain(name)
+                || allows_path_segment_names(res) && is_path_segment(name)
+        }
+    };
+    if !ok {
+        let msg = match (res.group, res.plural) {
+            ("", "namespaces") => names::DNS1123_LABEL_MSG,
+            ("", "services") => names::DNS1035_LABEL_MSG,
+            _ => names::DNS1123_SUBDOMAIN_MSG,
+        };
+        c.push(Cause::invalid("metadata.name", &json!(name), msg));
+    }
+    if let Some(labels) = obj.pointer("/metadata/labels") {
+        validate_labels(labels, "metadata.labels", c);
+    }
+    if let Some(ann) = obj
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+    {
+        let mut total = 0;
+        for (k, v) in ann {
+            if let Err(e) = labels::validate_key(k) {
+                c.push(Cause::invalid("metadata.annotations", &json!(k), e));
+            }
+            total += k.len() + v.as_str().map_or(0, str::len);
+        }
+        if total > 256 * 1024 {
+            c.push(Cause {
+                kind: crate::error::CauseKind::TooLong,
+                field: "metadata.annotations".into(),
+                message: "Too long: must have at most 262144 bytes".into(),
+            });
+        }
+    }
+}
+
+/// RBAC and a few other kinds accept any name that is a valid path segment.
+fn allows_path_segment_names(res: &Resource) -> bool {
+    matches!(res.group, "rbac.authorization.k8s.io") || res.plural == "events"
+}
+
+fn is_path_segment(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains('/') && !name.contains('%')
+}
+
+pub fn validate_labels(labels: &Value, field: &str, c: &mut Vec<Cause>) {
+    let Some(map) = labels.as_object() else {
+        c.push(Cause::invalid(
+            field,
+            labels,
+            "must be a map of string keys to string values",
+        ));
+        return;
+    };
+    for (k, v) in map {
+        if let Err(e) = labels::validate_key(k) {
+            c.push(Cause::invalid(field, &json!(k), e));
+        }
+        match v.as_str() {
+            Some(s) => {
+                if let Err(e) = labels::validate_value(s) {
+                    c.push(Cause::invalid(format!("{field}"), &json!(s), e));
+                }
+            }
+            None => c.push(Cause::invalid(field, v, "label values must be strings")),
+        }
+    }
+}
+
+fn non_negative(obj: &Value, key: &str, field: &str, c: &mut Vec<Cause>) {
+    if let Some(v) = obj.get(key).filter(|v| !v.is_null()) {
+        match v.as_i64() {
+            Some(n) if n >= 0 => {}
+            Some(_) => c.push(Cause::invalid(
+                field,
+                v,
+                "must be greater than or equal to 0",
+            )),
+            None => c.push(Cause::invalid(field, v, "must be an integer")),
+        }
+    }
+}
+
+fn validate_workload(res: &Resource, spec: &Value, c: &mut Vec<Cause>) {
+    non_negative(spec, "replicas", "spec.replicas", c);
+    non_negative(spec, "minReadySeconds", "spec.minReadySeconds", c);
+    non_negative(spec, "revisionHistoryLimit", "spec.revisionHistoryLimit", c);
+    let selector = spec.get("selector");
+    match selector {
+        None | Some(Value::Null) => c.push(Cause::required("spec.selector")),
+        Some(sel) => match Selector::from_label_selector(sel) {
+            Err(e) => c.push(Cause::invalid("spec.selector", sel, e.to_string())),
+            Ok(s) if s.is_empty() => c.push(Cause::invalid(
+                "spec.selector",
+                sel,
+                "empty selector is invalid for deployment",
+            )),
+            Ok(s) => {
+                let tl = spec
+                    .pointer("/template/metadata/labels")
+                    .and_then(Value::as_object);
+                if !s.matches(tl) {
+                    c.push(Cause::invalid(
+                        "spec.template.metadata.labels",
+                        spec.pointer("/template/metadata/labels")
+                            .unwrap_or(&Value::Null),
+                        "`selector` does not match template `labels`",
+                    ));
+                }
+            }
+        },
+    }
+    validate_template(spec, "spec.template", c);
+    if res.plural == "deployments" {
+        if let Some(ru) = spec.pointer("/strategy/rollingUpdate") {
+            let zero = |k: &str| {
+                matches!(ru.get(k), Some(Value::Number(n)) if n.as_i64() == Some(0))
+                    || ru.get(k) == Some(&json!("0%"))
+            };
+            if zero("maxSurge") && zero("maxUnavailable") {
+                c.push(Cause::invalid(
+                    "spec.strategy.rollingUpdate.maxUnavailable",
+                    ru.get("maxUnavailable").unwrap_or(&Value::Null),
+                    "may not be 0 when `maxSurge` is 0",
+                ));
+            }
+        }
+        if let Some(t) = spec.pointer("/strategy/type").and_then(Value::as_str) {
+            if !matches!(t, "RollingUpdate" | "Recreate") {
+                c.push(Cause::not_supported(
+                    "spec.strategy.type",
+                    &json!(t),
+                    &["Recreate", "RollingUpdate"],
+                ));
+            }
+        }
+    }
+}
+
+fn validate_template(spec: &Value, field: &str, c: &mut Vec<Cause>) {
+    match spec.get("template") {
+        None | Some(Value::Null) => c.push(Cause::required(field)),
+        Some(t) => {
+            if let Some(l) = t.pointer("/metadata/labels") {
+                validate_labels(l, &format!("{field}.metadata.labels"), c);
+            }
+            validate_pod_spec(
+                t.get("spec").unwrap_or(&Value::Null),
+                &format!("{field}.spec"),
+                c,
+            );
+        }
+    }
+}
+
+pub fn validate_pod_spec(spec: &Value, field: &str, c: &mut Vec<Cause>) {
+    let containers = spec.get("containers").and_then(Value::as_array);
+    if containers.is_none_or(|cs| cs.is_empty()) {
+        c.push(Cause::required(format!("{field}.containers")));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for list in ["initContainers", "containers"] {
+        for (i, ctr) in spec
+            .get(list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let f = format!("{field}.{list}[{i}]");
+            match ctr.get("name").and_then(Value::as_str) {
+                None | Some("") => c.push(Cause::required(format!("{f}.name"))),
+                Some(n) => {
+                    if !names::is_dns1123_label(n) {
+                        c.push(Cause::invalid(
+                            format!("{f}.name"),
+                            &json!(n),
+                            names::DNS1123_LABEL_MSG,
+                        ));
+                    }
+                    if !seen.insert(n.to_string()) {
+                        c.push(Cause::duplicate(format!("{f}.name"), &json!(n)));
+                    }
+                }
+            }
+            if ctr
+                .get("image")
+                .and_then(Value::as_str)
+                .is_none_or(|s| s.trim().is_empty())
+            {
+                c.push(Cause::required(format!("{f}.image")));
+            }
+            for (j, p) in ctr
+                .get("ports")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                port_number(
+                    p.get("containerPort"),
+                    &format!("{f}.ports[{j}].containerPort"),
+                    true,
+                    c,
+                );
+                if p.get("hostPort").is_some() {
+                    port_number(
+                        p.get("hostPort"),
+                        &format!("{f}.ports[{j}].hostPort"),
+                        false,
+                        c,
+                    );
+                }
+                protocol(p, &format!("{f}.ports[{j}].protocol"), c);
+            }
+            for kind in ["requests", "limits"] {
+                if let Some(m) = ctr
+                    .pointer(&format!("/resources/{kind}"))
+                    .and_then(Value::as_object)
+                {
+                    for (r, q) in m {
+                        let qf = format!("{f}.resources.{kind}[{r}]");
+                        match q.as_str().map(Quantity::parse).or_else(|| q.as_f64().map(|n| Quantity::parse(&n.to_string()))) {
+                            Some(Ok(qty)) if qty.is_negative() => c.push(Cause::invalid(qf, q, "must be greater than or equal to 0")),
+                            Some(Ok(_)) => {}
+                            _ => c.push(Cause::invalid(qf, q, "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")),
+                        }
+                    }
+                }
+            }
+            if let (Some(req), Some(lim)) = (
+                ctr.pointer("/resources/requests")
+                    .and_then(Value::as_object),
+                ctr.pointer("/resources/limits").and_then(Value::as_object),
+            ) {
+                for (r, q) in req {
+                    let parse = |v: &Value| v.as_str().and_then(|s| Quantity::parse(s).ok());
+                    if let (Some(qv), Some(lv)) = (parse(q), lim.get(r).and_then(parse)) {
+                        if qv > lv {
+                            c.push(Cause::invalid(
+                                format!("{f}.resources.requests"),
+                                q,
+                                format!(
+                                    "must be less than or equal to {r} limit of {}",
+                                    lim[r].as_str().unwrap_or("")
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if let Some(rp) = spec.get("restartPolicy").and_then(Value::as_str) {
+        if !matches!(rp, "Always" | "OnFailure" | "Never") {
+            c.push(Cause::not_supported(
+                format!("{field}.restartPolicy"),
+                &json!(rp),
+                &["Always", "Never", "OnFailure"],
+            ));
+        }
+    }
+    if let Some(dp) = spec.get("dnsPolicy").and_then(Value::as_str) {
+        if !matches!(
+            dp,
+            "ClusterFirstWithHostNet" | "ClusterFirst" | "Default" | "None"
+        ) {
+            c.push(Cause::not_supported(
+                format!("{field}.dnsPolicy"),
+                &json!(dp),
+                &["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"],
+            ));
+        }
+    }
+    if let Some(ns) = spec.get("nodeSelector") {
+        validate_labels(ns, &format!("{field}.nodeSelector"), c);
+    }
+}
+
+fn port_number(v: Option<&Value>, field: &str, required: bool, c: &mut Vec<Cause>) {
+    match v {
+        None | Some(Value::Null) if required => c.push(Cause::required(field)),
+        None | Some(Value::Null) => {}
+        Some(v) => match v.as_i64() {
+            Some(n) if (1..=65535).contains(&n) => {}
+            _ => c.push(Cause::invalid(
+                field,
+                v,
+                "must be between 1 and 65535, inclusive",
+            )),
+        },
+    }
+}
+
+fn protocol(p: &Value, field: &str, c: &mut Vec<Cause>) {
+    if let Some(proto) = p.get("protocol").and_then(Value::as_str) {
+        if !matches!(proto, "TCP" | "UDP" | "SCTP") {
+            c.push(Cause::not_supported(
+                field,
+                &json!(proto),
+                &["SCTP", "TCP", "UDP"],
+            ));
+        }
+    }
+}
+
+fn validate_service(spec: &Value, c: &mut Vec<Cause>) {
+    let ty = spec
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP");
+    if !matches!(
+        ty,
+        "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName"
+    ) {
+        c.push(Cause::not_supported(
+            "spec.type",
+            &json!(ty),
+            &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
+        ));
+    }
+    let headless = spec.get("clusterIP").and_then(Value::as_str) == Some("None");
+    let ports = spec.get("ports").and_then(Value::as_array);
+    if ty != "ExternalName" && !headless && ports.is_none_or(|p| p.is_empty()) {
+        c.push(Cause::required("spec.ports"));
+    }
+    if ty == "ExternalName"
+        && spec
+            .get("externalName")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+    {
+        c.push(Cause::required("spec.externalName"));
+    }
+    let mut names_seen = std::collections::HashSet::new();
+    let many = ports.map_or(0, Vec::len) > 1;
+    for (i, p) in ports.into_iter().flatten().enumerate() {
+        let f = format!("spec.ports[{i}]");
+        port_number(p.get("port"), &format!("{f}.port"), true, c);
+        protocol(p, &format!("{f}.protocol"), c);
+        match p.get("name").and_then(Value::as_str) {
+            None | Some("") if many => c.push(Cause::required(format!("{f}.name"))),
+            Some(n) if !n.is_empty() => {
+                if !names_seen.insert(n.to_string()) {
+                    c.push(Cause::duplicate(format!("{f}.name"), &json!(n)));
+                }
+            }
+            _ => {}
+        }
+        if let Some(tp) = p.get("targetPort") {
+            match tp {
+                Value::Number(_) => port_number(Some(tp), &format!("{f}.targetPort"), false, c),
+                Value::String(s) if !s.is_empty() && s.len() <= 15 => {}
+                other => c.push(Cause::invalid(
+                    format!("{f}.targetPort"),
+                    other,
+                    "must contain at least one letter (a-z)",
+                )),
+            }
+        }
+    }
+    if let Some(sel) = spec.get("selector") {
+        validate_labels(sel, "spec.selector", c);
+    }
+}
+
+fn validate_config_keys(obj: &Value, c: &mut Vec<Cause>) {
+    for section in ["data", "binaryData"] {
+        for (k, _) in obj
+            .get(section)
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            let ok = !k.is_empty()
+                && k.len() <= 253
+                && k.chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'))
+                && k != "."
+                && k != "..";
+            if !ok {
+                c.push(Cause::invalid(format!("{section}[{k}]"), &json!(k), "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"));
+            }
+        }
+    }
+}
+
+fn validate_secret(obj: &Value, c: &mut Vec<Cause>) {
+    use base64::Engine;
+    validate_config_keys(obj, c);
+    for (k, v) in obj
+        .get("data")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        let ok = v
+            .as_str()
+            .is_some_and(|s| base64::engine::general_purpose::STANDARD.decode(s).is_ok());
+        if !ok {
+            c.push(Cause::invalid(
+                format!("data[{k}]"),
+                v,
+                "illegal base64 data",
+            ));
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! Starting the API server: storage (embedded or etcd), certificates and the
+//! admin kubeconfig, the system namespaces, and the HTTPS listener.
+
+use crate::auth::{user_from_cert, Authenticator, User};
+use crate::http::AppState;
+use crate::pki::Pki;
+use crate::registry::{Registry, WriteOptions};
+use crate::storage::{embedded::EmbeddedStorage, etcd::EtcdStorage, Storage};
+use anyhow::Context;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::json;
+use skiff_machinery::catalog;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub bind_address: IpAddr,
+    pub https_listen_port: u16,
+    pub write_kubeconfig: Option<PathBuf>,
+    pub datastore_endpoint: Option<String>,
+    pub token: Option<String>,
+    pub service_cidr: String,
+    pub cluster_cidr: String,
+    pub tls_san: Vec<String>,
+}
+
+impl Config {
+    pub fn kubeconfig_path(&self) -> PathBuf {
+        self.write_kubeconfig
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("kubeconfig.yaml"))
+    }
+}
+
+pub struct Running {
+    pub addr: SocketAddr,
+    pub kubeconfig: PathBuf,
+    pub registry: Arc<Registry>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting connections (open ones end with the runtime).
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+async fn open_storage(cfg: &Config) -> anyhow::Result<Arc<dyn Storage>> {
+    Ok(match &cfg.datastore_endpoint {
+        Some(ep) if !ep.is_empty() => Arc::new(
+            EtcdStorage::connect(ep)
+                .await
+                .with_context(|| format!("connecting to etcd at {ep}"))?,
+        ),
+        _ => {
+            let dir = cfg.data_dir.join("server").join("db");
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            Arc::new(
+                EmbeddedStorage::open(&dir.join("state.redb"))
+                    .context("opening the embedded store")?,
+            )
+        }
+    })
+}
+
+/// Starts the server and returns once it accepts connections.
+pub async fn start(cfg: Config) -> anyhow::Result<Running> {
+    let storage = open_storage(&cfg).await?;
+    let registry = Registry::new(storage.clone(), &cfg.service_cidr).await?;
+    if !registry.wait_ready(Duration::from_secs(30)).await {
+        anyhow::bail!("watch caches did not sync with storage");
+    }
+    bootstrap(&registry).await?;
+    tokio::spawn(compactor(storage));
+
+    let pki = Pki::load_or_create(&cfg.data_dir.join("server").join("tls"))?;
+    let listener = TcpListener::bind((cfg.bind_address, cfg.https_listen_port))
+        .await
+        .with_context(|| format!("binding {}:{}", cfg.bind_address, cfg.https_listen_port))?;
+    let addr = listener.local_addr()?;
+    let mut names: Vec<String> = vec![
+        "localhost".into(),
+        "127.0.0.1".into(),
+        "kubernetes".into(),
+        "kubernetes.default".into(),
+        "kubernetes.default.svc".into(),
+        "kubernetes.default.svc.cluster.local".into(),
+    ];
+    names.push(registry.services.first_ip().to_string());
+    if !cfg.bind_address.is_unspecified() {
+        names.push(cfg.bind_address.to_string());
+    }
+    if let Ok(h) = std::fs::read_to_string("/etc/hostname") {
+        let h = h.trim();
+        if !h.is_empty() {
+            names.push(h.to_lowercase());
+        }
+    }
+    names.extend(cfg.tls_san.iter().cloned());
+    names.dedup();
+    let serving = pki.serving(&names)?;
+    let tls = tls_config(&pki, &serving)?;
+    let kubeconfig = cfg.kubeconfig_path();
+    write_admin_kubeconfig(&pki, &kubeconfig, addr, cfg.bind_address)?;
+
+    let state = Arc::new(AppState {
+        registry: registry.clone(),
+        metrics: Default::default(),
+        auth: Authenticator::new(cfg.token.clone().into_iter().collect()),
+    });
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let task = tokio::spawn(async move {
+        loop {
+            let (tcp, _) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            let state = state.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let user: Option<User> = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .and_then(|c| user_from_cert(c.as_ref()));
+                let svc = hyper::service::service_fn(move |mut req| {
+                    if let Some(u) = &user {
+                        req.extensions_mut().insert(u.clone());
+                    }
+                    let state = state.clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(crate::http::serve(state, req).await)
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    tracing::info!(%addr, kubeconfig = %kubeconfig.display(), "API server listening");
+    Ok(Running {
+        addr,
+        kubeconfig,
+        registry,
+        task,
+    })
+}
+
+fn tls_config(pki: &Pki, serving: &crate::pki::Pair) -> anyhow::Result<rustls::ServerConfig> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_slice(pki.ca_cert_pem.as_bytes())?)?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()?;
+    let certs = vec![
+        CertificateDer::from_pem_slice(serving.cert_pem.as_bytes())?,
+        CertificateDer::from_pem_slice(pki.ca_cert_pem.as_bytes())?,
+    ];
+    let key = PrivateKeyDer::from_pem_slice(serving.key_pem.as_bytes())?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+/// The admin kubeconfig (client certificate CN=system:admin, O=system:masters).
+fn write_admin_kubeconfig(
+    pki: &Pki,
+    path: &std::path::Path,
+    addr: SocketAddr,
+    bind: IpAddr,
+) -> anyhow::Result<()> {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let client = pki.client("system:admin", &["system:masters"])?;
+    let host = if bind.is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        bind.to_string()
+    };
+    let server = format!(
+        "https://{}:{}",
+        if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host
+        },
+        addr.port()
+    );
+    let doc = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "skiff", "cluster": {"server": server, "certificate-authority-data": b64(&pki.ca_cert_pem)}}],
+        "users": [{"name": "skiff-admin", "user": {"client-certificate-data": b64(&client.cert_pem), "client-key-data": b64(&client.key_pem)}}],
+        "contexts": [{"name": "skiff", "context": {"cluster": "skiff", "user": "skiff-admin"}}],
+        "current-context": "skiff",
+        "preferences": {},
+    });
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let yaml = serde_yaml::to_string(&doc)?;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(yaml.as_bytes())?;
+    Ok(())
+}
+
+/// The namespaces every cluster starts with, and the `kubernetes` Service.
+async fn bootstrap(reg: &Registry) -> anyhow::Result<()> {
+    let ns = catalog::lookup("", "v1", "namespaces").expect("catalog");
+    let opts = WriteOptions {
+        field_manager: Some("skiff-apiserver".into()),
+        ..Default::default()
+    };
+    for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        match reg
+            .create(ns, None, json!({"metadata": {"name": name}}), &opts)
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.code == 409 => {}
+            Err(e) => anyhow::bail!("creating namespace {name}: {e}"),
+        }
+    }
+    let svc = catalog::lookup("", "v1", "services").expect("catalog");
+    let kubernetes = json!({
+        "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+        "spec": {"clusterIP": reg.services.first_ip().to_string(), "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}], "sessionAffinity": "None", "type": "ClusterIP"},
+    });
+    if reg.get(svc, Some("default"), "kubernetes").await.is_err() {
+        match reg.create(svc, Some("default"), kubernetes, &opts).await {
+            Ok(_) => {}
+            Err(e) if e.code == 409 => {}
+            Err(e) => anyhow::bail!("creating the kubernetes service: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// Compacts history every five minutes to the revision seen five minutes
+/// earlier, as the upstream API server does for etcd.
+async fn compactor(storage: Arc<dyn Storage>) {
+    let mut previous = 0;
+    let mut tick = tokio::time::interval(Duration::from_secs(300));
+    loop {
+        tick.tick().await;
+        if previous > 0 {
+            if let Err(e) = storage.compact(previous).await {
+                tracing::warn!(error = %e, "compaction failed");
+            }
+        }
+        previous = storage.current_revision().await.unwrap_or(previous);
+    }
+}

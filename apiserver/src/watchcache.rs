@@ -1,0 +1,329 @@
+//! The watch cache: one per stored resource, fed by a single storage watch.
+//! It holds every object in memory (parsed and pre-serialized, with its
+//! resourceVersion) and a window of recent events, so lists at
+//! `resourceVersion=0`, consistent lists when current, and every client watch
+//! are served from memory, as upstream's cacher does.
+
+use crate::storage::{EventKind, KeyValue, Storage, StorageError, WatchEvent};
+use bytes::Bytes;
+use serde_json::Value;
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::{broadcast, watch};
+
+/// Events kept for watches that start from an older resourceVersion.
+const HISTORY: usize = 10_000;
+
+/// One object as served: parsed for filtering and tables, serialized for lists.
+#[derive(Debug)]
+pub struct Entry {
+    pub key: String,
+    pub object: Value,
+    pub json: Bytes,
+    pub mod_revision: i64,
+}
+
+impl Entry {
+    /// Builds an entry from stored bytes, stamping the resourceVersion.
+    pub fn from_kv(kv: &KeyValue) -> Option<Entry> {
+        let mut object: Value = match serde_json::from_slice(&kv.value) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(key = %kv.key, error = %e, "undecodable object in storage");
+                return None;
+            }
+        };
+        crate::meta::set_resource_version(&mut object, kv.mod_revision);
+        let json = Bytes::from(serde_json::to_vec(&object).unwrap_or_default());
+        Some(Entry {
+            key: kv.key.clone(),
+            object,
+            json,
+            mod_revision: kv.mod_revision,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct CacheEvent {
+    pub kind: EventType,
+    pub entry: Arc<Entry>,
+    pub prev: Option<Arc<Entry>>,
+    pub revision: i64,
+}
+
+#[derive(Default)]
+struct State {
+    items: BTreeMap<String, Arc<Entry>>,
+    revision: i64,
+    history: VecDeque<Arc<CacheEvent>>,
+    /// Watches may start from any revision at or above this one.
+    floor: i64,
+}
+
+pub struct WatchCache {
+    pub prefix: String,
+    state: RwLock<State>,
+    events: broadcast::Sender<Arc<CacheEvent>>,
+    revision: watch::Sender<i64>,
+}
+
+/// What a watch starts with: events since its revision, then the live feed.
+pub struct Subscription {
+    pub backlog: Vec<Arc<CacheEvent>>,
+    pub live: broadcast::Receiver<Arc<CacheEvent>>,
+    pub revision: i64,
+}
+
+impl WatchCache {
+    /// Starts the cache and the task that feeds it from storage.
+    pub fn start(storage: Arc<dyn Storage>, prefix: String) -> Arc<WatchCache> {
+        let (events, _) = broadcast::channel(4096);
+        let (revision, _) = watch::channel(0);
+        let cache = Arc::new(WatchCache {
+            prefix,
+            state: RwLock::new(State::default()),
+            events,
+            revision,
+        });
+        let feeder = cache.clone();
+        tokio::spawn(async move { feeder.feed(storage).await });
+        cache
+    }
+
+    async fn feed(self: Arc<Self>, storage: Arc<dyn Storage>) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.sync_once(&storage).await {
+                Ok(()) => backoff = Duration::from_millis(100),
+                Err(e) => {
+                    tracing::warn!(prefix = %self.prefix, error = %e, "watch cache resyncing");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Lists, then follows the storage watch until it ends.
+    async fn sync_once(&self, storage: &Arc<dyn Storage>) -> Result<(), StorageError> {
+        let list = storage.list(&self.prefix, None, 0, 0).await?;
+        let mut stream = storage.watch(&self.prefix, list.revision).await?;
+        {
+            let mut st = self.state.write().expect("cache lock");
+            let items: BTreeMap<String, Arc<Entry>> = list
+                .items
+                .iter()
+                .filter_map(|kv| Entry::from_kv(kv).map(|e| (kv.key.clone(), Arc::new(e))))
+                .collect();
+            // Tell watchers about what changed while we were away, then continue.
+            let old = std::mem::take(&mut st.items);
+            for (key, entry) in &items {
+                match old.get(key) {
+                    Some(prev) if prev.mod_revision == entry.mod_revision => {}
+                    prev => self.publish(
+                        &mut st,
+                        EventType::Added.or_modified(prev.is_some()),
+                        entry.clone(),
+                        prev.cloned(),
+                        list.revision,
+                    ),
+                }
+            }
+            for (key, prev) in &old {
+                if !items.contains_key(key) {
+                    let gone = Arc::new(Entry {
+                        mod_revision: list.revision,
+                        ..clone_entry(prev)
+                    });
+                    self.publish(
+                        &mut st,
+                        EventType::Deleted,
+                        gone,
+                        Some(prev.clone()),
+                        list.revision,
+                    );
+                }
+            }
+            st.items = items;
+            if st.floor == 0 {
+                st.floor = list.revision;
+            }
+            st.revision = st.revision.max(list.revision);
+            self.revision.send_replace(st.revision);
+        }
+        while let Some(ev) = stream.recv().await {
+            self.apply(ev?);
+        }
+        Err(StorageError::Unavailable("storage watch ended".into()))
+    }
+
+    fn apply(&self, ev: WatchEvent) {
+        let mut st = self.state.write().expect("cache lock");
+        let rev = ev.kv.mod_revision;
+        match ev.kind {
+            EventKind::Progress => {}
+            EventKind::Put => {
+                if let Some(entry) = Entry::from_kv(&ev.kv) {
+                    let entry = Arc::new(entry);
+                    let prev = st.items.insert(ev.kv.key.clone(), entry.clone());
+                    self.publish(
+                        &mut st,
+                        EventType::Added.or_modified(prev.is_some()),
+                        entry,
+                        prev,
+                        rev,
+                    );
+                }
+            }
+            EventKind::Delete => {
+                if let Some(prev) = st.items.remove(&ev.kv.key) {
+                    let mut gone = clone_entry(&prev);
+                    gone.mod_revision = rev;
+                    crate::meta::set_resource_version(&mut gone.object, rev);
+                    gone.json = Bytes::from(serde_json::to_vec(&gone.object).unwrap_or_default());
+                    self.publish(&mut st, EventType::Deleted, Arc::new(gone), Some(prev), rev);
+                }
+            }
+        }
+        st.revision = st.revision.max(rev);
+        self.revision.send_replace(st.revision);
+    }
+
+    fn publish(
+        &self,
+        st: &mut State,
+        kind: EventType,
+        entry: Arc<Entry>,
+        prev: Option<Arc<Entry>>,
+        revision: i64,
+    ) {
+        let ev = Arc::new(CacheEvent {
+            kind,
+            entry,
+            prev,
+            revision,
+        });
+        if st.history.len() >= HISTORY {
+            if let Some(old) = st.history.pop_front() {
+                st.floor = old.revision;
+            }
+        }
+        st.history.push_back(ev.clone());
+        let _ = self.events.send(ev);
+    }
+
+    pub fn revision(&self) -> i64 {
+        *self.revision.borrow()
+    }
+
+    /// Waits until the cache has seen `rev`; false on timeout.
+    pub async fn wait_for(&self, rev: i64, timeout: Duration) -> bool {
+        let mut rx = self.revision.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|r| *r >= rev))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Every object under `prefix` (a namespace's prefix, or the whole resource),
+    /// with the revision they were read at.
+    pub fn list(&self, prefix: &str) -> (Vec<Arc<Entry>>, i64) {
+        let st = self.state.read().expect("cache lock");
+        let end = String::from_utf8_lossy(&crate::storage::prefix_end(prefix)).into_owned();
+        let items = st
+            .items
+            .range::<str, _>((Bound::Included(prefix), Bound::Excluded(end.as_str())))
+            .map(|(_, e)| e.clone())
+            .collect();
+        (items, st.revision)
+    }
+
+    pub fn get(&self, key: &str) -> Option<Arc<Entry>> {
+        self.state
+            .read()
+            .expect("cache lock")
+            .items
+            .get(key)
+            .cloned()
+    }
+
+    /// Subscribes to events after `after` (0: from now, with the current state
+    /// returned as the backlog of ADDED events). `Err(floor)` if `after` is older
+    /// than the kept history.
+    pub fn subscribe(&self, after: i64, prefix: &str) -> Result<Subscription, i64> {
+        let st = self.state.read().expect("cache lock");
+        let live = self.events.subscribe();
+        if after == 0 {
+            let backlog = st
+                .items
+                .iter()
+                .filter(|(k, _)| k.starts_with(prefix))
+                .map(|(_, e)| {
+                    Arc::new(CacheEvent {
+                        kind: EventType::Added,
+                        entry: e.clone(),
+                        prev: None,
+                        revision: e.mod_revision,
+                    })
+                })
+                .collect();
+            return Ok(Subscription {
+                backlog,
+                live,
+                revision: st.revision,
+            });
+        }
+        if after < st.floor {
+            return Err(st.floor);
+        }
+        let backlog = st
+            .history
+            .iter()
+            .filter(|e| e.revision > after)
+            .cloned()
+            .collect();
+        Ok(Subscription {
+            backlog,
+            live,
+            revision: st.revision,
+        })
+    }
+}
+
+fn clone_entry(e: &Entry) -> Entry {
+    Entry {
+        key: e.key.clone(),
+        object: e.object.clone(),
+        json: e.json.clone(),
+        mod_revision: e.mod_revision,
+    }
+}
+
+impl EventType {
+    fn or_modified(self, existed: bool) -> EventType {
+        if existed {
+            EventType::Modified
+        } else {
+            self
+        }
+    }
+}
