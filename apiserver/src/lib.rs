@@ -9,6 +9,7 @@ pub mod meta;
 pub mod metrics;
 pub mod openapi;
 pub mod pki;
+pub mod protobuf;
 pub mod registry;
 pub mod server;
 pub mod storage;

@@ -142,6 +142,8 @@ pub fn decode_body(content_type: &str, body: &Bytes) -> Result<Value, ApiError> 
         | "application/json-patch+json"
         | "" => serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding JSON: {e}"))),
+        crate::protobuf::MEDIA_TYPE => crate::protobuf::decode(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding protobuf: {e}"))),
         other => Err(ApiError::unsupported_media_type(other)),
     }
 }
