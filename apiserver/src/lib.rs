@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod discovery;
 pub mod error;
+pub mod fieldvalidation;
 pub mod http;
 pub mod meta;
 pub mod metrics;

@@ -24,6 +24,28 @@ macro_rules! kinds {
     }};
 }
 
+/// The schemas of one group/version: definitions by name, and each kind's root name.
+pub struct SchemaSet {
+    pub defs: Map<String, Value>,
+    pub roots: HashMap<&'static str, String>,
+}
+
+/// The schemas of a group/version, built once.
+pub fn schema_set(group: &str, version: &str) -> std::sync::Arc<SchemaSet> {
+    static SETS: OnceLock<std::sync::Mutex<HashMap<String, std::sync::Arc<SchemaSet>>>> =
+        OnceLock::new();
+    let key = format!("{group}/{version}");
+    let sets = SETS.get_or_init(Default::default);
+    let mut guard = sets.lock().unwrap_or_else(|e| e.into_inner());
+    guard
+        .entry(key)
+        .or_insert_with(|| {
+            let (defs, roots) = schemas(group, version);
+            std::sync::Arc::new(SchemaSet { defs, roots })
+        })
+        .clone()
+}
+
 /// Schema definitions of one group/version and the schema name of each kind.
 fn schemas(group: &str, version: &str) -> (Map<String, Value>, HashMap<&'static str, String>) {
     use k8s_openapi::api as a;
@@ -215,7 +237,8 @@ pub fn document(group: &str, version: &str) -> Option<&'static [u8]> {
     if resources.is_empty() {
         return None;
     }
-    let (defs, roots) = schemas(group, version);
+    let set = schema_set(group, version);
+    let (defs, roots) = (&set.defs, &set.roots);
     let mut paths = Map::new();
     for res in resources {
         if let Some(name) = roots.get(res.kind) {

@@ -124,9 +124,7 @@ async fn route(
                 accept,
                 body,
             };
-            let resp = resources::handle(state.registry.clone(), call)
-                .await
-                .unwrap_or_else(IntoResponse::into_response);
+            let resp = resources::handle(state.registry.clone(), call).await;
             (verb, resource, resp)
         }
         _ => simple(ApiError::not_found_path().into_response()),

@@ -3,9 +3,9 @@
 
 use super::output::{self, Format};
 use super::request::{self, Target};
-use super::resources::{write_options, Call};
+use super::resources::Call;
 use crate::error::ApiError;
-use crate::registry::{Part, Registry};
+use crate::registry::{Part, Registry, WriteOptions};
 use axum::response::Response;
 use http::StatusCode;
 use serde_json::Value;
@@ -64,10 +64,10 @@ pub async fn patch(
     part: Part,
     call: &Call<'_>,
     format: Format,
+    mut opts: WriteOptions,
 ) -> Result<Response, ApiError> {
     let res = target.res;
     let ns = target.namespace.as_deref();
-    let mut opts = write_options(&call.query)?;
     if call.content_type == "application/apply-patch+yaml" {
         // Server-side apply: create when missing, else merge the applied
         // configuration into the live object by the kind's merge keys.

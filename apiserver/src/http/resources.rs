@@ -6,7 +6,10 @@ use super::request::{self, Query, Target};
 use super::watch;
 use crate::error::ApiError;
 use crate::meta;
-use crate::registry::{subresources, DeleteOptions, ListOptions, Part, Registry, WriteOptions};
+use crate::registry::{
+    subresources, DeleteOptions, ListOptions, Part, Registry, Warnings, WriteOptions,
+};
+use axum::response::IntoResponse;
 use axum::response::Response;
 use bytes::Bytes;
 use http::{Method, StatusCode};
@@ -24,7 +27,26 @@ pub struct Call<'a> {
     pub body: Bytes,
 }
 
-pub async fn handle(reg: Arc<Registry>, call: Call<'_>) -> Result<Response, ApiError> {
+pub async fn handle(reg: Arc<Registry>, call: Call<'_>) -> Response {
+    let warnings = Warnings::default();
+    let mut resp = handle_verb(reg, call, &warnings)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    for w in warnings.take() {
+        let value = format!("299 - {}", serde_json::Value::String(w));
+        if let Ok(v) = http::HeaderValue::from_str(&value) {
+            resp.headers_mut().append("Warning", v);
+        }
+    }
+    resp
+}
+
+async fn handle_verb(
+    reg: Arc<Registry>,
+    call: Call<'_>,
+    warnings: &Warnings,
+) -> Result<Response, ApiError> {
+    let write_options = |q: &Query| write_options(q, warnings);
     let target = request::parse_path(call.path)?;
     let format = output::negotiate(call.accept.as_deref(), call.query.get("includeObject"));
     let ns = target.namespace.as_deref();
@@ -55,7 +77,7 @@ pub async fn handle(reg: Arc<Registry>, call: Call<'_>) -> Result<Response, ApiE
         }
         (&Method::PATCH, Some(name), sub @ (None | Some(Subresource::Status))) => {
             let part = if sub.is_some() { Part::Status } else { Part::Main };
-            super::patch::patch(&reg, &target, name, part, &call, format).await
+            super::patch::patch(&reg, &target, name, part, &call, format, write_options(&call.query)?).await
         }
         (&Method::DELETE, Some(name), None) => {
             let opts = delete_options(&call.query, &call.body)?;
@@ -158,15 +180,18 @@ pub fn list_options(target: &Target, q: &Query) -> Result<ListOptions, ApiError>
     })
 }
 
-pub fn write_options(q: &Query) -> Result<WriteOptions, ApiError> {
-    if let Some(fv) = q.get("fieldValidation") {
-        if !matches!(fv, "" | "Ignore" | "Warn" | "Strict") {
+pub fn write_options(q: &Query, warnings: &Warnings) -> Result<WriteOptions, ApiError> {
+    let fv = q.get("fieldValidation").filter(|s| !s.is_empty());
+    if let Some(fv) = fv {
+        if !matches!(fv, "Ignore" | "Warn" | "Strict") {
             return Err(ApiError::bad_request(format!("fieldValidation: Unsupported value: {fv:?}: supported values: \"Ignore\", \"Strict\", \"Warn\"")));
         }
     }
     Ok(WriteOptions {
         dry_run: q.dry_run()?,
         field_manager: q.get("fieldManager").map(String::from),
+        field_validation: crate::fieldvalidation::Mode::parse(fv),
+        warnings: warnings.clone(),
     })
 }
 

@@ -10,6 +10,7 @@ pub mod subresources;
 pub mod validation;
 
 use crate::error::{ApiError, Cause};
+use crate::fieldvalidation;
 use crate::meta;
 use crate::storage::{Storage, StorageError};
 use crate::watchcache::{Entry, WatchCache};
@@ -48,6 +49,46 @@ pub struct ListResult {
 pub struct WriteOptions {
     pub dry_run: bool,
     pub field_manager: Option<String>,
+    pub field_validation: fieldvalidation::Mode,
+    /// Where `Warn` field validation leaves its messages for the response headers.
+    pub warnings: Warnings,
+}
+
+/// Warnings collected while serving one request (`Warning: 299 - "…"` headers).
+#[derive(Debug, Default, Clone)]
+pub struct Warnings(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Warnings {
+    pub fn push(&self, w: String) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(w);
+        }
+    }
+
+    pub fn take(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
+    }
+}
+
+/// Drops fields the kind does not declare; Strict makes them an error.
+fn check_fields(res: &Resource, obj: &mut Value, opts: &WriteOptions) -> Result<(), ApiError> {
+    let unknown = fieldvalidation::prune_unknown(res, obj);
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    match opts.field_validation {
+        fieldvalidation::Mode::Strict => Err(fieldvalidation::strict_error(res, &unknown)),
+        fieldvalidation::Mode::Warn => {
+            for f in unknown {
+                opts.warnings.push(format!("unknown field \"{f}\""));
+            }
+            Ok(())
+        }
+        fieldvalidation::Mode::Ignore => Ok(()),
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -134,12 +175,9 @@ impl Registry {
 
     /// Waits until every cache has synced with storage once.
     pub async fn wait_ready(&self, timeout: Duration) -> bool {
-        let rev = match self.storage.current_revision().await {
-            Ok(r) => r,
-            Err(_) => return false,
-        };
         for cache in self.caches.values() {
-            if !cache.wait_for(rev.min(1).max(1), timeout).await {
+            // Every cache reaches revision 1 or more once its first list is in.
+            if !cache.wait_for(1, timeout).await {
                 return false;
             }
         }
@@ -327,6 +365,7 @@ impl Registry {
         }
         strategy::check_type(res, &obj)?;
         obj = meta::with_type(obj, &res.api_version(), res.kind);
+        check_fields(res, &mut obj, opts)?;
         let m = meta::metadata_mut(&mut obj);
         if m.get("resourceVersion")
             .and_then(Value::as_str)
@@ -460,6 +499,7 @@ impl Registry {
             }
             strategy::check_type(res, &new)?;
             new = meta::with_type(new, &res.api_version(), res.kind);
+            check_fields(res, &mut new, opts)?;
             let given_rv = meta::resource_version(&new).map(String::from);
             if let Some(rv) = &given_rv {
                 if rv != &kv.mod_revision.to_string() {
