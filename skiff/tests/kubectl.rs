@@ -1,0 +1,376 @@
+//! The real kubectl (on PATH) against a real `skiff server`, on the embedded
+//! store and on etcd: what each verb prints is what it prints against upstream.
+
+mod common;
+
+use common::{etcd, have_kubectl, unique_ns, Server};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.25
+        ports: [{containerPort: 80}]
+        env: [{name: A, value: "1"}, {name: B, value: "2"}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 80}]
+"#;
+
+fn scenario(s: &Server) {
+    let ns = unique_ns("kubectl");
+    assert!(s.ok(&["version"]).contains("Server Version: v1.32"));
+    let resources = s.ok(&["api-resources"]);
+    for line in [
+        "deployments",
+        "deploy",
+        "apps/v1",
+        "horizontalpodautoscalers",
+        "rbac.authorization.k8s.io/v1",
+    ] {
+        assert!(
+            resources.contains(line),
+            "api-resources lacks {line}: {resources}"
+        );
+    }
+    assert_eq!(
+        s.ok(&["create", "namespace", &ns]).trim(),
+        format!("namespace/{ns} created")
+    );
+
+    // apply: create, change, unchanged.
+    let out = s.apply(&ns, DEPLOYMENT);
+    assert!(
+        out.contains("deployment.apps/web created") && out.contains("service/web created"),
+        "{out}"
+    );
+    let changed = DEPLOYMENT
+        .replace("replicas: 2", "replicas: 3")
+        .replace(r#"{name: A, value: "1"}, "#, "");
+    let out = s.apply(&ns, &changed);
+    assert!(
+        out.contains("deployment.apps/web configured") && out.contains("service/web unchanged"),
+        "{out}"
+    );
+    assert!(s
+        .apply(&ns, &changed)
+        .contains("deployment.apps/web unchanged"));
+    let env = s.ok(&["get", "deploy", "web", "-n", &ns, "-o", "jsonpath={.spec.replicas} {.metadata.generation} {.spec.template.spec.containers[0].env[*].name}"]);
+    assert_eq!(env, "3 2 B");
+
+    // Defaults as upstream's.
+    let strategy = s.ok(&["get", "deploy", "web", "-n", &ns, "-o", "jsonpath={.spec.strategy.rollingUpdate.maxSurge} {.spec.revisionHistoryLimit} {.spec.progressDeadlineSeconds} {.spec.template.spec.restartPolicy} {.spec.template.spec.containers[0].imagePullPolicy}"]);
+    assert_eq!(strategy, "25% 10 600 Always IfNotPresent");
+    let svc = s.ok(&[
+        "get",
+        "svc",
+        "web",
+        "-n",
+        &ns,
+        "-o",
+        "jsonpath={.spec.clusterIP} {.spec.ports[0].nodePort}",
+    ]);
+    let (ip, port) = svc.split_once(' ').unwrap();
+    assert!(ip.starts_with("10.43."), "{svc}");
+    assert!(
+        (30000..=32767).contains(&port.parse::<u16>().unwrap()),
+        "{svc}"
+    );
+
+    // Tables with upstream's columns.
+    let table = s.ok(&["get", "deploy", "-n", &ns, "-o", "wide"]);
+    assert!(
+        table.starts_with(
+            "NAME   READY   UP-TO-DATE   AVAILABLE   AGE   CONTAINERS   IMAGES       SELECTOR"
+        ),
+        "{table}"
+    );
+    let table = s.ok(&["get", "svc", "-n", &ns]);
+    assert!(
+        table.contains("TYPE")
+            && table.contains("CLUSTER-IP")
+            && table.contains(&format!("80:{port}/TCP")),
+        "{table}"
+    );
+
+    // Imperative creates (protobuf bodies).
+    s.ok(&["create", "configmap", "c1", "-n", &ns, "--from-literal=a=1"]);
+    s.ok(&["create", "configmap", "c2", "-n", &ns, "--from-literal=a=2"]);
+    s.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "s1",
+        "-n",
+        &ns,
+        "--from-literal=p=q",
+    ]);
+    s.ok(&[
+        "create",
+        "deployment",
+        "d2",
+        "-n",
+        &ns,
+        "--image=nginx",
+        "--replicas=2",
+    ]);
+    assert_eq!(
+        s.ok(&["get", "secret", "s1", "-n", &ns, "-o", "jsonpath={.data.p}"]),
+        "cQ=="
+    );
+
+    // Selectors and chunking.
+    assert_eq!(
+        s.ok(&["get", "deploy", "-n", &ns, "-l", "app=web", "-o", "name"])
+            .trim(),
+        "deployment.apps/web"
+    );
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "cm",
+            "-n",
+            &ns,
+            "--field-selector",
+            "metadata.name=c2",
+            "-o",
+            "name"
+        ])
+        .trim(),
+        "configmap/c2"
+    );
+    let chunked = s.ok(&["get", "cm", "-n", &ns, "--chunk-size=1", "-o", "name"]);
+    assert!(
+        chunked.contains("configmap/c1") && chunked.contains("configmap/c2"),
+        "{chunked}"
+    );
+    assert!(s
+        .fails(&["get", "pods", "-n", &ns, "--field-selector", "spec.bogus=1"])
+        .contains("field label not supported: spec.bogus"));
+
+    // label, annotate, scale, patch.
+    s.ok(&["label", "deploy", "web", "-n", &ns, "tier=fe"]);
+    s.ok(&["annotate", "deploy", "web", "-n", &ns, "note=hi"]);
+    assert!(s
+        .ok(&["scale", "deploy", "web", "-n", &ns, "--replicas=5"])
+        .contains("scaled"));
+    s.ok(&[
+        "patch",
+        "deploy",
+        "web",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"minReadySeconds":3}}"#,
+    ]);
+    s.ok(&[
+        "patch",
+        "deploy",
+        "web",
+        "-n",
+        &ns,
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/replicas","value":4}]"#,
+    ]);
+    s.ok(&[
+        "patch",
+        "deploy",
+        "web",
+        "-n",
+        &ns,
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"side","image":"busybox"}]}}}}"#,
+    ]);
+    let got = s.ok(&["get", "deploy", "web", "-n", &ns, "-o", "jsonpath={.metadata.labels.tier} {.metadata.annotations.note} {.spec.replicas} {.spec.minReadySeconds} {.spec.template.spec.containers[*].name}"]);
+    assert_eq!(got, "fe hi 4 3 side nginx");
+
+    // replace with a stale object is a conflict; dry runs change nothing.
+    let stale = s.ok(&["get", "cm", "c1", "-n", &ns, "-o", "yaml"]);
+    s.ok(&["label", "cm", "c1", "-n", &ns, "x=1"]);
+    let out = s.kubectl_stdin(&["replace", "-f", "-"], &stale);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Error from server (Conflict)"),
+        "{out:?}"
+    );
+    assert!(s
+        .ok(&["delete", "cm", "c1", "-n", &ns, "--dry-run=server"])
+        .contains("deleted (server dry run)"));
+    s.ok(&["get", "cm", "c1", "-n", &ns]);
+
+    // Errors worded as upstream's.
+    let dup = s.fails(&["create", "configmap", "c1", "-n", &ns]);
+    assert!(
+        dup.contains(r#"error: failed to create configmap: configmaps "c1" already exists"#),
+        "{dup}"
+    );
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c2}\n";
+    let out = s.kubectl_stdin(&["create", "-n", &ns, "-f", "-"], cm);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(r#"Error from server (AlreadyExists): error when creating "STDIN": configmaps "c2" already exists"#), "{err}");
+    let bad = DEPLOYMENT
+        .replace("replicas: 2", "replicas: -1")
+        .replace("name: web\n  labels", "name: bad\n  labels");
+    let out = s.kubectl_stdin(&["apply", "-n", &ns, "-f", "-"], &bad);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("spec.replicas: Invalid value: -1: must be greater than or equal to 0"),
+        "{err}"
+    );
+    let unknown = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: u}\nbogus: 1\n";
+    let out = s.kubectl_stdin(&["apply", "-n", &ns, "-f", "-"], unknown);
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains(r#"strict decoding error: unknown field "bogus""#),
+        "{out:?}"
+    );
+
+    // describe and explain.
+    let d = s.ok(&["describe", "deploy", "web", "-n", &ns]);
+    assert!(
+        d.contains("RollingUpdateStrategy:  25% max unavailable, 25% max surge"),
+        "{d}"
+    );
+    let e = s.ok(&["explain", "deployment.spec.replicas"]);
+    assert!(e.contains("FIELD: replicas <integer>"), "{e}");
+
+    // watch: events arrive as they happen.
+    let mut watch = Command::new("kubectl")
+        .env("KUBECONFIG", s.kubeconfig())
+        .args(["get", "cm", "-n", &ns, "-w", "--output-watch-events"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Lines come through a channel so every wait below is bounded.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || {
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("watch output within 20s")
+    };
+    let header = next();
+    assert!(header.starts_with("EVENT"), "{header}");
+    let first = next();
+    assert!(first.starts_with("ADDED"), "{first}");
+    s.ok(&["create", "configmap", "w1", "-n", &ns]);
+    s.ok(&["delete", "configmap", "w1", "-n", &ns]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen: Vec<String> = Vec::new();
+    while Instant::now() < deadline
+        && !seen
+            .iter()
+            .any(|l| l.starts_with("DELETED") && l.contains(" w1 "))
+    {
+        match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(l) => seen.push(l),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("ADDED") && l.contains(" w1 ")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("DELETED") && l.contains(" w1 ")),
+        "{seen:?}"
+    );
+
+    // delete waits for the object to go.
+    assert!(s
+        .ok(&["delete", "deploy", "d2", "-n", &ns, "--wait"])
+        .contains("deleted"));
+    assert!(s
+        .fails(&["get", "deploy", "d2", "-n", &ns])
+        .contains("NotFound"));
+}
+
+#[test]
+fn kubectl_against_embedded_store() {
+    if !have_kubectl() {
+        eprintln!("kubectl not on PATH: skipped");
+        return;
+    }
+    let s = Server::start(None);
+    scenario(&s);
+}
+
+#[test]
+fn kubectl_against_etcd() {
+    if !have_kubectl() {
+        eprintln!("kubectl not on PATH: skipped");
+        return;
+    }
+    let Some(ep) = etcd() else {
+        eprintln!("SKIFF_TEST_ETCD not set: skipped");
+        return;
+    };
+    let s = Server::start(Some(ep));
+    scenario(&s);
+}
+
+#[test]
+fn objects_survive_kill_9() {
+    if !have_kubectl() {
+        eprintln!("kubectl not on PATH: skipped");
+        return;
+    }
+    let mut s = Server::start(None);
+    let ns = unique_ns("durable");
+    s.ok(&["create", "namespace", &ns]);
+    for i in 0..20 {
+        s.ok(&[
+            "create",
+            "configmap",
+            &format!("c{i}"),
+            "-n",
+            &ns,
+            &format!("--from-literal=i={i}"),
+        ]);
+    }
+    s.restart();
+    let names = s.ok(&["get", "cm", "-n", &ns, "-o", "name"]);
+    for i in 0..20 {
+        assert!(
+            names.contains(&format!("configmap/c{i}\n")),
+            "c{i} lost after kill -9: {names}"
+        );
+    }
+    assert_eq!(
+        s.ok(&["get", "cm", "c7", "-n", &ns, "-o", "jsonpath={.data.i}"]),
+        "7"
+    );
+}
