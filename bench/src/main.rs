@@ -1,1 +1,17 @@
-fn main() {}
+//! skiff benchmarks. Each area prints its figures and, last, one `RESULT`
+//! line. `cargo run --release -p skiff-bench -- api`
+
+mod api;
+mod procs;
+
+fn main() -> anyhow::Result<()> {
+    let area = std::env::args().nth(1).unwrap_or_default();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match area.as_str() {
+        "api" => rt.block_on(api::run()),
+        _ => {
+            eprintln!("usage: skiff-bench api");
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Processes a benchmark runs: a release `skiff server` and a private etcd,
+//! both on loopback, both killed (by pid) when dropped.
+
+use anyhow::{bail, Context, Result};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Builds the release skiff binary and returns its path.
+pub fn skiff_binary() -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo).args(["build", "--release", "-q", "-p", "skiff"]).status()?;
+    if !status.success() {
+        bail!("building skiff failed");
+    }
+    let exe = std::env::current_exe()?;
+    let bin = exe.parent().context("bench binary has a folder")?.join("skiff");
+    if !bin.exists() {
+        bail!("{} not found", bin.display());
+    }
+    Ok(bin)
+}
+
+pub struct Proc {
+    pub child: Child,
+    /// Kept so the process's folder lives as long as the process.
+    _dir: tempfile::TempDir,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident set size in MiB, from /proc.
+    pub fn rss_mb(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_port(port: u16, child: &mut Child, what: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        if let Some(s) = child.try_wait()? {
+            bail!("{what} exited: {s}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("{what} did not listen on {port}")
+}
+
+pub fn start_etcd() -> Result<(Proc, String)> {
+    let dir = tempfile::tempdir()?;
+    let (client, peer) = (free_port()?, free_port()?);
+    let mut child = Command::new("etcd")
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--name", "bench"])
+        .args(["--listen-client-urls", &format!("http://127.0.0.1:{client}")])
+        .args(["--advertise-client-urls", &format!("http://127.0.0.1:{client}")])
+        .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+        .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
+        .args(["--initial-cluster", &format!("bench=http://127.0.0.1:{peer}")])
+        .args(["--quota-backend-bytes", "8589934592"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting etcd (apt-get install etcd-server)")?;
+    wait_port(client, &mut child, "etcd")?;
+    Ok((Proc { child, _dir: dir }, format!("http://127.0.0.1:{client}")))
+}
+
+pub fn start_server(bin: &Path, datastore: Option<&str>) -> Result<(Proc, PathBuf)> {
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let mut cmd = Command::new(bin);
+    cmd.args(["server", "--bind-address", "127.0.0.1", "--https-listen-port", &port.to_string()])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .env("SKIFF_LOG", "warn");
+    if let Some(ep) = datastore {
+        cmd.args(["--datastore-endpoint", ep]);
+    }
+    let mut child = cmd.spawn()?;
+    wait_port(port, &mut child, "skiff server")?;
+    let kubeconfig = dir.path().join("kubeconfig.yaml");
+    Ok((Proc { child, _dir: dir }, kubeconfig))
+}
