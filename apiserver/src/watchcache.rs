@@ -6,7 +6,9 @@
 
 use crate::storage::{EventKind, KeyValue, Storage, StorageError, WatchEvent};
 use bytes::Bytes;
-use serde_json::Value;
+use serde_json::{Map, Value};
+use skiff_machinery::fields::Selector as FieldSelector;
+use skiff_machinery::labels::Selector as LabelSelector;
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 use std::sync::{Arc, RwLock};
@@ -16,18 +18,22 @@ use tokio::sync::{broadcast, watch};
 /// Events kept for watches that start from an older resourceVersion.
 const HISTORY: usize = 10_000;
 
-/// One object as served: parsed for filtering and tables, serialized for lists.
-#[derive(Debug)]
+/// One object as served: pre-serialized (with its resourceVersion) for lists
+/// and watches, plus just what selectors look at. The parsed form is made on
+/// demand, so a cache of many objects costs little more than their JSON.
+#[derive(Debug, Clone)]
 pub struct Entry {
     pub key: String,
-    pub object: Value,
     pub json: Bytes,
     pub mod_revision: i64,
+    labels: Option<Box<Map<String, Value>>>,
+    fields: Box<[(&'static str, Box<str>)]>,
 }
 
 impl Entry {
-    /// Builds an entry from stored bytes, stamping the resourceVersion.
-    pub fn from_kv(kv: &KeyValue) -> Option<Entry> {
+    /// Builds an entry from stored bytes, stamping the resourceVersion and
+    /// keeping the values of the given selectable fields.
+    pub fn from_kv(kv: &KeyValue, fields: &[&'static str]) -> Option<Entry> {
         let mut object: Value = match serde_json::from_slice(&kv.value) {
             Ok(v) => v,
             Err(e) => {
@@ -36,13 +42,57 @@ impl Entry {
             }
         };
         crate::meta::set_resource_version(&mut object, kv.mod_revision);
-        let json = Bytes::from(serde_json::to_vec(&object).unwrap_or_default());
-        Some(Entry {
-            key: kv.key.clone(),
-            object,
+        Some(Entry::from_object(
+            kv.key.clone(),
+            &object,
+            kv.mod_revision,
+            fields,
+        ))
+    }
+
+    pub fn from_object(
+        key: String,
+        object: &Value,
+        mod_revision: i64,
+        fields: &[&'static str],
+    ) -> Entry {
+        let json = Bytes::from(serde_json::to_vec(object).unwrap_or_default());
+        let labels = object
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object)
+            .filter(|l| !l.is_empty())
+            .map(|l| Box::new(l.clone()));
+        let fields = fields
+            .iter()
+            .map(|f| {
+                (
+                    *f,
+                    skiff_machinery::fields::field_value(object, f).into_boxed_str(),
+                )
+            })
+            .collect();
+        Entry {
+            key,
             json,
-            mod_revision: kv.mod_revision,
-        })
+            mod_revision,
+            labels,
+            fields,
+        }
+    }
+
+    /// The object, parsed.
+    pub fn object(&self) -> Value {
+        serde_json::from_slice(&self.json).unwrap_or(Value::Null)
+    }
+
+    pub fn matches(&self, labels: &LabelSelector, fields: &FieldSelector) -> bool {
+        labels.matches(self.labels.as_deref())
+            && fields.matches_with(|f| {
+                self.fields
+                    .iter()
+                    .find(|(name, _)| *name == f)
+                    .map(|(_, v)| &**v)
+            })
     }
 }
 
@@ -82,6 +132,8 @@ struct State {
 
 pub struct WatchCache {
     pub prefix: String,
+    /// The selectable fields of the resources stored under this prefix.
+    pub fields: Vec<&'static str>,
     state: RwLock<State>,
     events: broadcast::Sender<Arc<CacheEvent>>,
     revision: watch::Sender<i64>,
@@ -99,8 +151,17 @@ impl WatchCache {
     pub fn start(storage: Arc<dyn Storage>, prefix: String) -> Arc<WatchCache> {
         let (events, _) = broadcast::channel(4096);
         let (revision, _) = watch::channel(0);
+        let mut fields: Vec<&'static str> = Vec::new();
+        for res in skiff_machinery::catalog::RESOURCES.iter().filter(|r| r.key_prefix() == prefix) {
+            for f in skiff_machinery::fields::supported_fields(res.group, res.plural) {
+                if !fields.contains(&f) {
+                    fields.push(f);
+                }
+            }
+        }
         let cache = Arc::new(WatchCache {
             prefix,
+            fields,
             state: RwLock::new(State::default()),
             events,
             revision,
@@ -133,7 +194,7 @@ impl WatchCache {
             let items: BTreeMap<String, Arc<Entry>> = list
                 .items
                 .iter()
-                .filter_map(|kv| Entry::from_kv(kv).map(|e| (kv.key.clone(), Arc::new(e))))
+                .filter_map(|kv| Entry::from_kv(kv, &self.fields).map(|e| (kv.key.clone(), Arc::new(e))))
                 .collect();
             // Tell watchers about what changed while we were away, then continue.
             let old = std::mem::take(&mut st.items);
@@ -153,7 +214,7 @@ impl WatchCache {
                 if !items.contains_key(key) {
                     let gone = Arc::new(Entry {
                         mod_revision: list.revision,
-                        ..clone_entry(prev)
+                        ..Entry::clone(prev)
                     });
                     self.publish(
                         &mut st,
@@ -183,7 +244,7 @@ impl WatchCache {
         match ev.kind {
             EventKind::Progress => {}
             EventKind::Put => {
-                if let Some(entry) = Entry::from_kv(&ev.kv) {
+                if let Some(entry) = Entry::from_kv(&ev.kv, &self.fields) {
                     let entry = Arc::new(entry);
                     let prev = st.items.insert(ev.kv.key.clone(), entry.clone());
                     self.publish(
@@ -197,10 +258,10 @@ impl WatchCache {
             }
             EventKind::Delete => {
                 if let Some(prev) = st.items.remove(&ev.kv.key) {
-                    let mut gone = clone_entry(&prev);
-                    gone.mod_revision = rev;
-                    crate::meta::set_resource_version(&mut gone.object, rev);
-                    gone.json = Bytes::from(serde_json::to_vec(&gone.object).unwrap_or_default());
+                    // The deleted object is reported at the delete's revision.
+                    let mut object = prev.object();
+                    crate::meta::set_resource_version(&mut object, rev);
+                    let gone = Entry::from_object(prev.key.clone(), &object, rev, &self.fields);
                     self.publish(&mut st, EventType::Deleted, Arc::new(gone), Some(prev), rev);
                 }
             }
@@ -306,15 +367,6 @@ impl WatchCache {
             live,
             revision: st.revision,
         })
-    }
-}
-
-fn clone_entry(e: &Entry) -> Entry {
-    Entry {
-        key: e.key.clone(),
-        object: e.object.clone(),
-        json: e.json.clone(),
-        mod_revision: e.mod_revision,
     }
 }
 

@@ -58,7 +58,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 async fn make_namespace(c: &Client, name: &str) -> Result<()> {
     let nss: Api<Namespace> = Api::all(c.clone());
-    nss.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": name}}))?).await?;
+    nss.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": name}}))?,
+    )
+    .await?;
     Ok(())
 }
 
@@ -83,7 +87,8 @@ async fn create_pods(c: &Client, ns: &str, total: usize) -> Result<Creates> {
                         return Ok::<_, kube::Error>(lat);
                     }
                     let t = Instant::now();
-                    api.create(&PostParams::default(), &pod(&format!("p-{i:05}"))).await?;
+                    api.create(&PostParams::default(), &pod(&format!("p-{i:05}")))
+                        .await?;
                     lat.push(t.elapsed().as_secs_f64() * 1000.0);
                 }
             })
@@ -95,7 +100,11 @@ async fn create_pods(c: &Client, ns: &str, total: usize) -> Result<Creates> {
     }
     let secs = started.elapsed().as_secs_f64();
     lat.sort_by(f64::total_cmp);
-    Ok(Creates { per_s: total as f64 / secs, p50_ms: percentile(&lat, 0.5), p99_ms: percentile(&lat, 0.99) })
+    Ok(Creates {
+        per_s: total as f64 / secs,
+        p50_ms: percentile(&lat, 0.5),
+        p99_ms: percentile(&lat, 0.99),
+    })
 }
 
 async fn get_pods(c: &Client, ns: &str, total: usize, existing: usize) -> Result<f64> {
@@ -130,7 +139,10 @@ async fn list_ms(c: &Client, ns: &str, expect: usize) -> Result<f64> {
         let body = c.request_text(req).await?;
         times.push(t.elapsed().as_secs_f64() * 1000.0);
         let count = body.matches("\"kind\":\"Pod\"").count();
-        anyhow::ensure!(count == expect, "list returned {count} pods, expected {expect}");
+        anyhow::ensure!(
+            count == expect,
+            "list returned {count} pods, expected {expect}"
+        );
     }
     Ok(median(times))
 }
@@ -143,7 +155,10 @@ async fn watch_p99(c: &Client, ns: &str) -> Result<f64> {
     let lat: Arc<Mutex<Vec<f64>>> = Arc::default();
     let mut watchers = Vec::new();
     for _ in 0..WATCHERS {
-        let stream = api.watch(&WatchParams::default().timeout(120), "0").await?.boxed();
+        let stream = api
+            .watch(&WatchParams::default().timeout(120), "0")
+            .await?
+            .boxed();
         let (sent, lat) = (sent.clone(), lat.clone());
         watchers.push(tokio::spawn(async move {
             let mut stream = stream;
@@ -168,7 +183,9 @@ async fn watch_p99(c: &Client, ns: &str) -> Result<f64> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     for i in 0..WATCHED_PODS {
         let name = format!("w-{i:03}");
-        sent.lock().map_err(|_| anyhow::anyhow!("lock"))?.insert(name.clone(), Instant::now());
+        sent.lock()
+            .map_err(|_| anyhow::anyhow!("lock"))?
+            .insert(name.clone(), Instant::now());
         api.create(&PostParams::default(), &pod(&name)).await?;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -176,7 +193,12 @@ async fn watch_p99(c: &Client, ns: &str) -> Result<f64> {
         let _ = tokio::time::timeout(Duration::from_secs(60), w).await;
     }
     let mut l = lat.lock().map_err(|_| anyhow::anyhow!("lock"))?.clone();
-    anyhow::ensure!(l.len() == WATCHERS * WATCHED_PODS, "watchers saw {} of {} events", l.len(), WATCHERS * WATCHED_PODS);
+    anyhow::ensure!(
+        l.len() == WATCHERS * WATCHED_PODS,
+        "watchers saw {} of {} events",
+        l.len(),
+        WATCHERS * WATCHED_PODS
+    );
     l.sort_by(f64::total_cmp);
     Ok(percentile(&l, 0.99))
 }
@@ -196,7 +218,8 @@ async fn raw_etcd_puts(endpoint: &str, total: usize) -> Result<f64> {
                     if i >= total {
                         return Ok::<_, etcd_client::Error>(());
                     }
-                    kv.put(format!("/bench-raw/pods/{i:05}"), value.clone(), None).await?;
+                    kv.put(format!("/bench-raw/pods/{i:05}"), value.clone(), None)
+                        .await?;
                 }
             })
         })
@@ -214,15 +237,23 @@ async fn settle_rss(p: &Proc) -> f64 {
 
 pub async fn run() -> Result<()> {
     let bin = procs::skiff_binary()?;
-    println!("# skiff-bench api: {PODS} pods, {CLIENTS} clients, {WATCHERS} watchers; machine: {} cores", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!(
+        "# skiff-bench api: {PODS} pods, {CLIENTS} clients, {WATCHERS} watchers; machine: {} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
 
     // Embedded store.
     let (server, kc) = procs::start_server(&bin, None)?;
     let idle_rss = settle_rss(&server).await;
     let c = client(&kc).await?;
     make_namespace(&c, "bench").await?;
-    let emb = create_pods(&c, "bench", PODS).await.context("creates on the embedded store")?;
-    println!("embedded: creates {:.0}/s p50 {:.1} ms p99 {:.1} ms", emb.per_s, emb.p50_ms, emb.p99_ms);
+    let emb = create_pods(&c, "bench", PODS)
+        .await
+        .context("creates on the embedded store")?;
+    println!(
+        "embedded: creates {:.0}/s p50 {:.1} ms p99 {:.1} ms",
+        emb.per_s, emb.p50_ms, emb.p99_ms
+    );
     let gets = get_pods(&c, "bench", GETS, PODS).await?;
     println!("embedded: gets {gets:.0}/s");
     let list = list_ms(&c, "bench", PODS).await?;
@@ -240,8 +271,13 @@ pub async fn run() -> Result<()> {
     let (server, kc) = procs::start_server(&bin, Some(&endpoint))?;
     let c = client(&kc).await?;
     make_namespace(&c, "bench").await?;
-    let on_etcd = create_pods(&c, "bench", PODS).await.context("creates on etcd")?;
-    println!("etcd: skiff creates {:.0}/s p50 {:.1} ms p99 {:.1} ms", on_etcd.per_s, on_etcd.p50_ms, on_etcd.p99_ms);
+    let on_etcd = create_pods(&c, "bench", PODS)
+        .await
+        .context("creates on etcd")?;
+    println!(
+        "etcd: skiff creates {:.0}/s p50 {:.1} ms p99 {:.1} ms",
+        on_etcd.per_s, on_etcd.p50_ms, on_etcd.p99_ms
+    );
     drop(server);
     drop(etcd);
 

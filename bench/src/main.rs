@@ -6,7 +6,9 @@ mod procs;
 
 fn main() -> anyhow::Result<()> {
     let area = std::env::args().nth(1).unwrap_or_default();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match area.as_str() {
         "api" => rt.block_on(api::run()),
         _ => {

@@ -14,12 +14,17 @@ pub fn free_port() -> Result<u16> {
 /// Builds the release skiff binary and returns its path.
 pub fn skiff_binary() -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo).args(["build", "--release", "-q", "-p", "skiff"]).status()?;
+    let status = Command::new(cargo)
+        .args(["build", "--release", "-q", "-p", "skiff"])
+        .status()?;
     if !status.success() {
         bail!("building skiff failed");
     }
     let exe = std::env::current_exe()?;
-    let bin = exe.parent().context("bench binary has a folder")?.join("skiff");
+    let bin = exe
+        .parent()
+        .context("bench binary has a folder")?
+        .join("skiff");
     if !bin.exists() {
         bail!("{} not found", bin.display());
     }
@@ -39,7 +44,8 @@ impl Proc {
 
     /// Resident set size in MiB, from /proc.
     pub fn rss_mb(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         status
             .lines()
             .find(|l| l.starts_with("VmRSS:"))
@@ -77,30 +83,51 @@ pub fn start_etcd() -> Result<(Proc, String)> {
         .arg("--data-dir")
         .arg(dir.path().join("data"))
         .args(["--name", "bench"])
-        .args(["--listen-client-urls", &format!("http://127.0.0.1:{client}")])
-        .args(["--advertise-client-urls", &format!("http://127.0.0.1:{client}")])
+        .args([
+            "--listen-client-urls",
+            &format!("http://127.0.0.1:{client}"),
+        ])
+        .args([
+            "--advertise-client-urls",
+            &format!("http://127.0.0.1:{client}"),
+        ])
         .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
-        .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
-        .args(["--initial-cluster", &format!("bench=http://127.0.0.1:{peer}")])
+        .args([
+            "--initial-advertise-peer-urls",
+            &format!("http://127.0.0.1:{peer}"),
+        ])
+        .args([
+            "--initial-cluster",
+            &format!("bench=http://127.0.0.1:{peer}"),
+        ])
         .args(["--quota-backend-bytes", "8589934592"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .context("starting etcd (apt-get install etcd-server)")?;
     wait_port(client, &mut child, "etcd")?;
-    Ok((Proc { child, _dir: dir }, format!("http://127.0.0.1:{client}")))
+    Ok((
+        Proc { child, _dir: dir },
+        format!("http://127.0.0.1:{client}"),
+    ))
 }
 
 pub fn start_server(bin: &Path, datastore: Option<&str>) -> Result<(Proc, PathBuf)> {
     let dir = tempfile::tempdir()?;
     let port = free_port()?;
     let mut cmd = Command::new(bin);
-    cmd.args(["server", "--bind-address", "127.0.0.1", "--https-listen-port", &port.to_string()])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .env("SKIFF_LOG", "warn");
+    cmd.args([
+        "server",
+        "--bind-address",
+        "127.0.0.1",
+        "--https-listen-port",
+        &port.to_string(),
+    ])
+    .arg("--data-dir")
+    .arg(dir.path())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .env("SKIFF_LOG", "warn");
     if let Some(ep) = datastore {
         cmd.args(["--datastore-endpoint", ep]);
     }

@@ -67,6 +67,13 @@ impl Selector {
             .map(|r| r.value.as_str())
     }
 
+    /// Matches against precomputed field values (`None` renders as "").
+    pub fn matches_with<'a>(&self, get: impl Fn(&str) -> Option<&'a str>) -> bool {
+        self.requirements
+            .iter()
+            .all(|r| (get(&r.field).unwrap_or("") == r.value) != r.negate)
+    }
+
     pub fn matches(&self, obj: &Value) -> bool {
         self.requirements
             .iter()
@@ -78,10 +85,20 @@ impl Selector {
 const COMMON: &[&str] = &["metadata.name", "metadata.namespace"];
 
 fn supported(group: &str, plural: &str, field: &str) -> bool {
-    if COMMON.contains(&field) {
-        return true;
-    }
-    let extra: &[&str] = match (group, plural) {
+    COMMON.contains(&field) || extra_fields(group, plural).contains(&field)
+}
+
+/// Every field selectors of this resource may name.
+pub fn supported_fields(group: &str, plural: &str) -> Vec<&'static str> {
+    COMMON
+        .iter()
+        .chain(extra_fields(group, plural))
+        .copied()
+        .collect()
+}
+
+fn extra_fields(group: &str, plural: &str) -> &'static [&'static str] {
+    match (group, plural) {
         ("", "pods") => &[
             "spec.nodeName",
             "spec.restartPolicy",
@@ -126,8 +143,7 @@ fn supported(group: &str, plural: &str, field: &str) -> bool {
         ("", "services") => &["spec.clusterIP", "spec.type"],
         ("certificates.k8s.io", "certificatesigningrequests") => &["spec.signerName"],
         _ => &[],
-    };
-    extra.contains(&field)
+    }
 }
 
 /// The string value of a field as upstream's field sets render it: missing is "",

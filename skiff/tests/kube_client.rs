@@ -17,17 +17,27 @@ use std::time::Duration;
 
 async fn client(s: &Server) -> Client {
     let kc = Kubeconfig::read_from(s.kubeconfig()).unwrap();
-    let cfg = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.unwrap();
+    let cfg = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
     Client::try_from(cfg).unwrap()
 }
 
 async fn make_ns(c: &Client, name: &str) {
     let nss: Api<Namespace> = Api::all(c.clone());
-    nss.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap()).await.unwrap();
+    nss.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
+    )
+    .await
+    .unwrap();
 }
 
 fn cm(name: &str, v: &str) -> ConfigMap {
-    serde_json::from_value(json!({"metadata": {"name": name, "labels": {"app": "t"}}, "data": {"v": v}})).unwrap()
+    serde_json::from_value(
+        json!({"metadata": {"name": name, "labels": {"app": "t"}}, "data": {"v": v}}),
+    )
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,24 +48,56 @@ async fn typed_verbs_and_errors() {
     make_ns(&c, &ns).await;
     let cms: Api<ConfigMap> = Api::namespaced(c.clone(), &ns);
 
-    let created = cms.create(&PostParams::default(), &cm("a", "1")).await.unwrap();
+    let created = cms
+        .create(&PostParams::default(), &cm("a", "1"))
+        .await
+        .unwrap();
     assert!(created.metadata.uid.is_some() && created.metadata.resource_version.is_some());
     // Duplicate create: 409 AlreadyExists.
-    let err = cms.create(&PostParams::default(), &cm("a", "1")).await.unwrap_err();
-    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 409 && s.reason == "AlreadyExists"), "{err:?}");
+    let err = cms
+        .create(&PostParams::default(), &cm("a", "1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 409 && s.reason == "AlreadyExists"),
+        "{err:?}"
+    );
     // Stale update: 409 Conflict.
     let mut fresh = cms.get("a").await.unwrap();
     fresh.data.as_mut().unwrap().insert("v".into(), "2".into());
-    cms.replace("a", &PostParams::default(), &fresh).await.unwrap();
-    let err = cms.replace("a", &PostParams::default(), &created).await.unwrap_err();
-    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 409 && s.reason == "Conflict"), "{err:?}");
+    cms.replace("a", &PostParams::default(), &fresh)
+        .await
+        .unwrap();
+    let err = cms
+        .replace("a", &PostParams::default(), &created)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 409 && s.reason == "Conflict"),
+        "{err:?}"
+    );
     // Missing: 404 NotFound.
     let err = cms.get("nope").await.unwrap_err();
-    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 404 && s.reason == "NotFound"), "{err:?}");
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 404 && s.reason == "NotFound"),
+        "{err:?}"
+    );
 
     // Patches: merge, strategic, apply.
-    cms.patch("a", &PatchParams::default(), &Patch::Merge(json!({"data": {"m": "1"}}))).await.unwrap();
-    cms.patch("a", &PatchParams::default(), &Patch::Strategic(json!({"metadata": {"labels": {"s": "1"}}}))).await.unwrap();
+    cms.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"m": "1"}})),
+    )
+    .await
+    .unwrap();
+    cms.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Strategic(json!({"metadata": {"labels": {"s": "1"}}})),
+    )
+    .await
+    .unwrap();
     let applied = cms
         .patch("b", &PatchParams::apply("skiff-test"), &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b"}, "data": {"x": "y"}})))
         .await
@@ -67,14 +109,22 @@ async fn typed_verbs_and_errors() {
 
     // Lists with selectors and paging.
     for i in 0..5 {
-        cms.create(&PostParams::default(), &cm(&format!("p{i}"), "x")).await.unwrap();
+        cms.create(&PostParams::default(), &cm(&format!("p{i}"), "x"))
+            .await
+            .unwrap();
     }
     let page = cms.list(&ListParams::default().limit(3)).await.unwrap();
     assert_eq!(page.items.len(), 3);
     let token = page.metadata.continue_.clone().expect("continue token");
-    let rest = cms.list(&ListParams::default().limit(10).continue_token(&token)).await.unwrap();
+    let rest = cms
+        .list(&ListParams::default().limit(10).continue_token(&token))
+        .await
+        .unwrap();
     assert_eq!(page.items.len() + rest.items.len(), 7);
-    let labelled = cms.list(&ListParams::default().labels("app=t")).await.unwrap();
+    let labelled = cms
+        .list(&ListParams::default().labels("app=t"))
+        .await
+        .unwrap();
     assert_eq!(labelled.items.len(), 6);
 
     // Invalid object: 422 naming the field.
@@ -97,7 +147,10 @@ async fn typed_verbs_and_errors() {
     assert!(cms.get_opt("a").await.unwrap().is_none());
 }
 
-async fn wait_for(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>, name: &str) -> Result<(), tokio::time::error::Elapsed> {
+async fn wait_for(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    name: &str,
+) -> Result<(), tokio::time::error::Elapsed> {
     tokio::time::timeout(Duration::from_secs(30), async {
         while let Some(n) = rx.recv().await {
             if n == name {
@@ -115,7 +168,9 @@ async fn watcher_survives_server_restart() {
     let ns = unique_ns("watch");
     make_ns(&c, &ns).await;
     let cms: Api<ConfigMap> = Api::namespaced(c.clone(), &ns);
-    cms.create(&PostParams::default(), &cm("before", "1")).await.unwrap();
+    cms.create(&PostParams::default(), &cm("before", "1"))
+        .await
+        .unwrap();
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let stream_api = cms.clone();
@@ -127,10 +182,16 @@ async fn watcher_survives_server_restart() {
             }
         }
     });
-    wait_for(&mut rx, "before").await.expect("initial object seen");
+    wait_for(&mut rx, "before")
+        .await
+        .expect("initial object seen");
 
     s.restart();
-    cms.create(&PostParams::default(), &cm("after", "1")).await.unwrap();
-    wait_for(&mut rx, "after").await.expect("watcher resumed after restart");
+    cms.create(&PostParams::default(), &cm("after", "1"))
+        .await
+        .unwrap();
+    wait_for(&mut rx, "after")
+        .await
+        .expect("watcher resumed after restart");
     task.abort();
 }

@@ -117,7 +117,8 @@ pub fn list_response(
 ) -> Response {
     let rv = list.revision.to_string();
     if let Format::Table(include) = format {
-        let objs: Vec<&Value> = list.items.iter().map(|e| &e.object).collect();
+        let parsed: Vec<Value> = list.items.iter().map(|e| e.object()).collect();
+        let objs: Vec<&Value> = parsed.iter().collect();
         let t = table(
             res,
             &objs,

@@ -262,9 +262,10 @@ async fn delete_collection(
         .await?;
     let mut deleted = Vec::new();
     for e in &list.items {
-        let ns = meta::namespace(&e.object).map(String::from);
+        let obj = e.object();
+        let ns = meta::namespace(&obj).map(String::from);
         match reg
-            .delete(target.res, ns.as_deref(), meta::name(&e.object), &del)
+            .delete(target.res, ns.as_deref(), meta::name(&obj), &del)
             .await
         {
             Ok(obj) => deleted.push(obj),

@@ -30,9 +30,7 @@ struct Filter {
 
 impl Filter {
     fn matches(&self, e: &Entry) -> bool {
-        e.key.starts_with(&self.prefix)
-            && self.opts.labels.matches_object(&e.object)
-            && self.opts.fields.matches(&e.object)
+        e.key.starts_with(&self.prefix) && e.matches(&self.opts.labels, &self.opts.fields)
     }
 
     /// The event a client of this selection sees, if any.
@@ -65,7 +63,7 @@ impl Filter {
                 let rv = entry.mod_revision.to_string();
                 let t = output::table(
                     self.res,
-                    &[&entry.object],
+                    &[&entry.object()],
                     &rv,
                     None,
                     include,

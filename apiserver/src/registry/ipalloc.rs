@@ -63,16 +63,15 @@ impl ServiceAllocator {
         let mut ips = HashSet::new();
         let mut ports = HashSet::new();
         for e in items {
-            if let Some(ip) = e
-                .object
+            let svc = e.object();
+            if let Some(ip) = svc
                 .pointer("/spec/clusterIP")
                 .and_then(Value::as_str)
                 .and_then(|s| s.parse::<Ipv4Addr>().ok())
             {
                 ips.insert(u32::from(ip));
             }
-            for p in e
-                .object
+            for p in svc
                 .pointer("/spec/ports")
                 .and_then(Value::as_array)
                 .into_iter()

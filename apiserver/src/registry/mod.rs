@@ -117,9 +117,10 @@ fn encode(obj: &Value) -> Bytes {
 }
 
 fn decode(kv: &crate::storage::KeyValue) -> Result<Value, ApiError> {
-    Entry::from_kv(kv)
-        .map(|e| e.object)
-        .ok_or_else(|| ApiError::internal(format!("undecodable object at {}", kv.key)))
+    let mut obj: Value = serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::internal(format!("undecodable object at {}: {e}", kv.key)))?;
+    meta::set_resource_version(&mut obj, kv.mod_revision);
+    Ok(obj)
 }
 
 /// The continue token, as upstream encodes it: base64 of `{"v","rv","start"}`.
@@ -191,12 +192,6 @@ impl Registry {
         }
     }
 
-    fn matches(res: &Resource, opts: &ListOptions, obj: &Value) -> bool {
-        // Resources sharing storage (events) are told apart by apiVersion only on the wire.
-        let _ = res;
-        opts.labels.matches_object(obj) && opts.fields.matches(obj)
-    }
-
     pub async fn get(
         &self,
         res: &Resource,
@@ -265,7 +260,7 @@ impl Registry {
         let (all, revision) = self.cache(res).list(prefix);
         let items = all
             .into_iter()
-            .filter(|e| Self::matches(res, opts, &e.object))
+            .filter(|e| e.matches(&opts.labels, &opts.fields))
             .collect();
         ListResult {
             items,
@@ -298,8 +293,8 @@ impl Registry {
                 other => other.into(),
             })?;
             for kv in &page.items {
-                if let Some(entry) = Entry::from_kv(kv) {
-                    if Self::matches(res, opts, &entry.object) {
+                if let Some(entry) = Entry::from_kv(kv, &self.cache(res).fields) {
+                    if entry.matches(&opts.labels, &opts.fields) {
                         items.push(Arc::new(entry));
                         if want > 0 && items.len() == want {
                             let last = kv.key.clone();
@@ -331,24 +326,27 @@ impl Registry {
     /// Checks the namespace of a new namespaced object exists and is not terminating.
     async fn check_namespace(&self, ns: &str) -> Result<(), ApiError> {
         let ns_res = catalog::lookup("", "v1", "namespaces").expect("namespaces in catalog");
-        match self.storage.get(&ns_res.key(None, ns)).await? {
-            None => Err(ApiError::not_found(ns_res, ns)),
-            Some(kv) => {
-                let obj = decode(&kv)?;
-                if meta::deletion_timestamp(&obj).is_some()
-                    || obj.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating")
-                {
-                    let mut err = ApiError::forbidden(format!(
-                        "unable to create new content in namespace {ns} because it is being terminated"
-                    ));
-                    err.details = Some(
-                        json!({"name": ns, "kind": "namespaces", "causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]}),
-                    );
-                    return Err(err);
-                }
-                Ok(())
-            }
+        let key = ns_res.key(None, ns);
+        // The cache answers almost always; storage only for a namespace made a moment ago.
+        let obj = match self.cache(ns_res).get(&key) {
+            Some(entry) => entry.object(),
+            None => match self.storage.get(&key).await? {
+                Some(kv) => decode(&kv)?,
+                None => return Err(ApiError::not_found(ns_res, ns)),
+            },
+        };
+        if meta::deletion_timestamp(&obj).is_some()
+            || obj.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating")
+        {
+            let mut err = ApiError::forbidden(format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            ));
+            err.details = Some(
+                json!({"name": ns, "kind": "namespaces", "causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]}),
+            );
+            return Err(err);
         }
+        Ok(())
     }
 
     pub async fn create(

@@ -20,6 +20,9 @@ const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 /// "revision", "compacted" → u64
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
+/// redb's page cache.
+const PAGE_CACHE: usize = 32 << 20;
+
 /// Most writes folded into one commit.
 const MAX_BATCH: usize = 512;
 
@@ -50,7 +53,12 @@ fn unavailable(e: impl std::fmt::Display) -> StorageError {
 
 impl EmbeddedStorage {
     pub fn open(path: &Path) -> Result<Self> {
-        let db = Database::create(path).map_err(unavailable)?;
+        // The watch cache holds every object already; redb's page cache only
+        // needs the hot B-tree pages, not a second copy of the data.
+        let db = Database::builder()
+            .set_cache_size(PAGE_CACHE)
+            .create(path)
+            .map_err(unavailable)?;
         let (revision, compacted) = {
             let txn = db.begin_write().map_err(unavailable)?;
             let state = {
