@@ -2,6 +2,7 @@
 //! component talk to.
 
 pub mod auth;
+pub mod conversion;
 pub mod discovery;
 pub mod error;
 pub mod fieldvalidation;

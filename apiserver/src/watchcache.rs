@@ -152,7 +152,10 @@ impl WatchCache {
         let (events, _) = broadcast::channel(4096);
         let (revision, _) = watch::channel(0);
         let mut fields: Vec<&'static str> = Vec::new();
-        for res in skiff_machinery::catalog::RESOURCES.iter().filter(|r| r.key_prefix() == prefix) {
+        for res in skiff_machinery::catalog::RESOURCES
+            .iter()
+            .filter(|r| r.key_prefix() == prefix)
+        {
             for f in skiff_machinery::fields::supported_fields(res.group, res.plural) {
                 if !fields.contains(&f) {
                     fields.push(f);
@@ -194,7 +197,9 @@ impl WatchCache {
             let items: BTreeMap<String, Arc<Entry>> = list
                 .items
                 .iter()
-                .filter_map(|kv| Entry::from_kv(kv, &self.fields).map(|e| (kv.key.clone(), Arc::new(e))))
+                .filter_map(|kv| {
+                    Entry::from_kv(kv, &self.fields).map(|e| (kv.key.clone(), Arc::new(e)))
+                })
                 .collect();
             // Tell watchers about what changed while we were away, then continue.
             let old = std::mem::take(&mut st.items);

@@ -122,6 +122,7 @@ async fn route(
                 query,
                 content_type: request::media_type(header(&parts.headers, "content-type")),
                 accept,
+                user_agent: header(&parts.headers, "user-agent").map(String::from),
                 body,
             };
             let resp = resources::handle(state.registry.clone(), call).await;

@@ -4,6 +4,7 @@
 use super::output::{self, Format};
 use super::request::{self, Target};
 use super::resources::Call;
+use crate::conversion;
 use crate::error::ApiError;
 use crate::registry::{Part, Registry, WriteOptions};
 use axum::response::Response;
@@ -67,6 +68,7 @@ pub async fn patch(
     mut opts: WriteOptions,
 ) -> Result<Response, ApiError> {
     let res = target.res;
+    let sres = conversion::storage_resource(res);
     let ns = target.namespace.as_deref();
     if call.content_type == "application/apply-patch+yaml" {
         // Server-side apply: create when missing, else merge the applied
@@ -77,60 +79,76 @@ pub async fn patch(
             ));
         }
         let applied = request::decode_body(&call.content_type, &call.body)?;
-        return match reg.get(res, ns, name).await {
+        return match reg.get(sres, ns, name).await {
             Err(e) if e.code == 404 && part == Part::Main => {
                 let mut obj = applied;
                 crate::meta::metadata_mut(&mut obj)
                     .insert("name".into(), Value::String(name.into()));
-                let created = reg.create(res, ns, obj, &opts).await?;
+                let created = reg
+                    .create(sres, ns, conversion::to_storage(res, obj), &opts)
+                    .await?;
                 Ok(output::object_response(
                     res,
                     StatusCode::CREATED,
-                    &created,
+                    &conversion::from_storage(res, created),
                     format,
                 ))
             }
             Err(e) => Err(e),
             Ok(_) => {
                 let updated = reg
-                    .update_with(res, ns, name, part, &opts, "Apply", |cur| {
-                        let mut base = cur.clone();
+                    .update_with(sres, ns, name, part, &opts, "Apply", |cur| {
+                        let mut base = conversion::from_storage(res, cur.clone());
                         if let Some(m) = base.get_mut("metadata").and_then(Value::as_object_mut) {
                             m.remove("resourceVersion");
                         }
                         skiff_machinery::strategic_merge::apply(res.kind, &base, &applied)
+                            .map(|v| conversion::to_storage(res, v))
                             .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))
                     })
                     .await?;
                 Ok(output::object_response(
                     res,
                     StatusCode::OK,
-                    &updated,
+                    &conversion::from_storage(res, updated),
                     format,
                 ))
             }
         };
     }
     if opts.field_manager.is_none() {
-        opts.field_manager = Some(default_manager(call));
+        opts.field_manager = Some(default_manager(call.user_agent.as_deref()));
     }
     let ct = call.content_type.clone();
     let body = call.body.clone();
     let updated = reg
-        .update_with(res, ns, name, part, &opts, "Update", |cur| {
-            apply_patch(res.kind, &ct, cur, &body)
+        .update_with(sres, ns, name, part, &opts, "Update", |cur| {
+            let patched = apply_patch(
+                res.kind,
+                &ct,
+                &conversion::from_storage(res, cur.clone()),
+                &body,
+            )?;
+            Ok(conversion::to_storage(res, patched))
         })
         .await?;
     Ok(output::object_response(
         res,
         StatusCode::OK,
-        &updated,
+        &conversion::from_storage(res, updated),
         format,
     ))
 }
 
-/// Upstream names an unnamed manager after the client's user agent.
-fn default_manager(call: &Call<'_>) -> String {
-    let _ = call;
-    "unknown".into()
+/// Upstream names a manager the client did not name after its user agent's
+/// program (`kubectl/v1.32.4 (linux/amd64) …` → `kubectl`).
+fn default_manager(user_agent: Option<&str>) -> String {
+    user_agent
+        .and_then(|ua| ua.split('/').next())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("unknown")
+        .chars()
+        .take(128)
+        .collect()
 }

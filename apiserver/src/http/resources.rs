@@ -4,11 +4,13 @@
 use super::output::{self, Format};
 use super::request::{self, Query, Target};
 use super::watch;
+use crate::conversion;
 use crate::error::ApiError;
 use crate::meta;
 use crate::registry::{
-    subresources, DeleteOptions, ListOptions, Part, Registry, Warnings, WriteOptions,
+    strategy, subresources, DeleteOptions, ListOptions, Part, Registry, Warnings, WriteOptions,
 };
+use crate::watchcache::Entry;
 use axum::response::IntoResponse;
 use axum::response::Response;
 use bytes::Bytes;
@@ -24,6 +26,7 @@ pub struct Call<'a> {
     pub query: Query,
     pub content_type: String,
     pub accept: Option<String>,
+    pub user_agent: Option<String>,
     pub body: Bytes,
 }
 
@@ -51,29 +54,43 @@ async fn handle_verb(
     let format = output::negotiate(call.accept.as_deref(), call.query.get("includeObject"));
     let ns = target.namespace.as_deref();
     let res = target.res;
+    // Versions sharing storage: the registry works on the stored version.
+    let sres = conversion::storage_resource(res);
+    let out = |obj: Value| conversion::from_storage(res, obj);
     match (call.method, &target.name, target.sub) {
         (&Method::GET, None, None) if call.query.flag("watch") => watch::serve(reg, &target, &call.query, format).await,
         (&Method::GET, None, None) => {
-            let opts = list_options(&target, &call.query)?;
-            let list = reg.list(res, ns, &opts).await?;
+            let mut opts = list_options(&target, &call.query)?;
+            opts.fields = conversion::field_selector_to_storage(res, opts.fields);
+            let mut list = reg.list(sres, ns, &opts).await?;
+            if !std::ptr::eq(res, sres) {
+                list.items = list
+                    .items
+                    .iter()
+                    .map(|e| Arc::new(Entry::from_object(e.key.clone(), &out(e.object()), e.mod_revision, &[])))
+                    .collect();
+            }
             Ok(output::list_response(res, &res.api_version(), &list, format))
         }
         (&Method::GET, Some(name), None) => {
-            let obj = reg.get(res, ns, name).await?;
+            let obj = out(reg.get(sres, ns, name).await?);
             Ok(output::object_response(res, StatusCode::OK, &obj, format))
         }
         (&Method::POST, None, None) => {
             let obj = request::decode_body(&call.content_type, &call.body)?;
-            let created = reg.create(res, ns, obj, &write_options(&call.query)?).await?;
-            Ok(output::object_response(res, StatusCode::CREATED, &created, format))
+            strategy::check_type(res, &obj)?;
+            let created = reg.create(sres, ns, conversion::to_storage(res, obj), &write_options(&call.query)?).await?;
+            Ok(output::object_response(res, StatusCode::CREATED, &out(created), format))
         }
         (&Method::PUT, Some(name), sub @ (None | Some(Subresource::Status))) => {
             let body = request::decode_body(&call.content_type, &call.body)?;
+            strategy::check_type(res, &body)?;
+            let body = conversion::to_storage(res, body);
             let part = if sub.is_some() { Part::Status } else { Part::Main };
             let updated = reg
-                .update_with(res, ns, name, part, &write_options(&call.query)?, "Update", |_| Ok(body.clone()))
+                .update_with(sres, ns, name, part, &write_options(&call.query)?, "Update", |_| Ok(body.clone()))
                 .await?;
-            Ok(output::object_response(res, StatusCode::OK, &updated, format))
+            Ok(output::object_response(res, StatusCode::OK, &out(updated), format))
         }
         (&Method::PATCH, Some(name), sub @ (None | Some(Subresource::Status))) => {
             let part = if sub.is_some() { Part::Status } else { Part::Main };
@@ -81,12 +98,12 @@ async fn handle_verb(
         }
         (&Method::DELETE, Some(name), None) => {
             let opts = delete_options(&call.query, &call.body)?;
-            let obj = reg.delete(res, ns, name, &opts).await?;
+            let obj = out(reg.delete(sres, ns, name, &opts).await?);
             Ok(output::object_response(res, StatusCode::OK, &obj, Format::Json))
         }
         (&Method::DELETE, None, None) => delete_collection(&reg, &target, &call).await,
         (&Method::GET, Some(name), Some(Subresource::Status)) => {
-            let obj = reg.get(res, ns, name).await?;
+            let obj = out(reg.get(sres, ns, name).await?);
             Ok(output::object_response(res, StatusCode::OK, &obj, format))
         }
         (&Method::GET, Some(name), Some(Subresource::Scale)) => {

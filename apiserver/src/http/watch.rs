@@ -6,6 +6,7 @@
 use super::output::{self, Format};
 use super::request::{Query, Target};
 use super::resources::list_options;
+use crate::conversion;
 use crate::error::ApiError;
 use crate::registry::{ListOptions, Registry};
 use crate::watchcache::{CacheEvent, Entry, EventType};
@@ -49,7 +50,12 @@ impl Filter {
     }
 
     fn encode(&mut self, kind: &str, entry: &Entry) -> Bytes {
+        let converted = !std::ptr::eq(self.res, conversion::storage_resource(self.res));
         match self.format {
+            Format::Json if converted => {
+                let obj = conversion::from_storage(self.res, entry.object());
+                output::bytes_line(&json!({"type": kind, "object": obj}))
+            }
             Format::Json => {
                 let mut b = BytesMut::with_capacity(entry.json.len() + 32);
                 b.put_slice(b"{\"type\":\"");
@@ -63,7 +69,7 @@ impl Filter {
                 let rv = entry.mod_revision.to_string();
                 let t = output::table(
                     self.res,
-                    &[&entry.object()],
+                    &[&conversion::from_storage(self.res, entry.object())],
                     &rv,
                     None,
                     include,
@@ -92,8 +98,9 @@ pub async fn serve(
     q: &Query,
     format: Format,
 ) -> Result<Response, ApiError> {
-    let opts = list_options(target, q)?;
+    let mut opts = list_options(target, q)?;
     let res = target.res;
+    opts.fields = conversion::field_selector_to_storage(res, opts.fields);
     let prefix = match &target.namespace {
         Some(ns) if res.namespaced => format!("{}{}/", res.key_prefix(), ns),
         _ => res.key_prefix(),
