@@ -64,6 +64,15 @@ fn schemas(group: &str, version: &str) -> (Map<String, Value>, HashMap<&'static 
             "ControllerRevision" => a::apps::v1::ControllerRevision, "DaemonSet" => a::apps::v1::DaemonSet,
             "Deployment" => a::apps::v1::Deployment, "ReplicaSet" => a::apps::v1::ReplicaSet, "StatefulSet" => a::apps::v1::StatefulSet,
         }),
+        ("authentication.k8s.io", "v1") => {
+            kinds!(gen, defs, group, version, { "SelfSubjectReview" => a::authentication::v1::SelfSubjectReview })
+        }
+        ("authorization.k8s.io", "v1") => kinds!(gen, defs, group, version, {
+            "LocalSubjectAccessReview" => a::authorization::v1::LocalSubjectAccessReview,
+            "SelfSubjectAccessReview" => a::authorization::v1::SelfSubjectAccessReview,
+            "SelfSubjectRulesReview" => a::authorization::v1::SelfSubjectRulesReview,
+            "SubjectAccessReview" => a::authorization::v1::SubjectAccessReview,
+        }),
         ("autoscaling", "v1") => {
             kinds!(gen, defs, group, version, { "HorizontalPodAutoscaler" => a::autoscaling::v1::HorizontalPodAutoscaler })
         }

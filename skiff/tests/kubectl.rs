@@ -246,6 +246,28 @@ fn scenario(s: &Server) {
         "{out:?}"
     );
 
+    // Access reviews (protobuf bodies): every authenticated user may do anything until RBAC.
+    assert_eq!(
+        s.ok(&["auth", "can-i", "create", "pods", "-n", &ns]).trim(),
+        "yes"
+    );
+    assert!(s.ok(&["auth", "whoami"]).contains("system:admin"));
+
+    // events.k8s.io events are core events too.
+    let event = format!("apiVersion: events.k8s.io/v1\nkind: Event\nmetadata: {{name: e1}}\neventTime: \"2026-01-01T00:00:00.000000Z\"\nreportingController: skiff.dev/test\nreportingInstance: t\naction: Test\nreason: Tested\ntype: Normal\nnote: hello\nregarding: {{kind: Deployment, name: web, namespace: {ns}, apiVersion: apps/v1}}\n");
+    s.apply(&ns, &event);
+    let core = s.ok(&[
+        "get",
+        "events",
+        "-n",
+        &ns,
+        "--field-selector",
+        "involvedObject.name=web",
+        "-o",
+        "jsonpath={.items[0].apiVersion} {.items[0].message}",
+    ]);
+    assert_eq!(core, "v1 hello");
+
     // describe and explain.
     let d = s.ok(&["describe", "deploy", "web", "-n", &ns]);
     assert!(

@@ -5,6 +5,7 @@ pub mod output;
 pub mod patch;
 pub mod request;
 pub mod resources;
+pub mod reviews;
 pub mod watch;
 
 use crate::auth::{Authenticator, User};
@@ -39,7 +40,7 @@ pub async fn serve(state: Arc<AppState>, req: Request<hyper::body::Incoming>) ->
         .authenticate(req.extensions().get::<User>(), req.headers());
     let (verb, resource, resp) = match user {
         None => ("", String::new(), ApiError::unauthorized().into_response()),
-        Some(_user) => route(&state, req).await,
+        Some(user) => route(&state, req, user).await,
     };
     let code = resp.status().as_u16();
     if !resource.is_empty() {
@@ -58,6 +59,7 @@ fn json_ok(v: &serde_json::Value) -> Response {
 async fn route(
     state: &Arc<AppState>,
     req: Request<hyper::body::Incoming>,
+    user: User,
 ) -> (&'static str, String, Response) {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
@@ -123,6 +125,7 @@ async fn route(
                 content_type: request::media_type(header(&parts.headers, "content-type")),
                 accept,
                 user_agent: header(&parts.headers, "user-agent").map(String::from),
+                user: Some(user),
                 body,
             };
             let resp = resources::handle(state.registry.clone(), call).await;

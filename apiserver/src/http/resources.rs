@@ -27,6 +27,7 @@ pub struct Call<'a> {
     pub content_type: String,
     pub accept: Option<String>,
     pub user_agent: Option<String>,
+    pub user: Option<crate::auth::User>,
     pub body: Bytes,
 }
 
@@ -52,6 +53,9 @@ async fn handle_verb(
     let write_options = |q: &Query| write_options(q, warnings);
     let target = request::parse_path(call.path)?;
     let format = output::negotiate(call.accept.as_deref(), call.query.get("includeObject"));
+    if !target.res.stored {
+        return super::reviews::handle(&target, &call, call.user.as_ref());
+    }
     let ns = target.namespace.as_deref();
     let res = target.res;
     // Versions sharing storage: the registry works on the stored version.

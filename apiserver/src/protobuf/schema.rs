@@ -16,6 +16,9 @@ pub(super) static KINDS: &[(&str, &str, &[Field])] = &[
     ("apps/v1", "Deployment", &APPS_V1_DEPLOYMENT),
     ("autoscaling/v1", "HorizontalPodAutoscaler", &AUTOSCALING_V1_HORIZONTAL_POD_AUTOSCALER),
     ("authorization.k8s.io/v1", "SelfSubjectAccessReview", &AUTHORIZATION_V1_SELF_SUBJECT_ACCESS_REVIEW),
+    ("authorization.k8s.io/v1", "SelfSubjectRulesReview", &AUTHORIZATION_V1_SELF_SUBJECT_RULES_REVIEW),
+    ("authorization.k8s.io/v1", "SubjectAccessReview", &AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW),
+    ("authorization.k8s.io/v1", "LocalSubjectAccessReview", &AUTHORIZATION_V1_LOCAL_SUBJECT_ACCESS_REVIEW),
     ("authentication.k8s.io/v1", "SelfSubjectReview", &AUTHENTICATION_V1_SELF_SUBJECT_REVIEW),
     ("authentication.k8s.io/v1", "TokenRequest", &AUTHENTICATION_V1_TOKEN_REQUEST),
     ("batch/v1", "Job", &BATCH_V1_JOB),
@@ -135,10 +138,23 @@ static AUTHORIZATION_V1_LABEL_SELECTOR_ATTRIBUTES: [Field; 2] = [
     Field(2, "requirements", Msg(&META_V1_LABEL_SELECTOR_REQUIREMENT), Repeated),
 ];
 
+/// k8s.io.api.authorization.v1.LocalSubjectAccessReview
+static AUTHORIZATION_V1_LOCAL_SUBJECT_ACCESS_REVIEW: [Field; 3] = [
+    Field(1, "metadata", Msg(&META_V1_OBJECT_META), Single),
+    Field(2, "spec", Msg(&AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_SPEC), Single),
+    Field(3, "status", Msg(&AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_STATUS), Single),
+];
+
 /// k8s.io.api.authorization.v1.NonResourceAttributes
 static AUTHORIZATION_V1_NON_RESOURCE_ATTRIBUTES: [Field; 2] = [
     Field(1, "path", Str, OmitEmpty),
     Field(2, "verb", Str, OmitEmpty),
+];
+
+/// k8s.io.api.authorization.v1.NonResourceRule
+static AUTHORIZATION_V1_NON_RESOURCE_RULE: [Field; 2] = [
+    Field(1, "verbs", Str, Repeated),
+    Field(2, "nonResourceURLs", Str, Repeated),
 ];
 
 /// k8s.io.api.authorization.v1.ResourceAttributes
@@ -154,6 +170,14 @@ static AUTHORIZATION_V1_RESOURCE_ATTRIBUTES: [Field; 9] = [
     Field(9, "labelSelector", Msg(&AUTHORIZATION_V1_LABEL_SELECTOR_ATTRIBUTES), Single),
 ];
 
+/// k8s.io.api.authorization.v1.ResourceRule
+static AUTHORIZATION_V1_RESOURCE_RULE: [Field; 4] = [
+    Field(1, "verbs", Str, Repeated),
+    Field(2, "apiGroups", Str, Repeated),
+    Field(3, "resources", Str, Repeated),
+    Field(4, "resourceNames", Str, Repeated),
+];
+
 /// k8s.io.api.authorization.v1.SelfSubjectAccessReview
 static AUTHORIZATION_V1_SELF_SUBJECT_ACCESS_REVIEW: [Field; 3] = [
     Field(1, "metadata", Msg(&META_V1_OBJECT_META), Single),
@@ -167,12 +191,49 @@ static AUTHORIZATION_V1_SELF_SUBJECT_ACCESS_REVIEW_SPEC: [Field; 2] = [
     Field(2, "nonResourceAttributes", Msg(&AUTHORIZATION_V1_NON_RESOURCE_ATTRIBUTES), Single),
 ];
 
+/// k8s.io.api.authorization.v1.SelfSubjectRulesReview
+static AUTHORIZATION_V1_SELF_SUBJECT_RULES_REVIEW: [Field; 3] = [
+    Field(1, "metadata", Msg(&META_V1_OBJECT_META), Single),
+    Field(2, "spec", Msg(&AUTHORIZATION_V1_SELF_SUBJECT_RULES_REVIEW_SPEC), Single),
+    Field(3, "status", Msg(&AUTHORIZATION_V1_SUBJECT_RULES_REVIEW_STATUS), Single),
+];
+
+/// k8s.io.api.authorization.v1.SelfSubjectRulesReviewSpec
+static AUTHORIZATION_V1_SELF_SUBJECT_RULES_REVIEW_SPEC: [Field; 1] = [
+    Field(1, "namespace", Str, OmitEmpty),
+];
+
+/// k8s.io.api.authorization.v1.SubjectAccessReview
+static AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW: [Field; 3] = [
+    Field(1, "metadata", Msg(&META_V1_OBJECT_META), Single),
+    Field(2, "spec", Msg(&AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_SPEC), Single),
+    Field(3, "status", Msg(&AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_STATUS), Single),
+];
+
+/// k8s.io.api.authorization.v1.SubjectAccessReviewSpec
+static AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_SPEC: [Field; 6] = [
+    Field(1, "resourceAttributes", Msg(&AUTHORIZATION_V1_RESOURCE_ATTRIBUTES), Single),
+    Field(2, "nonResourceAttributes", Msg(&AUTHORIZATION_V1_NON_RESOURCE_ATTRIBUTES), Single),
+    Field(3, "user", Str, OmitEmpty),
+    Field(4, "groups", Str, Repeated),
+    Field(5, "extra", StrList, Map),
+    Field(6, "uid", Str, OmitEmpty),
+];
+
 /// k8s.io.api.authorization.v1.SubjectAccessReviewStatus
 static AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_STATUS: [Field; 4] = [
     Field(1, "allowed", Bool, Single),
     Field(2, "reason", Str, OmitEmpty),
     Field(3, "evaluationError", Str, OmitEmpty),
     Field(4, "denied", Bool, OmitEmpty),
+];
+
+/// k8s.io.api.authorization.v1.SubjectRulesReviewStatus
+static AUTHORIZATION_V1_SUBJECT_RULES_REVIEW_STATUS: [Field; 4] = [
+    Field(1, "resourceRules", Msg(&AUTHORIZATION_V1_RESOURCE_RULE), Repeated),
+    Field(2, "nonResourceRules", Msg(&AUTHORIZATION_V1_NON_RESOURCE_RULE), Repeated),
+    Field(3, "incomplete", Bool, Single),
+    Field(4, "evaluationError", Str, OmitEmpty),
 ];
 
 /// k8s.io.api.autoscaling.v1.CrossVersionObjectReference

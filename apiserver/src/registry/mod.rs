@@ -156,7 +156,7 @@ impl Registry {
         service_cidr: &str,
     ) -> anyhow::Result<Arc<Registry>> {
         let mut caches = HashMap::new();
-        for res in catalog::RESOURCES {
+        for res in catalog::RESOURCES.iter().filter(|r| r.stored) {
             let prefix = res.key_prefix();
             caches
                 .entry(prefix.clone())
