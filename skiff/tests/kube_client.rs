@@ -195,3 +195,109 @@ async fn watcher_survives_server_restart() {
         .expect("watcher resumed after restart");
     task.abort();
 }
+
+/// Raw requests: what a malformed or oversized body, a YAML body, a duplicate
+/// field and an anonymous caller get back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wire_errors() {
+    let s = Server::start(None);
+    let c = client(&s).await;
+    let send = |method: &str, path: &str, ct: &str, body: Vec<u8>| {
+        let c = c.clone();
+        let req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", ct)
+            .body(body)
+            .unwrap();
+        async move { c.send(req.map(kube::client::Body::from)).await.unwrap() }
+    };
+    let status_of = |r: &http::Response<kube::client::Body>| r.status().as_u16();
+
+    // Malformed JSON: 400, nothing written.
+    let r = send(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        "application/json",
+        br#"{"metadata": {"name": "x""#.to_vec(),
+    )
+    .await;
+    assert_eq!(status_of(&r), 400);
+    let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
+    assert!(cms.get_opt("x").await.unwrap().is_none());
+
+    // A YAML body is accepted.
+    let yaml =
+        b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  k: v\n".to_vec();
+    let r = send(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        "application/yaml",
+        yaml,
+    )
+    .await;
+    assert_eq!(status_of(&r), 201);
+    assert_eq!(cms.get("from-yaml").await.unwrap().data.unwrap()["k"], "v");
+
+    // Over 3 MiB: 413.
+    let big = format!(
+        r#"{{"metadata":{{"name":"big"}},"data":{{"k":"{}"}}}}"#,
+        "x".repeat(3 * 1024 * 1024 + 10)
+    );
+    let r = send(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        "application/json",
+        big.into_bytes(),
+    )
+    .await;
+    assert_eq!(status_of(&r), 413);
+
+    // Duplicate fields: a 400 naming them under Strict.
+    let dup = br#"{"metadata":{"name":"d","name":"e"}}"#.to_vec();
+    let r = send(
+        "POST",
+        "/api/v1/namespaces/default/configmaps?fieldValidation=Strict",
+        "application/json",
+        dup,
+    )
+    .await;
+    assert_eq!(status_of(&r), 400);
+    let body = r.into_body().collect_bytes().await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&body).contains(r#"duplicate field \"metadata.name\""#),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+
+    // Unknown media type: 415.
+    let r = send(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        "text/plain",
+        b"hi".to_vec(),
+    )
+    .await;
+    assert_eq!(status_of(&r), 415);
+
+    // No credentials: 401.
+    let mut kc = Kubeconfig::read_from(s.kubeconfig()).unwrap();
+    for named in &mut kc.auth_infos {
+        if let Some(a) = named.auth_info.as_mut() {
+            a.client_certificate_data = None;
+            a.client_key_data = None;
+        }
+    }
+    let cfg = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    let anon = Client::try_from(cfg).unwrap();
+    let err = Api::<ConfigMap>::namespaced(anon, "default")
+        .list(&ListParams::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 401),
+        "{err:?}"
+    );
+}

@@ -1,6 +1,7 @@
 //! The HTTP surface: authentication, then routing to discovery, OpenAPI,
 //! health and metrics endpoints, or the resource verbs.
 
+pub mod duplicates;
 pub mod output;
 pub mod patch;
 pub mod request;
@@ -106,9 +107,21 @@ async fn route(
         (Method::GET, ["openapi", "v3", "api", v]) => simple(openapi_doc("", v)),
         (Method::GET, ["openapi", "v3", "apis", g, v]) => simple(openapi_doc(g, v)),
         (_, ["api" | "apis", ..]) => {
-            let body = match body.collect().await {
+            // Read at most one byte past the limit, so an oversized body costs nothing more.
+            let body = match http_body_util::Limited::new(body, request::MAX_BODY + 1)
+                .collect()
+                .await
+            {
                 Ok(b) => b.to_bytes(),
-                Err(_) => return simple(ApiError::too_large().into_response()),
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                    return simple(ApiError::too_large().into_response())
+                }
+                Err(e) => {
+                    return simple(
+                        ApiError::bad_request(format!("reading the request body: {e}"))
+                            .into_response(),
+                    )
+                }
             };
             let query = match request::Query::parse(parts.uri.query()) {
                 Ok(q) => q,

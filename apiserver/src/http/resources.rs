@@ -81,12 +81,14 @@ async fn handle_verb(
             Ok(output::object_response(res, StatusCode::OK, &obj, format))
         }
         (&Method::POST, None, None) => {
+            check_duplicates(res, &call, warnings)?;
             let obj = request::decode_body(&call.content_type, &call.body)?;
             strategy::check_type(res, &obj)?;
             let created = reg.create(sres, ns, conversion::to_storage(res, obj), &write_options(&call.query)?).await?;
             Ok(output::object_response(res, StatusCode::CREATED, &out(created), format))
         }
         (&Method::PUT, Some(name), sub @ (None | Some(Subresource::Status))) => {
+            check_duplicates(res, &call, warnings)?;
             let body = request::decode_body(&call.content_type, &call.body)?;
             strategy::check_type(res, &body)?;
             let body = conversion::to_storage(res, body);
@@ -97,6 +99,7 @@ async fn handle_verb(
             Ok(output::object_response(res, StatusCode::OK, &out(updated), format))
         }
         (&Method::PATCH, Some(name), sub @ (None | Some(Subresource::Status))) => {
+            check_duplicates(res, &call, warnings)?;
             let part = if sub.is_some() { Part::Status } else { Part::Main };
             super::patch::patch(&reg, &target, name, part, &call, format, write_options(&call.query)?).await
         }
@@ -156,6 +159,42 @@ async fn handle_verb(
             format!("the {} subresource is served by the node agent, which is not available for this object", sub.name()),
         )),
         _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+/// Fields given twice in a JSON body: an error when validation is Strict, a warning when Warn.
+fn check_duplicates(
+    res: &skiff_machinery::catalog::Resource,
+    call: &Call<'_>,
+    warnings: &Warnings,
+) -> Result<(), ApiError> {
+    if !call.content_type.ends_with("json") {
+        return Ok(());
+    }
+    let dups = super::duplicates::find(&call.body);
+    if dups.is_empty() {
+        return Ok(());
+    }
+    match call.query.get("fieldValidation") {
+        Some("Strict") => {
+            let list: Vec<String> = dups
+                .iter()
+                .map(|d| format!("duplicate field \"{d}\""))
+                .collect();
+            Err(ApiError::bad_request(format!(
+                "{kind} in version \"{v}\" cannot be handled as a {kind}: strict decoding error: {}",
+                list.join(", "),
+                kind = res.kind,
+                v = res.version
+            )))
+        }
+        Some("Ignore") => Ok(()),
+        _ => {
+            for d in dups {
+                warnings.push(format!("duplicate field \"{d}\""));
+            }
+            Ok(())
+        }
     }
 }
 
