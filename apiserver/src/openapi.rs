@@ -11,15 +11,15 @@ use skiff_machinery::strategic_merge::{self, FieldPatch};
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
+/// Adds each kind's schema (and what it references) to the generator and
+/// maps the kind to its schema name.
 macro_rules! kinds {
-    ($gen:expr, $defs:expr, $group:expr, $version:expr, { $($kind:literal => $ty:path),* $(,)? }) => {{
+    ($gen:expr, { $($kind:literal => $ty:path),* $(,)? }) => {{
         let mut roots: HashMap<&'static str, String> = HashMap::new();
         $(
-            if $group == $version && false { unreachable!() }
             let _ = $gen.subschema_for::<$ty>();
             roots.insert($kind, <$ty as schemars::JsonSchema>::schema_name().into_owned());
         )*
-        let _ = &$defs;
         roots
     }};
 }
@@ -50,9 +50,8 @@ pub fn schema_set(group: &str, version: &str) -> std::sync::Arc<SchemaSet> {
 fn schemas(group: &str, version: &str) -> (Map<String, Value>, HashMap<&'static str, String>) {
     use k8s_openapi::api as a;
     let mut gen = schemars::generate::SchemaSettings::openapi3().into_generator();
-    let defs = ();
     let roots = match (group, version) {
-        ("", "v1") => kinds!(gen, defs, group, version, {
+        ("", "v1") => kinds!(gen, {
             "ConfigMap" => a::core::v1::ConfigMap, "Endpoints" => a::core::v1::Endpoints, "Event" => a::core::v1::Event,
             "LimitRange" => a::core::v1::LimitRange, "Namespace" => a::core::v1::Namespace, "Node" => a::core::v1::Node,
             "PersistentVolumeClaim" => a::core::v1::PersistentVolumeClaim, "PersistentVolume" => a::core::v1::PersistentVolume,
@@ -60,52 +59,52 @@ fn schemas(group: &str, version: &str) -> (Map<String, Value>, HashMap<&'static 
             "ReplicationController" => a::core::v1::ReplicationController, "ResourceQuota" => a::core::v1::ResourceQuota,
             "Secret" => a::core::v1::Secret, "ServiceAccount" => a::core::v1::ServiceAccount, "Service" => a::core::v1::Service,
         }),
-        ("apps", "v1") => kinds!(gen, defs, group, version, {
+        ("apps", "v1") => kinds!(gen, {
             "ControllerRevision" => a::apps::v1::ControllerRevision, "DaemonSet" => a::apps::v1::DaemonSet,
             "Deployment" => a::apps::v1::Deployment, "ReplicaSet" => a::apps::v1::ReplicaSet, "StatefulSet" => a::apps::v1::StatefulSet,
         }),
         ("authentication.k8s.io", "v1") => {
-            kinds!(gen, defs, group, version, { "SelfSubjectReview" => a::authentication::v1::SelfSubjectReview })
+            kinds!(gen, { "SelfSubjectReview" => a::authentication::v1::SelfSubjectReview })
         }
-        ("authorization.k8s.io", "v1") => kinds!(gen, defs, group, version, {
+        ("authorization.k8s.io", "v1") => kinds!(gen, {
             "LocalSubjectAccessReview" => a::authorization::v1::LocalSubjectAccessReview,
             "SelfSubjectAccessReview" => a::authorization::v1::SelfSubjectAccessReview,
             "SelfSubjectRulesReview" => a::authorization::v1::SelfSubjectRulesReview,
             "SubjectAccessReview" => a::authorization::v1::SubjectAccessReview,
         }),
         ("autoscaling", "v1") => {
-            kinds!(gen, defs, group, version, { "HorizontalPodAutoscaler" => a::autoscaling::v1::HorizontalPodAutoscaler })
+            kinds!(gen, { "HorizontalPodAutoscaler" => a::autoscaling::v1::HorizontalPodAutoscaler })
         }
         ("autoscaling", "v2") => {
-            kinds!(gen, defs, group, version, { "HorizontalPodAutoscaler" => a::autoscaling::v2::HorizontalPodAutoscaler })
+            kinds!(gen, { "HorizontalPodAutoscaler" => a::autoscaling::v2::HorizontalPodAutoscaler })
         }
         ("batch", "v1") => {
-            kinds!(gen, defs, group, version, { "CronJob" => a::batch::v1::CronJob, "Job" => a::batch::v1::Job })
+            kinds!(gen, { "CronJob" => a::batch::v1::CronJob, "Job" => a::batch::v1::Job })
         }
         ("coordination.k8s.io", "v1") => {
-            kinds!(gen, defs, group, version, { "Lease" => a::coordination::v1::Lease })
+            kinds!(gen, { "Lease" => a::coordination::v1::Lease })
         }
         ("discovery.k8s.io", "v1") => {
-            kinds!(gen, defs, group, version, { "EndpointSlice" => a::discovery::v1::EndpointSlice })
+            kinds!(gen, { "EndpointSlice" => a::discovery::v1::EndpointSlice })
         }
         ("events.k8s.io", "v1") => {
-            kinds!(gen, defs, group, version, { "Event" => a::events::v1::Event })
+            kinds!(gen, { "Event" => a::events::v1::Event })
         }
-        ("networking.k8s.io", "v1") => kinds!(gen, defs, group, version, {
+        ("networking.k8s.io", "v1") => kinds!(gen, {
             "Ingress" => a::networking::v1::Ingress, "NetworkPolicy" => a::networking::v1::NetworkPolicy,
         }),
         ("policy", "v1") => {
-            kinds!(gen, defs, group, version, { "PodDisruptionBudget" => a::policy::v1::PodDisruptionBudget })
+            kinds!(gen, { "PodDisruptionBudget" => a::policy::v1::PodDisruptionBudget })
         }
-        ("rbac.authorization.k8s.io", "v1") => kinds!(gen, defs, group, version, {
+        ("rbac.authorization.k8s.io", "v1") => kinds!(gen, {
             "ClusterRoleBinding" => a::rbac::v1::ClusterRoleBinding, "ClusterRole" => a::rbac::v1::ClusterRole,
             "RoleBinding" => a::rbac::v1::RoleBinding, "Role" => a::rbac::v1::Role,
         }),
         ("scheduling.k8s.io", "v1") => {
-            kinds!(gen, defs, group, version, { "PriorityClass" => a::scheduling::v1::PriorityClass })
+            kinds!(gen, { "PriorityClass" => a::scheduling::v1::PriorityClass })
         }
         ("storage.k8s.io", "v1") => {
-            kinds!(gen, defs, group, version, { "StorageClass" => a::storage::v1::StorageClass })
+            kinds!(gen, { "StorageClass" => a::storage::v1::StorageClass })
         }
         _ => HashMap::new(),
     };

@@ -37,25 +37,26 @@ pub fn apply_patch(
             Ok(doc)
         }
         "application/merge-patch+json" => {
-            let patch: Value = serde_json::from_slice(body)
-                .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-            if !patch.is_object() {
-                return Err(ApiError::bad_request("the patch must be a JSON object"));
-            }
-            json_patch::merge(&mut doc, &patch);
+            json_patch::merge(&mut doc, &object_patch(body)?);
             Ok(doc)
         }
         "application/strategic-merge-patch+json" => {
-            let patch: Value = serde_json::from_slice(body)
-                .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-            if !patch.is_object() {
-                return Err(ApiError::bad_request("the patch must be a JSON object"));
-            }
+            let patch = object_patch(body)?;
             skiff_machinery::strategic_merge::apply(kind, &doc, &patch)
                 .map_err(|e| bad(e.to_string()))
         }
         other => Err(ApiError::unsupported_media_type(other)),
     }
+}
+
+/// A merge-style patch body: a JSON object.
+fn object_patch(body: &[u8]) -> Result<Value, ApiError> {
+    let patch: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+    if !patch.is_object() {
+        return Err(ApiError::bad_request("the patch must be a JSON object"));
+    }
+    Ok(patch)
 }
 
 pub async fn patch(

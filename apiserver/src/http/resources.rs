@@ -115,7 +115,7 @@ async fn handle_verb(
         }
         (&Method::GET, Some(name), Some(Subresource::Scale)) => {
             let obj = reg.get(res, ns, name).await?;
-            Ok(output::value_response(StatusCode::OK, &subresources::to_scale(res, &obj)))
+            Ok(output::value_response(StatusCode::OK, &subresources::to_scale(&obj)))
         }
         (&Method::PUT, Some(name), Some(Subresource::Scale)) => {
             let body = request::decode_body(&call.content_type, &call.body)?;

@@ -169,10 +169,8 @@ pub async fn serve(
                 }
             }
         }
-        if send_initial {
-            if tx.send(Ok(filter.bookmark(last_rev, true))).await.is_err() {
-                return;
-            }
+        if send_initial && tx.send(Ok(filter.bookmark(last_rev, true))).await.is_err() {
+            return;
         }
         let backlog_end = sub
             .backlog

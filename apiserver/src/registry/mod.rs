@@ -16,7 +16,7 @@ use crate::storage::{Storage, StorageError};
 use crate::watchcache::{Entry, WatchCache};
 use bytes::Bytes;
 use serde_json::{json, Value};
-use skiff_machinery::catalog::{self, Resource, Subresource};
+use skiff_machinery::catalog::{self, Resource};
 use skiff_machinery::{fields, labels};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -468,6 +468,7 @@ impl Registry {
     /// object and returns the desired one; a stale resourceVersion in the result
     /// is a 409, and a storage race is retried only when the caller gave no
     /// resourceVersion (as upstream's GuaranteedUpdate does).
+    #[allow(clippy::too_many_arguments)] // the verb's whole context; a struct would only rename it
     pub async fn update_with<F>(
         &self,
         res: &Resource,
@@ -693,10 +694,5 @@ impl Registry {
             name,
             "too many concurrent updates, please retry",
         ))
-    }
-
-    /// Marks a subresource as served here (the handler decides what it means).
-    pub fn serves(res: &Resource, sub: Subresource) -> bool {
-        res.has(sub)
     }
 }

@@ -106,7 +106,7 @@ fn fields_v1(obj: &Value) -> Value {
         }
     }
     let mut out = Map::new();
-    if let Some(Value::Object(m)) = Some(obj) {
+    if let Value::Object(m) = obj {
         for (k, v) in m {
             if matches!(k.as_str(), "apiVersion" | "kind" | "status") {
                 continue;
@@ -471,17 +471,13 @@ pub fn prepare_update(res: &Resource, old: &Value, new: &mut Value, part: Part) 
             }
         }
     }
-    if tracks_generation(res) && part == Part::Main {
-        let spec_changed = new.get("spec") != old.get("spec")
-            || (res.plural == "poddisruptionbudgets" && new.get("spec") != old.get("spec"));
-        if spec_changed {
-            let g = old
-                .pointer("/metadata/generation")
-                .and_then(Value::as_i64)
-                .unwrap_or(0)
-                + 1;
-            meta::metadata_mut(new).insert("generation".into(), json!(g));
-        }
+    if tracks_generation(res) && part == Part::Main && new.get("spec") != old.get("spec") {
+        let g = old
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            + 1;
+        meta::metadata_mut(new).insert("generation".into(), json!(g));
     }
     // Once deleting, finalizers may only be removed, never added.
     if meta::deletion_timestamp(old).is_some() {

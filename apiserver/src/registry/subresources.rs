@@ -9,7 +9,7 @@ use skiff_machinery::catalog::Resource;
 use skiff_machinery::labels::{Requirement, Selector};
 
 /// The Scale view of a workload.
-pub fn to_scale(res: &Resource, obj: &Value) -> Value {
+pub fn to_scale(obj: &Value) -> Value {
     let selector = obj
         .pointer("/spec/selector")
         .map(|s| {
@@ -19,7 +19,6 @@ pub fn to_scale(res: &Resource, obj: &Value) -> Value {
         })
         .unwrap_or_default();
     let m = obj.get("metadata").cloned().unwrap_or(json!({}));
-    let _ = res;
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -75,9 +74,9 @@ pub async fn update_scale(
 ) -> Result<Value, ApiError> {
     let updated = reg
         .update_with(res, ns, name, Part::Main, opts, "Update", |cur| {
-            let scale = make_scale(&to_scale(res, cur))?;
+            let scale = make_scale(&to_scale(cur))?;
             let replicas = scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
-            if !replicas.as_i64().is_some_and(|n| n >= 0) {
+            if replicas.as_i64().is_none_or(|n| n < 0) {
                 return Err(ApiError::invalid(
                     res,
                     name,
@@ -98,7 +97,7 @@ pub async fn update_scale(
             Ok(next)
         })
         .await?;
-    Ok(to_scale(res, &updated))
+    Ok(to_scale(&updated))
 }
 
 /// Binds a pod to a node (what a scheduler does): sets spec.nodeName once.

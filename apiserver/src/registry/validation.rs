@@ -135,7 +135,7 @@ pub fn validate_labels(labels: &Value, field: &str, c: &mut Vec<Cause>) {
         match v.as_str() {
             Some(s) => {
                 if let Err(e) = labels::validate_value(s) {
-                    c.push(Cause::invalid(format!("{field}"), &json!(s), e));
+                    c.push(Cause::invalid(field.to_string(), &json!(s), e));
                 }
             }
             None => c.push(Cause::invalid(field, v, "label values must be strings")),
@@ -416,10 +416,8 @@ fn validate_service(spec: &Value, c: &mut Vec<Cause>) {
         protocol(p, &format!("{f}.protocol"), c);
         match p.get("name").and_then(Value::as_str) {
             None | Some("") if many => c.push(Cause::required(format!("{f}.name"))),
-            Some(n) if !n.is_empty() => {
-                if !names_seen.insert(n.to_string()) {
-                    c.push(Cause::duplicate(format!("{f}.name"), &json!(n)));
-                }
+            Some(n) if !n.is_empty() && !names_seen.insert(n.to_string()) => {
+                c.push(Cause::duplicate(format!("{f}.name"), &json!(n)));
             }
             _ => {}
         }

@@ -278,7 +278,9 @@ struct Writer {
     revision: Arc<Mutex<(i64, i64)>>,
 }
 
-type Reply = oneshot::Sender<Result<(i64, Option<KeyValue>)>>;
+/// What a write answers: its revision and the value it replaced.
+type Outcome = Result<(i64, Option<KeyValue>)>;
+type Reply = oneshot::Sender<Outcome>;
 
 impl Writer {
     fn run(self, queue: std::sync::mpsc::Receiver<Request>) {
@@ -295,8 +297,7 @@ impl Writer {
     }
 
     fn commit(&self, batch: Vec<Request>) {
-        let mut replies: Vec<(Reply, Result<(i64, Option<KeyValue>)>)> =
-            Vec::with_capacity(batch.len());
+        let mut replies: Vec<(Reply, Outcome)> = Vec::with_capacity(batch.len());
         let mut events = Vec::new();
         let outcome = (|| -> std::result::Result<(i64, i64), redb::Error> {
             let mut txn = self.db.begin_write()?;
