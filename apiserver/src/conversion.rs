@@ -4,21 +4,10 @@
 //! converted on the way in and out, as upstream's conversion functions do.
 
 use serde_json::{json, Map, Value};
-use skiff_machinery::catalog::{self, Resource};
+use skiff_machinery::catalog::Resource;
 use skiff_machinery::fields;
 
-/// The resource whose representation is stored for `res`.
-pub fn storage_resource(res: &'static Resource) -> &'static Resource {
-    match (res.group, res.version, res.plural) {
-        ("events.k8s.io", "v1", "events") => {
-            catalog::lookup("", "v1", "events").expect("core events")
-        }
-        ("autoscaling", "v1", "horizontalpodautoscalers") => {
-            catalog::lookup("autoscaling", "v2", "horizontalpodautoscalers").expect("hpa v2")
-        }
-        _ => res,
-    }
-}
+pub use skiff_machinery::catalog::storage_resource;
 
 /// Request version → storage version.
 pub fn to_storage(res: &Resource, obj: Value) -> Value {
@@ -168,6 +157,7 @@ fn hpa_v2_to_v1(obj: Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use skiff_machinery::catalog;
 
     #[test]
     fn events_round_trip() {

@@ -41,10 +41,31 @@ pub struct Running {
     pub addr: SocketAddr,
     pub kubeconfig: PathBuf,
     pub registry: Arc<Registry>,
+    pki: Pki,
+    data_dir: PathBuf,
+    bind: IpAddr,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
+    /// A kubeconfig for an in-process component (scheduler, controller
+    /// manager): its own client certificate, the loopback address, kept under
+    /// `<data-dir>/server/cred/` as k3s does.
+    pub fn component_kubeconfig(
+        &self,
+        component: &str,
+        user: &str,
+        groups: &[&str],
+    ) -> anyhow::Result<PathBuf> {
+        let path = self
+            .data_dir
+            .join("server")
+            .join("cred")
+            .join(format!("{component}.kubeconfig"));
+        write_kubeconfig(&self.pki, &path, self.addr, self.bind, user, groups)?;
+        Ok(path)
+    }
+
     /// Stops accepting connections (open ones end with the runtime).
     pub fn stop(self) {
         self.task.abort();
@@ -107,7 +128,14 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     let serving = pki.serving(&names)?;
     let tls = tls_config(&pki, &serving)?;
     let kubeconfig = cfg.kubeconfig_path();
-    write_admin_kubeconfig(&pki, &kubeconfig, addr, cfg.bind_address)?;
+    write_kubeconfig(
+        &pki,
+        &kubeconfig,
+        addr,
+        cfg.bind_address,
+        "system:admin",
+        &["system:masters"],
+    )?;
 
     let state = Arc::new(AppState {
         registry: registry.clone(),
@@ -158,6 +186,9 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         addr,
         kubeconfig,
         registry,
+        pki,
+        data_dir: cfg.data_dir.clone(),
+        bind: cfg.bind_address,
         task,
     })
 }
@@ -186,16 +217,19 @@ fn tls_config(pki: &Pki, serving: &crate::pki::Pair) -> anyhow::Result<rustls::S
     Ok(cfg)
 }
 
-/// The admin kubeconfig (client certificate CN=system:admin, O=system:masters).
-fn write_admin_kubeconfig(
+/// A kubeconfig whose client certificate names `user` (CN) and `groups` (O);
+/// the admin's is CN=system:admin, O=system:masters.
+fn write_kubeconfig(
     pki: &Pki,
     path: &std::path::Path,
     addr: SocketAddr,
     bind: IpAddr,
+    user: &str,
+    groups: &[&str],
 ) -> anyhow::Result<()> {
     use base64::Engine;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    let client = pki.client("system:admin", &["system:masters"])?;
+    let client = pki.client(user, groups)?;
     let host = if bind.is_unspecified() {
         "127.0.0.1".to_string()
     } else {

@@ -249,6 +249,27 @@ pub fn by_kind(api_version: &str, kind: &str) -> Option<&'static Resource> {
         .find(|r| r.group == group && r.version == version && r.kind == kind)
 }
 
+/// The resource whose version is stored for `res`: itself, except for
+/// versions that share storage (events.k8s.io/v1 Events are stored as core/v1
+/// Events, autoscaling/v1 HPAs as autoscaling/v2), as upstream stores them.
+pub fn storage_resource(res: &'static Resource) -> &'static Resource {
+    let stored_as = match (res.group, res.version, res.plural) {
+        ("events.k8s.io", "v1", "events") => lookup("", "v1", "events"),
+        ("autoscaling", "v1", "horizontalpodautoscalers") => {
+            lookup("autoscaling", "v2", "horizontalpodautoscalers")
+        }
+        _ => None,
+    };
+    stored_as.unwrap_or(res)
+}
+
+/// Every stored resource in its storage version, once each.
+pub fn stored() -> impl Iterator<Item = &'static Resource> {
+    RESOURCES
+        .iter()
+        .filter(|r| r.stored && std::ptr::eq(storage_resource(r), *r))
+}
+
 /// Resources of a group/version, in discovery order.
 pub fn in_group_version<'a>(
     group: &'a str,

@@ -57,6 +57,9 @@ struct ServerArgs {
     /// Extra names and addresses for the serving certificate.
     #[arg(long)]
     tls_san: Vec<String>,
+    /// Do not run the controllers (garbage collector, namespace, …) in this process.
+    #[arg(long)]
+    disable_controller_manager: bool,
 }
 
 fn init_logging(format: &str) {
@@ -70,6 +73,14 @@ fn init_logging(format: &str) {
     } else {
         builder.init();
     }
+}
+
+/// A kube client from a component kubeconfig the server wrote.
+async fn component_client(path: &std::path::Path) -> Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::read_from(path)?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        .await?;
+    Ok(kube::Client::try_from(cfg)?)
 }
 
 #[tokio::main]
@@ -98,6 +109,19 @@ async fn main() -> Result<()> {
                 tls_san: a.tls_san,
             };
             let running = skiff_apiserver::server::start(cfg).await?;
+            if !a.disable_controller_manager {
+                let kubeconfig = running.component_kubeconfig(
+                    "controller",
+                    "system:kube-controller-manager",
+                    &[],
+                )?;
+                let client = component_client(&kubeconfig).await?;
+                tokio::spawn(async move {
+                    if let Err(e) = skiff_controllers::run(client).await {
+                        tracing::error!(error = %e, "controller manager stopped");
+                    }
+                });
+            }
             eprintln!(
                 "skiff server ready on https://{}; kubeconfig: {}",
                 running.addr,

@@ -340,6 +340,106 @@ fn scenario(s: &Server) {
         .contains("NotFound"));
 }
 
+/// A config map owned by `owner` (blocking its deletion, as controllers set it).
+fn dependent(s: &Server, ns: &str, owner: &str, name: &str) {
+    let uid = s.ok(&[
+        "get",
+        "cm",
+        owner,
+        "-n",
+        ns,
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]);
+    let yaml = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  ownerReferences: [{{apiVersion: v1, kind: ConfigMap, name: {owner}, uid: {uid}, blockOwnerDeletion: true}}]\n"
+    );
+    s.apply(ns, &yaml);
+}
+
+fn names(s: &Server, ns: &str) -> Vec<String> {
+    s.ok(&[
+        "get",
+        "cm",
+        "-n",
+        ns,
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ])
+    .split_whitespace()
+    .map(String::from)
+    .collect()
+}
+
+/// Waits (bounded) until the namespace's config maps are exactly `want`.
+fn wait_names(s: &Server, ns: &str, want: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = names(s, ns);
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "config maps {got:?}, expected {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Cascading deletion through the garbage collector, and namespace deletion
+/// through the namespace controller, as `kubectl delete` users see them.
+fn cascades(s: &Server) {
+    let ns = unique_ns("cascade");
+    s.ok(&["create", "namespace", &ns]);
+    for owner in ["bg", "or", "fg"] {
+        s.ok(&["create", "configmap", owner, "-n", &ns]);
+        dependent(s, &ns, owner, &format!("{owner}-a"));
+        dependent(s, &ns, owner, &format!("{owner}-b"));
+    }
+    // Background (the default): the owner goes at once, dependents after.
+    s.ok(&["delete", "cm", "bg", "-n", &ns]);
+    wait_names(s, &ns, &["fg", "fg-a", "fg-b", "or", "or-a", "or-b"]);
+    // Orphan: dependents stay, without the reference.
+    s.ok(&["delete", "cm", "or", "-n", &ns, "--cascade=orphan"]);
+    wait_names(s, &ns, &["fg", "fg-a", "fg-b", "or-a", "or-b"]);
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "cm",
+            "or-a",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.metadata.ownerReferences}"
+        ]),
+        ""
+    );
+    // Foreground: by the time the owner is gone, so are its blocking dependents.
+    s.ok(&["delete", "cm", "fg", "-n", &ns, "--cascade=foreground"]);
+    assert_eq!(names(s, &ns), vec!["or-a", "or-b"]);
+
+    // Deleting a namespace deletes its content, then the namespace; --wait returns then.
+    s.ok(&["create", "deployment", "d", "-n", &ns, "--image=nginx"]);
+    assert!(s
+        .ok(&["delete", "namespace", &ns, "--wait"])
+        .contains("deleted"));
+    assert!(s.fails(&["get", "namespace", &ns]).contains("NotFound"));
+    assert!(s
+        .fails(&["create", "configmap", "late", "-n", &ns])
+        .contains("not found"));
+}
+
+#[test]
+fn kubectl_cascading_and_namespace_deletion() {
+    if !have_kubectl() {
+        eprintln!("kubectl not on PATH: skipped");
+        return;
+    }
+    let s = Server::start(None);
+    cascades(&s);
+}
+
 #[test]
 fn kubectl_against_embedded_store() {
     if !have_kubectl() {

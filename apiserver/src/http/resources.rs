@@ -145,7 +145,7 @@ async fn handle_verb(
             let body = request::decode_body(&call.content_type, &call.body)?;
             let finalizers = body.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
             let updated = reg
-                .update_with(res, ns, name, Part::Main, &write_options(&call.query)?, "Update", |cur| {
+                .update_with(res, ns, name, Part::Finalize, &write_options(&call.query)?, "Update", |cur| {
                     let mut next = cur.clone();
                     next["spec"]["finalizers"] = finalizers.clone();
                     Ok(next)

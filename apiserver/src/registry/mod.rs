@@ -105,6 +105,8 @@ pub struct DeleteOptions {
 pub enum Part {
     Main,
     Status,
+    /// A namespace's `finalize` subresource: only spec.finalizers changes.
+    Finalize,
 }
 
 /// Stored form: the object without its resourceVersion (the store's revision is it).
@@ -526,6 +528,7 @@ impl Registry {
             // A deleting object whose last finalizer went away is gone now.
             if meta::deletion_timestamp(&new).is_some()
                 && meta::finalizers(&new).is_empty()
+                && strategy::spec_finalizers(res, &new).is_empty()
                 && !opts.dry_run
             {
                 let pending_grace = new
@@ -641,7 +644,9 @@ impl Registry {
             let old_grace = old
                 .pointer("/metadata/deletionGracePeriodSeconds")
                 .and_then(Value::as_i64);
-            let needs_wait = !finalizers.is_empty() || grace > 0;
+            let needs_wait = !finalizers.is_empty()
+                || grace > 0
+                || !strategy::spec_finalizers(res, &old).is_empty();
             if !needs_wait {
                 if opts.dry_run {
                     return Ok(old);

@@ -415,11 +415,31 @@ pub fn qos_class(spec: &Value) -> &'static str {
 
 /// Keeps what an update may not change, and splits spec from status.
 pub fn prepare_update(res: &Resource, old: &Value, new: &mut Value, part: Part) {
+    let namespace = res.group.is_empty() && res.plural == "namespaces";
+    if namespace {
+        // spec.finalizers changes only through `finalize`, and only it changes there.
+        let finalizers = if part == Part::Finalize {
+            new.pointer("/spec/finalizers").cloned()
+        } else {
+            old.pointer("/spec/finalizers").cloned()
+        };
+        if part == Part::Finalize {
+            *new = old.clone();
+        }
+        match finalizers {
+            Some(f) => new["spec"]["finalizers"] = f,
+            None => {
+                if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+                    spec.remove("finalizers");
+                }
+            }
+        }
+    }
     let has_status = res.has(Subresource::Status);
     if has_status {
         match part {
             // A main-resource write cannot change status…
-            Part::Main => match old.get("status") {
+            Part::Main | Part::Finalize => match old.get("status") {
                 Some(s) => new["status"] = s.clone(),
                 None => {
                     if let Some(m) = new.as_object_mut() {
@@ -513,6 +533,22 @@ pub async fn prepare_update_kind(
         }
     }
     Ok(())
+}
+
+/// A namespace's `spec.finalizers` (the namespace controller's "kubernetes"):
+/// like metadata finalizers, they hold a deleting namespace until emptied.
+pub fn spec_finalizers(res: &Resource, obj: &Value) -> Vec<String> {
+    if !(res.group.is_empty() && res.plural == "namespaces") {
+        return Vec::new();
+    }
+    obj.pointer("/spec/finalizers")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The grace period a delete gets: pods on a node wait for their kubelet.
