@@ -27,6 +27,8 @@ pub struct Config {
     pub service_cidr: String,
     pub cluster_cidr: String,
     pub tls_san: Vec<String>,
+    /// The address the `kubernetes` Service's endpoints name (the bind address when unset).
+    pub advertise_address: Option<IpAddr>,
 }
 
 impl Config {
@@ -97,7 +99,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     if !registry.wait_ready(Duration::from_secs(30)).await {
         anyhow::bail!("watch caches did not sync with storage");
     }
-    bootstrap(&registry).await?;
+
     tokio::spawn(compactor(storage));
 
     let pki = Pki::load_or_create(&cfg.data_dir.join("server").join("tls"))?;
@@ -105,6 +107,15 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("binding {}:{}", cfg.bind_address, cfg.https_listen_port))?;
     let addr = listener.local_addr()?;
+    let advertise = cfg
+        .advertise_address
+        .unwrap_or(if cfg.bind_address.is_unspecified() {
+            IpAddr::from([127, 0, 0, 1])
+        } else {
+            cfg.bind_address
+        });
+    bootstrap(&registry, addr.port()).await?;
+    publish_endpoints(&registry, advertise, addr.port()).await?;
     let mut names: Vec<String> = vec![
         "localhost".into(),
         "127.0.0.1".into(),
@@ -270,7 +281,7 @@ fn write_kubeconfig(
 }
 
 /// The namespaces every cluster starts with, and the `kubernetes` Service.
-async fn bootstrap(reg: &Registry) -> anyhow::Result<()> {
+async fn bootstrap(reg: &Registry, port: u16) -> anyhow::Result<()> {
     let ns = catalog::lookup("", "v1", "namespaces").expect("catalog");
     let opts = WriteOptions {
         field_manager: Some("skiff-apiserver".into()),
@@ -289,13 +300,102 @@ async fn bootstrap(reg: &Registry) -> anyhow::Result<()> {
     let svc = catalog::lookup("", "v1", "services").expect("catalog");
     let kubernetes = json!({
         "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
-        "spec": {"clusterIP": reg.services.first_ip().to_string(), "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}], "sessionAffinity": "None", "type": "ClusterIP"},
+        "spec": {"clusterIP": reg.services.first_ip().to_string(), "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}], "sessionAffinity": "None", "type": "ClusterIP"},
     });
-    if reg.get(svc, Some("default"), "kubernetes").await.is_err() {
-        match reg.create(svc, Some("default"), kubernetes, &opts).await {
+    match reg.get(svc, Some("default"), "kubernetes").await {
+        // Started on another port than last time: the Service follows.
+        Ok(cur) if cur.pointer("/spec/ports/0/targetPort") != Some(&json!(port)) => {
+            reg.update_with(
+                svc,
+                Some("default"),
+                "kubernetes",
+                crate::registry::Part::Main,
+                &opts,
+                "Update",
+                |cur| {
+                    let mut next = cur.clone();
+                    next["spec"]["ports"][0]["targetPort"] = json!(port);
+                    if let Some(m) = next
+                        .get_mut("metadata")
+                        .and_then(serde_json::Value::as_object_mut)
+                    {
+                        m.remove("resourceVersion");
+                    }
+                    Ok(next)
+                },
+            )
+            .await?;
+        }
+        Ok(_) => {}
+        Err(_) => match reg.create(svc, Some("default"), kubernetes, &opts).await {
             Ok(_) => {}
             Err(e) if e.code == 409 => {}
             Err(e) => anyhow::bail!("creating the kubernetes service: {e}"),
+        },
+    }
+    Ok(())
+}
+
+/// Points the `kubernetes` Service at this API server: its Endpoints and
+/// EndpointSlice, kept by the API server itself as upstream's are.
+async fn publish_endpoints(reg: &Registry, ip: IpAddr, port: u16) -> anyhow::Result<()> {
+    let opts = WriteOptions {
+        field_manager: Some("skiff-apiserver".into()),
+        ..Default::default()
+    };
+    let family = if ip.is_ipv4() { "IPv4" } else { "IPv6" };
+    let endpoints = json!({
+        "metadata": {"name": "kubernetes", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+        "subsets": [{"addresses": [{"ip": ip.to_string()}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
+    });
+    let slice = json!({
+        "metadata": {"name": "kubernetes", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+        "addressType": family,
+        "endpoints": [{"addresses": [ip.to_string()], "conditions": {"ready": true}}],
+        "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+    });
+    for (res, body) in [
+        (
+            catalog::lookup("", "v1", "endpoints").expect("catalog"),
+            endpoints,
+        ),
+        (
+            catalog::lookup("discovery.k8s.io", "v1", "endpointslices").expect("catalog"),
+            slice,
+        ),
+    ] {
+        let desired = body.clone();
+        match reg.get(res, Some("default"), "kubernetes").await {
+            Ok(_) => {
+                reg.update_with(
+                    res,
+                    Some("default"),
+                    "kubernetes",
+                    crate::registry::Part::Main,
+                    &opts,
+                    "Update",
+                    |cur| {
+                        let mut next = cur.clone();
+                        for (k, v) in desired.as_object().into_iter().flatten() {
+                            if k != "metadata" {
+                                next[k] = v.clone();
+                            }
+                        }
+                        if let Some(m) = next
+                            .get_mut("metadata")
+                            .and_then(serde_json::Value::as_object_mut)
+                        {
+                            m.remove("resourceVersion");
+                        }
+                        Ok(next)
+                    },
+                )
+                .await?;
+            }
+            Err(e) if e.code == 404 => {
+                reg.create(res, Some("default"), body, &opts).await?;
+            }
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(())

@@ -6,7 +6,7 @@
 use crate::procs::{self, Proc};
 use anyhow::{Context, Result};
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 use kube::api::{Api, PostParams, WatchEvent, WatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
@@ -56,6 +56,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     percentile(&v, 0.5)
 }
 
+/// Creates a namespace and waits for its default service account, which pods need.
 async fn make_namespace(c: &Client, name: &str) -> Result<()> {
     let nss: Api<Namespace> = Api::all(c.clone());
     nss.create(
@@ -63,6 +64,15 @@ async fn make_namespace(c: &Client, name: &str) -> Result<()> {
         &serde_json::from_value(json!({"metadata": {"name": name}}))?,
     )
     .await?;
+    let sas: Api<ServiceAccount> = Api::namespaced(c.clone(), name);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sas.get_opt("default").await?.is_none() {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no default service account in {name}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     Ok(())
 }
 

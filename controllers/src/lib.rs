@@ -3,14 +3,24 @@
 
 pub mod garbagecollector;
 pub mod namespace;
+pub mod nodeipam;
 pub mod resources;
+pub mod serviceaccount;
 
 use kube::Client;
 
+pub struct Config {
+    /// Pod addresses; each node gets a /24 of it.
+    pub cluster_cidr: String,
+}
+
 /// Runs every controller until one fails irrecoverably.
-pub async fn run(client: Client) -> anyhow::Result<()> {
+pub async fn run(client: Client, cfg: Config) -> anyhow::Result<()> {
+    let cidrs = nodeipam::PodCidrs::new(&cfg.cluster_cidr)?;
     tokio::select! {
         r = namespace::run(client.clone()) => r,
         r = garbagecollector::run(client.clone()) => r,
+        r = serviceaccount::run(client.clone()) => r,
+        r = nodeipam::run(client.clone(), cidrs) => r,
     }
 }

@@ -22,8 +22,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the control plane (today: the API server).
-    Server(ServerArgs),
+    /// Run the control plane: the API server and the controllers.
+    Server(Box<ServerArgs>),
     /// Print the skiff version and the Kubernetes API version it implements.
     Version,
 }
@@ -57,6 +57,9 @@ struct ServerArgs {
     /// Extra names and addresses for the serving certificate.
     #[arg(long)]
     tls_san: Vec<String>,
+    /// Address other nodes and pods reach the API server at [default: the bind address, or 127.0.0.1].
+    #[arg(long)]
+    advertise_address: Option<IpAddr>,
     /// Do not run the controllers (garbage collector, namespace, …) in this process.
     #[arg(long)]
     disable_controller_manager: bool,
@@ -107,7 +110,9 @@ async fn main() -> Result<()> {
                 service_cidr: a.service_cidr,
                 cluster_cidr: a.cluster_cidr,
                 tls_san: a.tls_san,
+                advertise_address: a.advertise_address,
             };
+            let cluster_cidr = cfg.cluster_cidr.clone();
             let running = skiff_apiserver::server::start(cfg).await?;
             if !a.disable_controller_manager {
                 let kubeconfig = running.component_kubeconfig(
@@ -117,7 +122,10 @@ async fn main() -> Result<()> {
                 )?;
                 let client = component_client(&kubeconfig).await?;
                 tokio::spawn(async move {
-                    if let Err(e) = skiff_controllers::run(client).await {
+                    if let Err(e) =
+                        skiff_controllers::run(client, skiff_controllers::Config { cluster_cidr })
+                            .await
+                    {
                         tracing::error!(error = %e, "controller manager stopped");
                     }
                 });

@@ -218,6 +218,8 @@ pub async fn prepare_create(
         ("", "pods") => {
             obj_mut(obj, "spec");
             default_pod_spec(&mut obj["spec"]);
+            admit_service_account(reg, obj)?;
+            add_default_tolerations(&mut obj["spec"]);
             let status = obj_mut(obj, "status");
             status.clear();
             status.insert("phase".into(), json!("Pending"));
@@ -338,6 +340,62 @@ pub async fn prepare_create(
         _ => {}
     }
     Ok(())
+}
+
+/// ServiceAccount admission: a pod runs as `default` unless it names an
+/// account, and the account must exist (upstream's wording when it does not).
+/// Token volumes are the auth issue's; this is where they will be added.
+fn admit_service_account(reg: &Registry, pod: &mut Value) -> Result<(), ApiError> {
+    let ns = meta::namespace(pod).unwrap_or("default").to_string();
+    let name = meta::name(pod).to_string();
+    let spec = obj_mut(pod, "spec");
+    let account = spec
+        .get("serviceAccountName")
+        .or_else(|| spec.get("serviceAccount"))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("default")
+        .to_string();
+    spec.insert("serviceAccountName".into(), json!(account));
+    spec.insert("serviceAccount".into(), json!(account));
+    let sa_res = skiff_machinery::catalog::lookup("", "v1", "serviceaccounts").expect("catalog");
+    if reg
+        .cache(sa_res)
+        .get(&sa_res.key(Some(&ns), &account))
+        .is_none()
+    {
+        return Err(ApiError::forbidden(format!(
+            "pods \"{name}\" is forbidden: error looking up service account {ns}/{account}: serviceaccount \"{account}\" not found"
+        )));
+    }
+    Ok(())
+}
+
+/// DefaultTolerationSeconds admission: pods tolerate a not-ready or
+/// unreachable node for 300 s unless they say otherwise.
+fn add_default_tolerations(spec: &mut Value) {
+    let Some(m) = spec.as_object_mut() else {
+        return;
+    };
+    let tolerations = m.entry("tolerations").or_insert_with(|| json!([]));
+    let Some(list) = tolerations.as_array_mut() else {
+        return;
+    };
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
+        let covered = list.iter().any(|t| {
+            let effect = t.get("effect").and_then(Value::as_str).unwrap_or("");
+            let op = t.get("operator").and_then(Value::as_str).unwrap_or("Equal");
+            let k = t.get("key").and_then(Value::as_str).unwrap_or("");
+            (k == key || (k.is_empty() && op == "Exists"))
+                && (effect.is_empty() || effect == "NoExecute")
+        });
+        if !covered {
+            list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
+        }
+    }
 }
 
 /// Job defaults, including the generated selector tying pods to this Job's uid.
