@@ -24,8 +24,33 @@ struct Cli {
 enum Command {
     /// Run the control plane: the API server and the controllers.
     Server(Box<ServerArgs>),
+    /// Run a node agent. Today only simulated nodes (`--simulate`).
+    Agent(AgentArgs),
     /// Print the skiff version and the Kubernetes API version it implements.
     Version,
+}
+
+#[derive(clap::Args)]
+struct AgentArgs {
+    /// Kubeconfig to reach the API server with.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: PathBuf,
+    /// Simulate nodes: register them and play their pods' lifecycle without running anything.
+    #[arg(long)]
+    simulate: bool,
+    /// How many nodes to simulate.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// Simulated nodes are named <prefix>-0 … <prefix>-<N-1>.
+    #[arg(long, default_value = "sim")]
+    name_prefix: String,
+    /// Capacity of each simulated node.
+    #[arg(long, default_value = "8")]
+    sim_cpu: String,
+    #[arg(long, default_value = "32Gi")]
+    sim_memory: String,
+    #[arg(long, default_value_t = 110)]
+    sim_pods: u32,
 }
 
 #[derive(clap::Args)]
@@ -78,7 +103,7 @@ fn init_logging(format: &str) {
     }
 }
 
-/// A kube client from a component kubeconfig the server wrote.
+/// A kube client from a kubeconfig file.
 async fn component_client(path: &std::path::Path) -> Result<kube::Client> {
     let kc = kube::config::Kubeconfig::read_from(path)?;
     let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
@@ -97,6 +122,24 @@ async fn main() -> Result<()> {
                 skiff_apiserver::version::GIT_VERSION
             );
             Ok(())
+        }
+        Command::Agent(a) => {
+            init_logging(&cli.log_format);
+            if !a.simulate {
+                anyhow::bail!("only simulated nodes are available yet: pass --simulate (the real node agent is issue 6)");
+            }
+            let client = component_client(&a.kubeconfig).await?;
+            let opts = skiff_agent::simulate::Options {
+                nodes: a.nodes,
+                name_prefix: a.name_prefix,
+                cpu: a.sim_cpu,
+                memory: a.sim_memory,
+                pods: a.sim_pods,
+            };
+            tokio::select! {
+                r = skiff_agent::simulate::run(client, opts) => r,
+                _ = tokio::signal::ctrl_c() => Ok(()),
+            }
         }
         Command::Server(a) => {
             init_logging(&cli.log_format);
