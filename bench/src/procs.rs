@@ -133,6 +133,14 @@ pub fn start_server(bin: &Path, datastore: Option<&str>) -> Result<(Proc, PathBu
     }
     let mut child = cmd.spawn()?;
     wait_port(port, &mut child, "skiff server")?;
+    // The port opens before the server has written its kubeconfig.
     let kubeconfig = dir.path().join("kubeconfig.yaml");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !kubeconfig.exists() {
+        if Instant::now() > deadline {
+            bail!("skiff server wrote no kubeconfig");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     Ok((Proc { child, _dir: dir }, kubeconfig))
 }

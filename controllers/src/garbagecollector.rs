@@ -8,7 +8,7 @@
 use crate::resources;
 use futures::StreamExt;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
-use kube::core::DynamicObject;
+use kube::core::{DynamicObject, ObjectMeta, PartialObjectMeta};
 use kube::runtime::watcher;
 use kube::Client;
 use serde_json::json;
@@ -43,8 +43,7 @@ struct Node {
 }
 
 impl Node {
-    fn from(res: &'static Resource, o: &DynamicObject) -> Option<(String, Node)> {
-        let m = &o.metadata;
+    fn from(res: &'static Resource, m: &ObjectMeta) -> Option<(String, Node)> {
         let owners = m
             .owner_references
             .iter()
@@ -123,7 +122,7 @@ impl Graph {
 
 #[allow(clippy::large_enum_variant)] // events are the common case; boxing them buys nothing
 enum Msg {
-    Event(usize, watcher::Event<DynamicObject>),
+    Event(usize, watcher::Event<PartialObjectMeta<DynamicObject>>),
     /// Decide again about an object that changed while an action on it ran.
     Recheck(String),
 }
@@ -132,9 +131,10 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
     let kinds: Vec<&'static Resource> = resources::stored().collect();
     let (tx, mut rx) = mpsc::channel::<Msg>(4096);
     for (i, res) in kinds.iter().enumerate() {
-        let api = resources::api_for(&client, res, None);
+        let api = resources::metadata_api(&client, res);
         let tx = tx.clone();
         tokio::spawn(async move {
+            // Metadata is all the graph needs (upstream's collector uses metadata informers too).
             let mut stream = watcher(api, watcher::Config::default()).boxed();
             while let Some(ev) = stream.next().await {
                 match ev {
@@ -177,7 +177,7 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
                     relisting.insert(i, HashSet::new());
                 }
                 watcher::Event::InitApply(o) | watcher::Event::Apply(o) => {
-                    if let Some((uid, node)) = Node::from(res, &o) {
+                    if let Some((uid, node)) = Node::from(res, &o.metadata) {
                         if let Some(seen) = relisting.get_mut(&i) {
                             seen.insert(uid.clone());
                         }

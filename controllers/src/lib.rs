@@ -4,6 +4,7 @@
 pub mod garbagecollector;
 pub mod namespace;
 pub mod nodeipam;
+pub mod nodelifecycle;
 pub mod resources;
 pub mod serviceaccount;
 
@@ -12,6 +13,8 @@ use kube::Client;
 pub struct Config {
     /// Pod addresses; each node gets a /24 of it.
     pub cluster_cidr: String,
+    /// How long a node may go without a heartbeat before it is Unknown (upstream: 40 s).
+    pub node_monitor_grace_period: std::time::Duration,
 }
 
 /// Runs every controller until one fails irrecoverably.
@@ -22,5 +25,6 @@ pub async fn run(client: Client, cfg: Config) -> anyhow::Result<()> {
         r = garbagecollector::run(client.clone()) => r,
         r = serviceaccount::run(client.clone()) => r,
         r = nodeipam::run(client.clone(), cidrs) => r,
+        r = nodelifecycle::run(client.clone(), cfg.node_monitor_grace_period) => r,
     }
 }

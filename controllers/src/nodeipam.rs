@@ -97,19 +97,42 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let name = node.metadata.name.clone().unwrap_or_default();
     let _guard = ctx.lock.lock().await;
     let nodes: Api<Node> = Api::all(ctx.client.clone());
-    // A fresh list, not the cache: the range just given to another node counts.
-    let taken: HashSet<String> = nodes
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter_map(|n| n.spec.and_then(|s| s.pod_cidr))
+    // A fresh list, not the cache: the range just given to another node counts,
+    // and so does one this node already got (the cache may be behind).
+    let all = nodes.list(&ListParams::default()).await?.items;
+    let Some(current) = all
+        .iter()
+        .find(|n| n.metadata.name.as_deref() == Some(name.as_str()))
+    else {
+        return Ok(Action::await_change());
+    };
+    if current
+        .spec
+        .as_ref()
+        .and_then(|s| s.pod_cidr.as_ref())
+        .is_some()
+    {
+        return Ok(Action::await_change());
+    }
+    let taken: HashSet<String> = all
+        .iter()
+        .filter_map(|n| n.spec.as_ref()?.pod_cidr.clone())
         .collect();
     let cidr = ctx.cidrs.first_free(&taken).ok_or(Error::Exhausted)?;
-    let patch = json!({"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}});
-    nodes
+    // Written only over the version just read, so a concurrent writer wins cleanly.
+    let rv = current.metadata.resource_version.clone();
+    let patch =
+        json!({"metadata": {"resourceVersion": rv}, "spec": {"podCIDR": cidr, "podCIDRs": [cidr]}});
+    match nodes
         .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
-        .await?;
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            return Ok(Action::requeue(std::time::Duration::from_millis(100)))
+        }
+        Err(e) => return Err(e.into()),
+    }
     tracing::info!(node = %name, %cidr, "allocated pod CIDR");
     Ok(Action::await_change())
 }

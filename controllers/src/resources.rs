@@ -1,6 +1,6 @@
 //! The API's resources as kube-rs dynamic types, from the shared catalog.
 
-use kube::core::{ApiResource, DynamicObject};
+use kube::core::{ApiResource, DynamicObject, PartialObjectMeta};
 use kube::{Api, Client};
 use skiff_machinery::catalog::{self, Resource};
 
@@ -26,4 +26,9 @@ pub fn api_for(client: &Client, res: &Resource, namespace: Option<&str>) -> Api<
         Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
         None => Api::all_with(client.clone(), &ar),
     }
+}
+
+/// A metadata-only API over every namespace (`as=PartialObjectMetadata` requests).
+pub fn metadata_api(client: &Client, res: &Resource) -> Api<PartialObjectMeta<DynamicObject>> {
+    Api::all_with(client.clone(), &api_resource(res))
 }

@@ -85,6 +85,9 @@ struct ServerArgs {
     /// Address other nodes and pods reach the API server at [default: the bind address, or 127.0.0.1].
     #[arg(long)]
     advertise_address: Option<IpAddr>,
+    /// How long a node may miss heartbeats before it is marked Unknown and tainted (e.g. 40s, 5s).
+    #[arg(long, default_value = "40s", value_parser = parse_duration)]
+    node_monitor_grace_period: std::time::Duration,
     /// Do not run the controllers (garbage collector, namespace, …) in this process.
     #[arg(long)]
     disable_controller_manager: bool,
@@ -101,6 +104,22 @@ fn init_logging(format: &str) {
     } else {
         builder.init();
     }
+}
+
+/// `40s`, `2m`, `500ms` or plain seconds.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("invalid duration unit in {s:?} (ms, s, m, h)")),
+    };
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 /// A kube client from a kubeconfig file.
@@ -156,6 +175,7 @@ async fn main() -> Result<()> {
                 advertise_address: a.advertise_address,
             };
             let cluster_cidr = cfg.cluster_cidr.clone();
+            let node_monitor_grace_period = a.node_monitor_grace_period;
             let running = skiff_apiserver::server::start(cfg).await?;
             if !a.disable_controller_manager {
                 let kubeconfig = running.component_kubeconfig(
@@ -165,9 +185,14 @@ async fn main() -> Result<()> {
                 )?;
                 let client = component_client(&kubeconfig).await?;
                 tokio::spawn(async move {
-                    if let Err(e) =
-                        skiff_controllers::run(client, skiff_controllers::Config { cluster_cidr })
-                            .await
+                    if let Err(e) = skiff_controllers::run(
+                        client,
+                        skiff_controllers::Config {
+                            cluster_cidr,
+                            node_monitor_grace_period,
+                        },
+                    )
+                    .await
                     {
                         tracing::error!(error = %e, "controller manager stopped");
                     }

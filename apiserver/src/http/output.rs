@@ -15,6 +15,8 @@ pub enum Format {
     Json,
     /// A Table; the flag says whether rows carry the full object (`includeObject=Object`).
     Table(IncludeObject),
+    /// Metadata only (`as=PartialObjectMetadata[List]`), as metadata informers ask.
+    Metadata,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,12 +27,14 @@ pub enum IncludeObject {
 }
 
 pub fn negotiate(accept: Option<&str>, include: Option<&str>) -> Format {
-    let wants_table = accept.is_some_and(|a| {
-        a.split(',')
-            .next()
-            .is_some_and(|first| first.contains("as=Table") && first.contains("g=meta.k8s.io"))
-    });
-    if !wants_table {
+    let first = accept.and_then(|a| a.split(',').next()).unwrap_or("");
+    if !first.contains("g=meta.k8s.io") {
+        return Format::Json;
+    }
+    if first.contains("as=PartialObjectMetadata") {
+        return Format::Metadata;
+    }
+    if !first.contains("as=Table") {
         return Format::Json;
     }
     Format::Table(match include {
@@ -53,7 +57,7 @@ pub fn value_response(code: StatusCode, v: &Value) -> Response {
     json_response(code, serde_json::to_vec(v).unwrap_or_default())
 }
 
-fn partial_metadata(obj: &Value) -> Value {
+pub fn partial_metadata(obj: &Value) -> Value {
     json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata").cloned().unwrap_or(json!({}))})
 }
 
@@ -116,6 +120,19 @@ pub fn list_response(
     format: Format,
 ) -> Response {
     let rv = list.revision.to_string();
+    if format == Format::Metadata {
+        let items: Vec<Value> = list
+            .items
+            .iter()
+            .map(|e| partial_metadata(&e.object()))
+            .collect();
+        let mut md = json!({"resourceVersion": rv});
+        if let Some(c) = &list.continue_token {
+            md["continue"] = json!(c);
+        }
+        let body = json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": md, "items": items});
+        return value_response(StatusCode::OK, &body);
+    }
     if let Format::Table(include) = format {
         let parsed: Vec<Value> = list.items.iter().map(|e| e.object()).collect();
         let objs: Vec<&Value> = parsed.iter().collect();
@@ -163,6 +180,9 @@ pub fn object_response(res: &Resource, code: StatusCode, obj: &Value, format: Fo
         Format::Table(include) if obj.get("kind").and_then(Value::as_str) == Some(res.kind) => {
             let rv = crate::meta::resource_version(obj).unwrap_or("").to_string();
             value_response(code, &table(res, &[obj], &rv, None, include, true))
+        }
+        Format::Metadata if obj.get("kind").and_then(Value::as_str) == Some(res.kind) => {
+            value_response(code, &partial_metadata(obj))
         }
         _ => value_response(code, obj),
     }

@@ -52,6 +52,9 @@ impl Filter {
     fn encode(&mut self, kind: &str, entry: &Entry) -> Bytes {
         let converted = !std::ptr::eq(self.res, conversion::storage_resource(self.res));
         match self.format {
+            Format::Metadata => output::bytes_line(
+                &json!({"type": kind, "object": output::partial_metadata(&entry.object())}),
+            ),
             Format::Json if converted => {
                 let obj = conversion::from_storage(self.res, entry.object());
                 output::bytes_line(&json!({"type": kind, "object": obj}))

@@ -13,6 +13,7 @@ pub struct Server {
     pub dir: tempfile::TempDir,
     pub port: u16,
     pub datastore: Option<String>,
+    extra: Vec<String>,
 }
 
 pub fn free_port() -> u16 {
@@ -32,12 +33,19 @@ pub fn etcd() -> Option<String> {
 
 impl Server {
     pub fn start(datastore: Option<String>) -> Server {
+        Self::start_with(datastore, &[])
+    }
+
+    /// With extra `skiff server` flags.
+    pub fn start_with(datastore: Option<String>, extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
+        let extra = extra.iter().map(|s| s.to_string()).collect();
         let mut s = Server {
             child: None,
             dir,
             port: free_port(),
             datastore,
+            extra,
         };
         s.spawn();
         s
@@ -64,6 +72,7 @@ impl Server {
         if let Some(ep) = &self.datastore {
             cmd.args(["--datastore-endpoint", ep]);
         }
+        cmd.args(&self.extra);
         self.child = Some(cmd.spawn().expect("start skiff server"));
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
@@ -196,5 +205,38 @@ pub fn unique_ns(prefix: &str) -> String {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// `skiff agent --simulate` against a server, killed (by pid) when dropped.
+pub struct Simulator {
+    child: Child,
+}
+
+impl Simulator {
+    pub fn start(server: &Server, nodes: usize, prefix: &str) -> Simulator {
+        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args([
+                "agent",
+                "--simulate",
+                "--nodes",
+                &nodes.to_string(),
+                "--name-prefix",
+                prefix,
+            ])
+            .arg("--kubeconfig")
+            .arg(server.kubeconfig())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start skiff agent --simulate");
+        Simulator { child }
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

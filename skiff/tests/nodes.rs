@@ -1,0 +1,140 @@
+//! Simulated nodes and the node lifecycle controller: nodes register and
+//! stay Ready while their agent runs; when it stops they turn Unknown, get
+//! the unreachable taints, and pods leave once their tolerations run out;
+//! back again, they are Ready and untainted.
+
+mod common;
+
+use common::{Server, Simulator};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+async fn client(s: &Server) -> Client {
+    let kc = Kubeconfig::read_from(s.kubeconfig()).unwrap();
+    Client::try_from(
+        Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+            .await
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+async fn eventually(what: &str, secs: u64, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn ready(n: &Node) -> String {
+    n.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| c.status.clone())
+        .unwrap_or_default()
+}
+
+fn taint_keys(n: &Node) -> Vec<String> {
+    n.spec
+        .as_ref()
+        .and_then(|s| s.taints.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| format!("{}:{}", t.key, t.effect))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_nodes_are_tainted_and_their_pods_evicted() {
+    let s = Server::start_with(None, &["--node-monitor-grace-period", "3s"]);
+    let c = client(&s).await;
+    let nodes: Api<Node> = Api::all(c.clone());
+    let sim = Simulator::start(&s, 3, "lab");
+    eventually("3 Ready nodes with pod CIDRs", 30, async || {
+        let list = nodes.list(&Default::default()).await.unwrap().items;
+        list.len() == 3
+            && list.iter().all(|n| {
+                ready(n) == "True" && n.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_some()
+            })
+    })
+    .await;
+
+    // Pods on lab-0: one tolerating unreachable for 1 s, one forever.
+    let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
+    eventually("the default service account", 20, async || {
+        Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(c.clone(), "default")
+            .get_opt("default")
+            .await
+            .unwrap()
+            .is_some()
+    })
+    .await;
+    for (name, toleration) in [
+        (
+            "brief",
+            json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 1}),
+        ),
+        ("steadfast", json!({"operator": "Exists"})),
+    ] {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {"nodeName": "lab-0", "tolerations": [toleration], "containers": [{"name": "c", "image": "busybox"}]}
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+    }
+    eventually("pods running with IPs", 20, async || {
+        pods.list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .all(|p| {
+                let st = p.status.as_ref();
+                st.and_then(|s| s.phase.as_deref()) == Some("Running")
+                    && st
+                        .and_then(|s| s.pod_ip.as_ref())
+                        .is_some_and(|ip| ip.starts_with("10.42."))
+            })
+    })
+    .await;
+
+    // The machine "dies".
+    drop(sim);
+    eventually("lab-0 Unknown and tainted unreachable", 30, async || {
+        let n = nodes.get("lab-0").await.unwrap();
+        ready(&n) == "Unknown"
+            && taint_keys(&n).contains(&"node.kubernetes.io/unreachable:NoExecute".to_string())
+    })
+    .await;
+    eventually("the briefly tolerating pod evicted", 30, async || {
+        pods.get("brief")
+            .await
+            .map(|p| p.metadata.deletion_timestamp.is_some())
+            .unwrap_or(true)
+    })
+    .await;
+    let steadfast = pods.get("steadfast").await.unwrap();
+    assert!(
+        steadfast.metadata.deletion_timestamp.is_none(),
+        "a pod tolerating forever stays"
+    );
+
+    // Back again: Ready, taints gone, and the evicted pod's deletion completes.
+    let _sim = Simulator::start(&s, 3, "lab");
+    eventually("lab-0 Ready and untainted", 30, async || {
+        let n = nodes.get("lab-0").await.unwrap();
+        ready(&n) == "True" && taint_keys(&n).is_empty()
+    })
+    .await;
+    eventually("the evicted pod gone", 30, async || {
+        pods.get_opt("brief").await.unwrap().is_none()
+    })
+    .await;
+}
