@@ -116,8 +116,10 @@ pub fn start_server(bin: &Path, datastore: Option<&str>) -> Result<(Proc, PathBu
     let dir = tempfile::tempdir()?;
     let port = free_port()?;
     let mut cmd = Command::new(bin);
+    // The API server alone: the controllers get their own benchmark (`cluster`).
     cmd.args([
         "server",
+        "--disable-controller-manager",
         "--bind-address",
         "127.0.0.1",
         "--https-listen-port",
