@@ -138,3 +138,105 @@ async fn lost_nodes_are_tainted_and_their_pods_evicted() {
     })
     .await;
 }
+
+/// Endpoints and EndpointSlices follow the pods a Service selects, with
+/// named target ports resolved per pod and slices of at most 100.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_get_endpoints_of_their_pods() {
+    use k8s_openapi::api::core::v1::{Endpoints, Service};
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use kube::api::{DeleteParams, ListParams};
+
+    let s = Server::start(None);
+    let c = client(&s).await;
+    let _sim = Simulator::start(&s, 2, "ep");
+    let nodes: Api<Node> = Api::all(c.clone());
+    eventually("2 nodes with pod CIDRs", 30, async || {
+        let list = nodes.list(&Default::default()).await.unwrap().items;
+        list.len() == 2
+            && list
+                .iter()
+                .all(|n| n.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_some())
+    })
+    .await;
+    eventually("the default service account", 20, async || {
+        Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(c.clone(), "default")
+            .get_opt("default")
+            .await
+            .unwrap()
+            .is_some()
+    })
+    .await;
+    let svcs: Api<Service> = Api::namespaced(c.clone(), "default");
+    for svc in [
+        json!({"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}),
+        json!({"metadata": {"name": "manual"}, "spec": {"ports": [{"port": 80}]}}),
+    ] {
+        svcs.create(
+            &PostParams::default(),
+            &serde_json::from_value(svc).unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+    let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
+    for i in 0..150 {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": format!("web-{i:03}"), "labels": {"app": "web"}},
+            "spec": {"nodeName": format!("ep-{}", i % 2), "containers": [{"name": "c", "image": "busybox", "ports": [{"name": "http", "containerPort": 8080}]}]}
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+    }
+    let eps: Api<Endpoints> = Api::namespaced(c.clone(), "default");
+    eventually("150 ready addresses on port 8080", 60, async || {
+        let Some(ep) = eps.get_opt("web").await.unwrap() else {
+            return false;
+        };
+        let subsets = ep.subsets.unwrap_or_default();
+        subsets.len() == 1
+            && subsets[0].addresses.as_ref().map_or(0, Vec::len) == 150
+            && subsets[0].ports.as_ref().unwrap()[0].port == 8080
+    })
+    .await;
+    let slices: Api<EndpointSlice> = Api::namespaced(c.clone(), "default");
+    let by_service = ListParams::default().labels("kubernetes.io/service-name=web");
+    eventually("two slices of 100 and 50", 30, async || {
+        let mut sizes: Vec<usize> = slices
+            .list(&by_service)
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|s| s.endpoints.len())
+            .collect();
+        sizes.sort();
+        sizes == vec![50, 100]
+    })
+    .await;
+    assert!(
+        eps.get_opt("manual").await.unwrap().is_none(),
+        "a Service without a selector is left alone"
+    );
+
+    // A deleted pod leaves; a deleted Service takes its endpoints along.
+    pods.delete("web-000", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("149 addresses", 30, async || {
+        let ep = eps.get("web").await.unwrap();
+        ep.subsets
+            .unwrap_or_default()
+            .first()
+            .and_then(|s| s.addresses.as_ref())
+            .map_or(0, Vec::len)
+            == 149
+    })
+    .await;
+    svcs.delete("web", &DeleteParams::default()).await.unwrap();
+    eventually("endpoints and slices gone", 30, async || {
+        eps.get_opt("web").await.unwrap().is_none()
+            && slices.list(&by_service).await.unwrap().items.is_empty()
+    })
+    .await;
+}
