@@ -6,8 +6,10 @@ pub mod garbagecollector;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
+pub mod podgc;
 pub mod resources;
 pub mod serviceaccount;
+pub mod ttlafterfinished;
 
 use kube::Client;
 
@@ -16,6 +18,8 @@ pub struct Config {
     pub cluster_cidr: String,
     /// How long a node may go without a heartbeat before it is Unknown (upstream: 40 s).
     pub node_monitor_grace_period: std::time::Duration,
+    /// Finished pods kept before the oldest are deleted (upstream: 12500).
+    pub terminated_pod_gc_threshold: usize,
 }
 
 /// Runs every controller until one fails irrecoverably.
@@ -27,6 +31,8 @@ pub async fn run(client: Client, cfg: Config) -> anyhow::Result<()> {
         r = serviceaccount::run(client.clone()) => r,
         r = nodeipam::run(client.clone(), cidrs) => r,
         r = endpoints::run(client.clone()) => r,
+        r = podgc::run(client.clone(), cfg.terminated_pod_gc_threshold) => r,
+        r = ttlafterfinished::run(client.clone()) => r,
         r = nodelifecycle::run(client.clone(), cfg.node_monitor_grace_period) => r,
     }
 }

@@ -88,6 +88,9 @@ struct ServerArgs {
     /// How long a node may miss heartbeats before it is marked Unknown and tainted (e.g. 40s, 5s).
     #[arg(long, default_value = "40s", value_parser = parse_duration)]
     node_monitor_grace_period: std::time::Duration,
+    /// Finished pods kept before pod GC deletes the oldest.
+    #[arg(long, default_value_t = 12500)]
+    terminated_pod_gc_threshold: usize,
     /// Do not run the controllers (garbage collector, namespace, …) in this process.
     #[arg(long)]
     disable_controller_manager: bool,
@@ -176,6 +179,7 @@ async fn main() -> Result<()> {
             };
             let cluster_cidr = cfg.cluster_cidr.clone();
             let node_monitor_grace_period = a.node_monitor_grace_period;
+            let terminated_pod_gc_threshold = a.terminated_pod_gc_threshold;
             let running = skiff_apiserver::server::start(cfg).await?;
             if !a.disable_controller_manager {
                 let kubeconfig = running.component_kubeconfig(
@@ -190,6 +194,7 @@ async fn main() -> Result<()> {
                         skiff_controllers::Config {
                             cluster_cidr,
                             node_monitor_grace_period,
+                            terminated_pod_gc_threshold,
                         },
                     )
                     .await

@@ -9,7 +9,7 @@ use common::{Server, Simulator};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
+use kube::{Client, Config, ResourceExt};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -237,6 +237,93 @@ async fn services_get_endpoints_of_their_pods() {
     eventually("endpoints and slices gone", 30, async || {
         eps.get_opt("web").await.unwrap().is_none()
             && slices.list(&by_service).await.unwrap().items.is_empty()
+    })
+    .await;
+}
+
+/// Pod GC removes pods of vanished nodes and finished pods beyond the
+/// threshold (oldest first); a finished Job goes once its TTL has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_gc_and_finished_job_ttl() {
+    use k8s_openapi::api::batch::v1::Job;
+    use kube::api::{Patch, PatchParams};
+
+    let s = Server::start_with(None, &["--terminated-pod-gc-threshold", "2"]);
+    let c = client(&s).await;
+    let _sim = Simulator::start(&s, 1, "gc");
+    let nodes: Api<Node> = Api::all(c.clone());
+    eventually("a node with a pod CIDR", 30, async || {
+        nodes
+            .get_opt("gc-0")
+            .await
+            .unwrap()
+            .and_then(|n| n.spec)
+            .and_then(|s| s.pod_cidr)
+            .is_some()
+    })
+    .await;
+    eventually("the default service account", 20, async || {
+        Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(c.clone(), "default")
+            .get_opt("default")
+            .await
+            .unwrap()
+            .is_some()
+    })
+    .await;
+    let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
+    let pod = |name: &str, node: &str, exit: bool| -> Pod {
+        let mut p = json!({"metadata": {"name": name}, "spec": {"nodeName": node, "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}});
+        if exit {
+            p["metadata"]["annotations"] =
+                json!({"sim.skiff.dev/exit-code": "0", "sim.skiff.dev/run-seconds": "0.2"});
+        }
+        serde_json::from_value(p).unwrap()
+    };
+    pods.create(&PostParams::default(), &pod("ghost", "no-such-node", false))
+        .await
+        .unwrap();
+    for i in 0..4 {
+        pods.create(
+            &PostParams::default(),
+            &pod(&format!("done-{i}"), "gc-0", true),
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    eventually(
+        "the orphan gone and two finished pods left",
+        45,
+        async || {
+            let names: Vec<String> = pods
+                .list(&Default::default())
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .map(|p| p.name_any())
+                .collect();
+            names == vec!["done-2".to_string(), "done-3".to_string()]
+        },
+    )
+    .await;
+
+    let jobs: Api<Job> = Api::namespaced(c.clone(), "default");
+    let job: Job = serde_json::from_value(json!({
+        "metadata": {"name": "short-lived"},
+        "spec": {"ttlSecondsAfterFinished": 1, "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}
+    }))
+    .unwrap();
+    jobs.create(&PostParams::default(), &job).await.unwrap();
+    let now = k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let done = json!({"status": {"conditions": [{"type": "Complete", "status": "True", "lastTransitionTime": now}]}});
+    jobs.patch_status("short-lived", &PatchParams::default(), &Patch::Merge(done))
+        .await
+        .unwrap();
+    eventually("the finished job deleted after its TTL", 30, async || {
+        jobs.get_opt("short-lived").await.unwrap().is_none()
     })
     .await;
 }
