@@ -1,6 +1,7 @@
 //! skiff's controllers. Each is an ordinary API client (kube-rs): it watches,
 //! compares desired and observed state, and acts only through the API.
 
+pub mod disruption;
 pub mod endpoints;
 pub mod garbagecollector;
 pub mod namespace;
@@ -31,6 +32,7 @@ pub async fn run(client: Client, cfg: Config) -> anyhow::Result<()> {
         r = serviceaccount::run(client.clone()) => r,
         r = nodeipam::run(client.clone(), cidrs) => r,
         r = endpoints::run(client.clone()) => r,
+        r = disruption::run(client.clone()) => r,
         r = podgc::run(client.clone(), cfg.terminated_pod_gc_threshold) => r,
         r = ttlafterfinished::run(client.clone()) => r,
         r = nodelifecycle::run(client.clone(), cfg.node_monitor_grace_period) => r,

@@ -327,3 +327,116 @@ async fn pod_gc_and_finished_job_ttl() {
     })
     .await;
 }
+
+/// kubectl drain evicts through pods/eviction, which honours disruption budgets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_respects_disruption_budgets() {
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    if !common::have_kubectl() {
+        eprintln!("kubectl not on PATH: skipped");
+        return;
+    }
+    let s = Server::start(None);
+    let c = client(&s).await;
+    let _sim = Simulator::start(&s, 1, "dr");
+    let nodes: Api<Node> = Api::all(c.clone());
+    eventually("a node with a pod CIDR", 30, async || {
+        nodes
+            .get_opt("dr-0")
+            .await
+            .unwrap()
+            .and_then(|n| n.spec)
+            .and_then(|s| s.pod_cidr)
+            .is_some()
+    })
+    .await;
+    eventually("the default service account", 20, async || {
+        Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(c.clone(), "default")
+            .get_opt("default")
+            .await
+            .unwrap()
+            .is_some()
+    })
+    .await;
+    let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
+    for i in 0..2 {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": format!("db-{i}"), "labels": {"app": "db"}},
+            "spec": {"nodeName": "dr-0", "containers": [{"name": "c", "image": "busybox"}]}
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+    }
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(c.clone(), "default");
+    let pdb: PodDisruptionBudget =
+        serde_json::from_value(json!({"metadata": {"name": "db"}, "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "db"}}}})).unwrap();
+    pdbs.create(&PostParams::default(), &pdb).await.unwrap();
+    eventually("the budget counting two healthy pods", 30, async || {
+        let st = pdbs.get("db").await.unwrap().status;
+        st.is_some_and(|st| {
+            st.current_healthy == 2 && st.desired_healthy == 2 && st.disruptions_allowed == 0
+        })
+    })
+    .await;
+
+    // No disruption allowed: drain gives up at its timeout, pods untouched.
+    let out = s.kubectl(&[
+        "drain",
+        "dr-0",
+        "--force",
+        "--ignore-daemonsets",
+        "--timeout=4s",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "drain should fail");
+    assert!(
+        err.contains("Cannot evict pod as it would violate the pod's disruption budget"),
+        "{err}"
+    );
+    assert_eq!(
+        pods.list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .count(),
+        2
+    );
+    let node = nodes.get("dr-0").await.unwrap();
+    assert_eq!(
+        node.spec.and_then(|s| s.unschedulable),
+        Some(true),
+        "drain cordons first"
+    );
+
+    // One may go at a time: drain succeeds, evicting them in turn.
+    let relax = json!({"spec": {"minAvailable": null, "maxUnavailable": 1}});
+    pdbs.patch(
+        "db",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(relax),
+    )
+    .await
+    .unwrap();
+    let out = s.kubectl(&[
+        "drain",
+        "dr-0",
+        "--force",
+        "--ignore-daemonsets",
+        "--timeout=60s",
+    ]);
+    assert!(
+        out.status.success(),
+        "drain failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eventually("the node empty", 30, async || {
+        pods.list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    })
+    .await;
+}

@@ -143,8 +143,11 @@ pub async fn bind(
     .map(|_| success_status())
 }
 
-/// Evicts a pod: a delete with the eviction's options (disruption budgets are
-/// checked by the disruption controller's issue; none block here yet).
+/// Evicts a pod, as upstream's eviction subresource: a pod that is finished
+/// goes at once; otherwise the one PodDisruptionBudget selecting it must allow
+/// a disruption, which the eviction takes (status.disruptionsAllowed - 1,
+/// the pod noted in disruptedPods) before the pod is deleted. No budget left
+/// is a 429 the client retries, as kubectl drain does.
 pub async fn evict(
     reg: &Registry,
     pods: &Resource,
@@ -167,10 +170,123 @@ pub async fn evict(
             .pointer("/preconditions/resourceVersion")
             .and_then(Value::as_str)
             .map(String::from),
-        dry_run: false,
+        dry_run: opts
+            .get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|d| d == "All")),
     };
+    let pod = reg.get(pods, ns, name).await?;
+    let finished = matches!(
+        pod.pointer("/status/phase").and_then(Value::as_str),
+        Some("Succeeded" | "Failed")
+    );
+    if !finished && meta::deletion_timestamp(&pod).is_none() {
+        // A concurrent eviction took the budget's version: read it again and
+        // decide again, as upstream retries on conflict.
+        let mut attempts = 0;
+        loop {
+            match take_disruption(reg, &pod, del.dry_run).await {
+                Err(e) if e.code == 409 && attempts < 5 => attempts += 1,
+                other => break other?,
+            }
+        }
+    }
     reg.delete(pods, ns, name, &del).await?;
     Ok(success_status())
+}
+
+async fn take_disruption(reg: &Registry, pod: &Value, dry_run: bool) -> Result<(), ApiError> {
+    let pdbs =
+        skiff_machinery::catalog::lookup("policy", "v1", "poddisruptionbudgets").expect("catalog");
+    let ns = meta::namespace(pod).unwrap_or("default").to_string();
+    let pod_name = meta::name(pod).to_string();
+    let list = reg.list(pdbs, Some(&ns), &Default::default()).await?;
+    let matching: Vec<Value> = list
+        .items
+        .iter()
+        .map(|e| e.object())
+        .filter(|b| {
+            b.pointer("/spec/selector")
+                .and_then(|s| Selector::from_label_selector(s).ok())
+                .is_some_and(|s| !s.is_empty() && s.matches_object(pod))
+        })
+        .collect();
+    let budget = match matching.as_slice() {
+        [] => return Ok(()),
+        [one] => one,
+        _ => return Err(ApiError::internal("This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.")),
+    };
+    let budget_name = meta::name(budget).to_string();
+    let too_many = |why: String| {
+        let mut e = ApiError::new(
+            429,
+            "TooManyRequests",
+            "Cannot evict pod as it would violate the pod's disruption budget.",
+        );
+        e.details = Some(json!({"causes": [{"reason": "DisruptionBudget", "message": why}]}));
+        e
+    };
+    let observed = budget
+        .pointer("/status/observedGeneration")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let generation = budget
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    if observed < generation {
+        return Err(too_many(format!(
+            "The disruption budget {budget_name} is still being processed by the server."
+        )));
+    }
+    let allowed = budget
+        .pointer("/status/disruptionsAllowed")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    if allowed <= 0 {
+        let healthy = budget
+            .pointer("/status/currentHealthy")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        let desired = budget
+            .pointer("/status/desiredHealthy")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        return Err(too_many(format!(
+            "The disruption budget {budget_name} needs {desired} healthy pods and has {healthy} currently"
+        )));
+    }
+    if dry_run {
+        return Ok(());
+    }
+    // Take one disruption, over the version read: a concurrent eviction makes this a 409 to retry.
+    let opts = WriteOptions {
+        field_manager: Some("skiff-apiserver".into()),
+        ..Default::default()
+    };
+    let rv = meta::resource_version(budget).unwrap_or("").to_string();
+    reg.update_with(
+        pdbs,
+        Some(&ns),
+        &budget_name,
+        Part::Status,
+        &opts,
+        "Update",
+        |cur| {
+            let mut next = cur.clone();
+            meta::set_resource_version(&mut next, rv.parse().unwrap_or(-1));
+            next["status"]["disruptionsAllowed"] = json!(allowed - 1);
+            let mut disrupted = next
+                .pointer("/status/disruptedPods")
+                .cloned()
+                .unwrap_or(json!({}));
+            disrupted[pod_name.as_str()] = json!(meta::now_rfc3339());
+            next["status"]["disruptedPods"] = disrupted;
+            Ok(next)
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 pub fn success_status() -> Value {
