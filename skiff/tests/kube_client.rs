@@ -280,6 +280,24 @@ async fn wire_errors() {
     .await;
     assert_eq!(status_of(&r), 415);
 
+    // Health and metrics as upstream names them.
+    let health = c
+        .request_text(http::Request::get("/readyz").body(Vec::new()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(health, "ok");
+    cms.list(&ListParams::default()).await.unwrap();
+    let metrics = c
+        .request_text(http::Request::get("/metrics").body(Vec::new()).unwrap())
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .contains(r#"apiserver_request_total{code="200",resource="configmaps",verb="LIST"}"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"apiserver_request_duration_seconds_bucket{resource="configmaps",verb="POST",le="0.005"}"#), "{metrics}");
+
     // No credentials: 401.
     let mut kc = Kubeconfig::read_from(s.kubeconfig()).unwrap();
     for named in &mut kc.auth_infos {

@@ -127,10 +127,9 @@ async fn route(
                 Ok(q) => q,
                 Err(e) => return simple(e.into_response()),
             };
-            let verb = verb_of(&parts.method, &segs, &query);
-            let resource = request::parse_path(&path)
-                .map(|t| t.res.plural.to_string())
-                .unwrap_or_default();
+            let target = request::parse_path(&path).ok();
+            let verb = verb_of(&parts.method, target.as_ref(), &query);
+            let resource = target.map(|t| t.res.plural.to_string()).unwrap_or_default();
             let call = resources::Call {
                 method: &parts.method,
                 path: &path,
@@ -148,14 +147,17 @@ async fn route(
     }
 }
 
-fn verb_of(method: &Method, segs: &[&str], q: &request::Query) -> &'static str {
+/// The verb as upstream's metrics name it (a collection GET is LIST, and so on).
+fn verb_of(method: &Method, target: Option<&request::Target>, q: &request::Query) -> &'static str {
+    let collection = target.is_some_and(|t| t.name.is_none());
     match *method {
         Method::GET if q.flag("watch") => "WATCH",
-        Method::GET if segs.len() % 2 == 1 => "LIST",
+        Method::GET if collection => "LIST",
         Method::GET => "GET",
         Method::POST => "POST",
         Method::PUT => "PUT",
         Method::PATCH => "PATCH",
+        Method::DELETE if collection => "DELETECOLLECTION",
         Method::DELETE => "DELETE",
         _ => "OTHER",
     }
