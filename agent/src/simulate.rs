@@ -227,21 +227,8 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
                     exit_code: code,
                     restarts: st.restarts,
                 };
-                let host_ip = ours.get(&st.node).cloned().unwrap_or_default();
-                let status = podstatus::status(&st.pod, &containers, &st.ip, &host_ip, "sim");
-                let ns = st
-                    .pod
-                    .pointer("/metadata/namespace")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                let name = st
-                    .pod
-                    .pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                spawn_call(&limit, write_status(client.clone(), ns, name, status));
+                let host_ip = ours.get(&st.node).map(String::as_str).unwrap_or("");
+                spawn_call(&limit, report(client.clone(), st, &containers, host_ip));
             }
             Msg::Exit(uid) => {
                 let Some(st) = pods.get_mut(&uid) else {
@@ -276,21 +263,8 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
                     st.finished = true;
                     Containers::Exited(code)
                 };
-                let host_ip = ours.get(&st.node).cloned().unwrap_or_default();
-                let status = podstatus::status(&st.pod, &containers, &st.ip, &host_ip, "sim");
-                let ns = st
-                    .pod
-                    .pointer("/metadata/namespace")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                let name = st
-                    .pod
-                    .pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                spawn_call(&limit, write_status(client.clone(), ns, name, status));
+                let host_ip = ours.get(&st.node).map(String::as_str).unwrap_or("");
+                spawn_call(&limit, report(client.clone(), st, &containers, host_ip));
             }
         }
     }
@@ -341,6 +315,29 @@ where
             tracing::debug!(error = %e, "simulated node API call failed");
         }
     });
+}
+
+/// Writes the status for how a tracked pod's containers now stand.
+fn report(
+    client: Client,
+    st: &PodState,
+    containers: &Containers,
+    host_ip: &str,
+) -> impl std::future::Future<Output = Result<(), kube::Error>> {
+    let status = podstatus::status(&st.pod, containers, &st.ip, host_ip, "sim");
+    let field = |p: &str| {
+        st.pod
+            .pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    write_status(
+        client,
+        field("/metadata/namespace"),
+        field("/metadata/name"),
+        status,
+    )
 }
 
 async fn write_status(

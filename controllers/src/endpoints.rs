@@ -9,8 +9,8 @@ use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -28,25 +28,8 @@ struct Ctx {
 }
 
 pub async fn run(client: Client) -> anyhow::Result<()> {
-    let (pods, pod_writer) = reflector::store::<Pod>();
-    let pod_feed = reflector::reflector(
-        pod_writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .touched_objects()
-    .for_each(|_| async {});
-    let (nodes, node_writer) = reflector::store::<Node>();
-    let node_feed = reflector::reflector(
-        node_writer,
-        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .touched_objects()
-    .for_each(|_| async {});
-    tokio::spawn(pod_feed);
-    tokio::spawn(node_feed);
-    pods.wait_until_ready().await?;
+    let pods = crate::resources::cached::<Pod>(&client).await?;
+    let nodes = crate::resources::cached::<Node>(&client).await?;
 
     let controller = Controller::new(
         Api::<Service>::all(client.clone()),

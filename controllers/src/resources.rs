@@ -32,3 +32,30 @@ pub fn api_for(client: &Client, res: &Resource, namespace: Option<&str>) -> Api<
 pub fn metadata_api(client: &Client, res: &Resource) -> Api<PartialObjectMeta<DynamicObject>> {
     Api::all_with(client.clone(), &api_resource(res))
 }
+
+/// A cache of every object of a kind, kept current by a watch in the
+/// background; returned once the first list is in.
+pub async fn cached<K>(client: &Client) -> anyhow::Result<kube::runtime::reflector::Store<K>>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    use futures::StreamExt;
+    use kube::runtime::{reflector, watcher, WatchStreamExt};
+    let (store, writer) = reflector::store::<K>();
+    let feed = reflector::reflector(
+        writer,
+        watcher(Api::<K>::all(client.clone()), watcher::Config::default()),
+    )
+    .default_backoff()
+    .touched_objects()
+    .for_each(|_| async {});
+    tokio::spawn(feed);
+    store.wait_until_ready().await?;
+    Ok(store)
+}

@@ -31,6 +31,28 @@ async fn eventually(what: &str, secs: u64, mut check: impl AsyncFnMut() -> bool)
     }
 }
 
+/// Waits for `count` registered nodes, each with its pod CIDR.
+async fn nodes_with_cidrs(nodes: &Api<Node>, count: usize) {
+    eventually("nodes with pod CIDRs", 30, async || {
+        let list = nodes.list(&Default::default()).await.unwrap().items;
+        list.len() == count
+            && list
+                .iter()
+                .all(|n| n.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_some())
+    })
+    .await;
+}
+
+/// Waits for the default namespace's service account, which pods need.
+async fn default_service_account(c: &Client) {
+    let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(c.clone(), "default");
+    eventually("the default service account", 20, async || {
+        sas.get_opt("default").await.unwrap().is_some()
+    })
+    .await;
+}
+
 fn ready(n: &Node) -> String {
     n.status
         .as_ref()
@@ -67,14 +89,7 @@ async fn lost_nodes_are_tainted_and_their_pods_evicted() {
 
     // Pods on lab-0: one tolerating unreachable for 1 s, one forever.
     let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
-    eventually("the default service account", 20, async || {
-        Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(c.clone(), "default")
-            .get_opt("default")
-            .await
-            .unwrap()
-            .is_some()
-    })
-    .await;
+    default_service_account(&c).await;
     for (name, toleration) in [
         (
             "brief",
@@ -151,22 +166,8 @@ async fn services_get_endpoints_of_their_pods() {
     let c = client(&s).await;
     let _sim = Simulator::start(&s, 2, "ep");
     let nodes: Api<Node> = Api::all(c.clone());
-    eventually("2 nodes with pod CIDRs", 30, async || {
-        let list = nodes.list(&Default::default()).await.unwrap().items;
-        list.len() == 2
-            && list
-                .iter()
-                .all(|n| n.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_some())
-    })
-    .await;
-    eventually("the default service account", 20, async || {
-        Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(c.clone(), "default")
-            .get_opt("default")
-            .await
-            .unwrap()
-            .is_some()
-    })
-    .await;
+    nodes_with_cidrs(&nodes, 2).await;
+    default_service_account(&c).await;
     let svcs: Api<Service> = Api::namespaced(c.clone(), "default");
     for svc in [
         json!({"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}),
@@ -252,24 +253,8 @@ async fn pod_gc_and_finished_job_ttl() {
     let c = client(&s).await;
     let _sim = Simulator::start(&s, 1, "gc");
     let nodes: Api<Node> = Api::all(c.clone());
-    eventually("a node with a pod CIDR", 30, async || {
-        nodes
-            .get_opt("gc-0")
-            .await
-            .unwrap()
-            .and_then(|n| n.spec)
-            .and_then(|s| s.pod_cidr)
-            .is_some()
-    })
-    .await;
-    eventually("the default service account", 20, async || {
-        Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(c.clone(), "default")
-            .get_opt("default")
-            .await
-            .unwrap()
-            .is_some()
-    })
-    .await;
+    nodes_with_cidrs(&nodes, 1).await;
+    default_service_account(&c).await;
     let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
     let pod = |name: &str, node: &str, exit: bool| -> Pod {
         let mut p = json!({"metadata": {"name": name}, "spec": {"nodeName": node, "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}});
@@ -340,24 +325,8 @@ async fn drain_respects_disruption_budgets() {
     let c = client(&s).await;
     let _sim = Simulator::start(&s, 1, "dr");
     let nodes: Api<Node> = Api::all(c.clone());
-    eventually("a node with a pod CIDR", 30, async || {
-        nodes
-            .get_opt("dr-0")
-            .await
-            .unwrap()
-            .and_then(|n| n.spec)
-            .and_then(|s| s.pod_cidr)
-            .is_some()
-    })
-    .await;
-    eventually("the default service account", 20, async || {
-        Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(c.clone(), "default")
-            .get_opt("default")
-            .await
-            .unwrap()
-            .is_some()
-    })
-    .await;
+    nodes_with_cidrs(&nodes, 1).await;
+    default_service_account(&c).await;
     let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
     for i in 0..2 {
         let pod: Pod = serde_json::from_value(json!({
