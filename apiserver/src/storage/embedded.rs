@@ -23,6 +23,9 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// redb's page cache.
 const PAGE_CACHE: usize = 32 << 20;
 
+/// Log entries dropped per compaction commit.
+const COMPACT_CHUNK: usize = 10_000;
+
 /// Most writes folded into one commit.
 const MAX_BATCH: usize = 512;
 
@@ -264,7 +267,13 @@ impl Storage for EmbeddedStorage {
     }
 
     async fn compact(&self, revision: i64) -> Result<()> {
-        self.submit(Op::Compact(revision)).await.map(|_| ())
+        loop {
+            self.submit(Op::Compact(revision)).await?;
+            let (current, compacted) = *self.revision.lock().map_err(unavailable)?;
+            if compacted >= revision.min(current) {
+                return Ok(());
+            }
+        }
     }
 
     async fn compacted_revision(&self) -> Result<i64> {
@@ -356,15 +365,23 @@ fn apply(
         Op::Compact(target) => {
             let target = target.min(*rev);
             if target > *compacted {
-                // Drop log entries at or below the target revision.
+                // Drop log entries at or below the target revision, a bounded
+                // number per commit so writers queued behind are not held up;
+                // `compact` asks again until the target is reached.
                 let old: Vec<u64> = log
                     .range(..=(target as u64))?
+                    .take(COMPACT_CHUNK)
                     .filter_map(|e| e.ok().map(|(k, _)| k.value()))
                     .collect();
+                let done = old.len() < COMPACT_CHUNK;
+                let reached = old.last().copied();
                 for r in old {
                     log.remove(r)?;
                 }
-                *compacted = target;
+                *compacted = match (done, reached) {
+                    (false, Some(r)) => (r as i64).max(*compacted),
+                    _ => target,
+                };
             }
             return Ok(Ok((*rev, None)));
         }
@@ -584,6 +601,42 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStorage::open(&dir.path().join("state.redb")).unwrap();
         crate::storage::conformance::run_all(&store).await;
+    }
+
+    #[tokio::test]
+    async fn compaction_in_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStorage::open(&dir.path().join("state.redb")).unwrap();
+        // Concurrent creates share commits, so this stays quick.
+        let creates = (0..(COMPACT_CHUNK + 500)).map(|i| {
+            let store = &store;
+            async move {
+                store
+                    .create(&format!("/registry/c/{i}"), Bytes::from_static(b"x"))
+                    .await
+                    .unwrap()
+            }
+        });
+        let rev = futures::future::join_all(creates)
+            .await
+            .into_iter()
+            .max()
+            .unwrap();
+        store.compact(rev).await.unwrap();
+        assert_eq!(store.compacted_revision().await.unwrap(), rev);
+        assert!(matches!(
+            store.watch("/registry/c/", rev - 1).await,
+            Err(StorageError::Compacted { .. })
+        ));
+        assert_eq!(
+            store
+                .list("/registry/c/", None, 0, 0)
+                .await
+                .unwrap()
+                .items
+                .len(),
+            COMPACT_CHUNK + 500
+        );
     }
 
     #[tokio::test]
