@@ -7,21 +7,9 @@ mod common;
 use common::{unique_ns, Server};
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, ServiceAccount};
 use kube::api::{Api, DeleteParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
 use serde_json::json;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
-
-async fn client(s: &Server) -> Client {
-    let kc = Kubeconfig::read_from(s.kubeconfig()).unwrap();
-    Client::try_from(
-        Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-            .await
-            .unwrap(),
-    )
-    .unwrap()
-}
 
 /// Polls `check` until it yields, for at most 20 s.
 async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
@@ -41,7 +29,7 @@ async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_accounts_and_pod_admission() {
     let s = Server::start(None);
-    let c = client(&s).await;
+    let c = s.client().await;
     let ns = unique_ns("sa");
     Api::<Namespace>::all(c.clone())
         .create(
@@ -112,7 +100,7 @@ async fn service_accounts_and_pod_admission() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_get_distinct_pod_cidrs() {
     let s = Server::start(None);
-    let c = client(&s).await;
+    let c = s.client().await;
     let nodes: Api<Node> = Api::all(c.clone());
     let node = |name: &str| -> Node {
         serde_json::from_value(json!({"metadata": {"name": name}})).unwrap()
@@ -160,7 +148,7 @@ async fn nodes_get_distinct_pod_cidrs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubernetes_service_points_at_the_api_server() {
     let s = Server::start(None);
-    let c = client(&s).await;
+    let c = s.client().await;
     let ep = Api::<Endpoints>::namespaced(c, "default")
         .get("kubernetes")
         .await

@@ -15,14 +15,6 @@ use kube::{Client, Config};
 use serde_json::json;
 use std::time::Duration;
 
-async fn client(s: &Server) -> Client {
-    let kc = Kubeconfig::read_from(s.kubeconfig()).unwrap();
-    let cfg = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    Client::try_from(cfg).unwrap()
-}
-
 async fn make_ns(c: &Client, name: &str) {
     let nss: Api<Namespace> = Api::all(c.clone());
     nss.create(
@@ -43,7 +35,7 @@ fn cm(name: &str, v: &str) -> ConfigMap {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typed_verbs_and_errors() {
     let s = Server::start(None);
-    let c = client(&s).await;
+    let c = s.client().await;
     let ns = unique_ns("kube");
     make_ns(&c, &ns).await;
     let cms: Api<ConfigMap> = Api::namespaced(c.clone(), &ns);
@@ -164,7 +156,7 @@ async fn wait_for(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watcher_survives_server_restart() {
     let mut s = Server::start(None);
-    let c = client(&s).await;
+    let c = s.client().await;
     let ns = unique_ns("watch");
     make_ns(&c, &ns).await;
     let cms: Api<ConfigMap> = Api::namespaced(c.clone(), &ns);
@@ -201,7 +193,7 @@ async fn watcher_survives_server_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wire_errors() {
     let s = Server::start(None);
-    let c = client(&s).await;
+    let c = s.client().await;
     let send = |method: &str, path: &str, ct: &str, body: Vec<u8>| {
         let c = c.clone();
         let req = http::Request::builder()

@@ -8,20 +8,9 @@ mod common;
 use common::{Server, Simulator};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config, ResourceExt};
+use kube::{Client, ResourceExt};
 use serde_json::json;
 use std::time::{Duration, Instant};
-
-async fn client(s: &Server) -> Client {
-    let kc = Kubeconfig::read_from(s.kubeconfig()).unwrap();
-    Client::try_from(
-        Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-            .await
-            .unwrap(),
-    )
-    .unwrap()
-}
 
 async fn eventually(what: &str, secs: u64, mut check: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -75,7 +64,7 @@ fn taint_keys(n: &Node) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_nodes_are_tainted_and_their_pods_evicted() {
     let s = Server::start_with(None, &["--node-monitor-grace-period", "3s"]);
-    let c = client(&s).await;
+    let c = s.client().await;
     let nodes: Api<Node> = Api::all(c.clone());
     let sim = Simulator::start(&s, 3, "lab");
     eventually("3 Ready nodes with pod CIDRs", 30, async || {
@@ -163,7 +152,7 @@ async fn services_get_endpoints_of_their_pods() {
     use kube::api::{DeleteParams, ListParams};
 
     let s = Server::start(None);
-    let c = client(&s).await;
+    let c = s.client().await;
     let _sim = Simulator::start(&s, 2, "ep");
     let nodes: Api<Node> = Api::all(c.clone());
     nodes_with_cidrs(&nodes, 2).await;
@@ -250,7 +239,7 @@ async fn pod_gc_and_finished_job_ttl() {
     use kube::api::{Patch, PatchParams};
 
     let s = Server::start_with(None, &["--terminated-pod-gc-threshold", "2"]);
-    let c = client(&s).await;
+    let c = s.client().await;
     let _sim = Simulator::start(&s, 1, "gc");
     let nodes: Api<Node> = Api::all(c.clone());
     nodes_with_cidrs(&nodes, 1).await;
@@ -322,7 +311,7 @@ async fn drain_respects_disruption_budgets() {
         return;
     }
     let s = Server::start(None);
-    let c = client(&s).await;
+    let c = s.client().await;
     let _sim = Simulator::start(&s, 1, "dr");
     let nodes: Api<Node> = Api::all(c.clone());
     nodes_with_cidrs(&nodes, 1).await;

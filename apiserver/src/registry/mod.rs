@@ -552,17 +552,10 @@ impl Registry {
             if new == old || opts.dry_run {
                 return Ok(new);
             }
-            match self
-                .storage
-                .update(&key, encode(&new), kv.mod_revision)
-                .await
-            {
-                Ok(rev) => {
-                    meta::set_resource_version(&mut new, rev);
-                    return Ok(new);
-                }
-                Err(StorageError::Conflict { .. }) if given_rv.is_none() => continue,
-                Err(StorageError::Conflict { .. }) => return Err(ApiError::modified(res, name)),
+            match self.write_over(&key, new, kv.mod_revision).await {
+                Ok(Some(written)) => return Ok(written),
+                Ok(None) if given_rv.is_none() => continue,
+                Ok(None) => return Err(ApiError::modified(res, name)),
                 Err(StorageError::NotFound(_)) => return Err(ApiError::not_found(res, name)),
                 Err(e) => return Err(e.into()),
             }
@@ -572,6 +565,24 @@ impl Registry {
             name,
             "too many concurrent updates, please retry",
         ))
+    }
+
+    /// Stores `new` over the version that was read; `None` when another
+    /// write got there first (the caller decides whether to retry).
+    async fn write_over(
+        &self,
+        key: &str,
+        mut new: Value,
+        read: i64,
+    ) -> Result<Option<Value>, StorageError> {
+        match self.storage.update(key, encode(&new), read).await {
+            Ok(rev) => {
+                meta::set_resource_version(&mut new, rev);
+                Ok(Some(new))
+            }
+            Err(StorageError::Conflict { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     pub async fn delete(
@@ -681,17 +692,9 @@ impl Registry {
             if new == old || opts.dry_run {
                 return Ok(new);
             }
-            match self
-                .storage
-                .update(&key, encode(&new), kv.mod_revision)
-                .await
-            {
-                Ok(rev) => {
-                    meta::set_resource_version(&mut new, rev);
-                    return Ok(new);
-                }
-                Err(StorageError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
+            match self.write_over(&key, new, kv.mod_revision).await? {
+                Some(written) => return Ok(written),
+                None => continue,
             }
         }
         Err(ApiError::conflict(

@@ -51,6 +51,18 @@ impl Server {
         s
     }
 
+    /// A kube-rs client with the admin kubeconfig.
+    pub async fn client(&self) -> kube::Client {
+        let kc = kube::config::Kubeconfig::read_from(self.kubeconfig()).unwrap();
+        let opts = kube::config::KubeConfigOptions::default();
+        kube::Client::try_from(
+            kube::Config::from_custom_kubeconfig(kc, &opts)
+                .await
+                .unwrap(),
+        )
+        .unwrap()
+    }
+
     pub fn kubeconfig(&self) -> PathBuf {
         self.dir.path().join("kubeconfig.yaml")
     }
