@@ -25,7 +25,7 @@ struct Ctx {
 }
 
 pub async fn run(client: Client) -> anyhow::Result<()> {
-    let pods = crate::resources::cached::<Pod>(&client).await?;
+    let (pods, pod_events) = crate::resources::reflected::<Pod>(&client);
     let controller = Controller::new(
         Api::<PodDisruptionBudget>::all(client.clone()),
         watcher::Config::default(),
@@ -36,22 +36,18 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
         pods,
     });
     controller
-        .watches(
-            Api::<Pod>::all(client.clone()),
-            watcher::Config::default(),
-            move |pod| {
-                let ns = pod.namespace().unwrap_or_default();
-                budgets
-                    .state()
-                    .into_iter()
-                    .filter(|b| {
-                        b.namespace().as_deref() == Some(ns.as_str())
-                            && selector(b).is_some_and(|s| s.matches(Some(&labels_of(&pod))))
-                    })
-                    .map(|b| ObjectRef::from_obj(&*b))
-                    .collect::<Vec<_>>()
-            },
-        )
+        .watches_stream(pod_events, move |pod| {
+            let ns = pod.namespace().unwrap_or_default();
+            budgets
+                .state()
+                .into_iter()
+                .filter(|b| {
+                    b.namespace().as_deref() == Some(ns.as_str())
+                        && selector(b).is_some_and(|s| s.matches(Some(&labels_of(&pod))))
+                })
+                .map(|b| ObjectRef::from_obj(&*b))
+                .collect::<Vec<_>>()
+        })
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;
@@ -129,6 +125,10 @@ pub fn compute(b: &PodDisruptionBudget, pods: &[Arc<Pod>]) -> (i32, i32, i32, i3
 }
 
 async fn reconcile(b: Arc<PodDisruptionBudget>, ctx: Arc<Ctx>) -> Result<Action, kube::Error> {
+    // Until the first pod list is in, an empty store would mean "no pods".
+    if ctx.pods.wait_until_ready().await.is_err() {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
     let ns = b.namespace().unwrap_or_default();
     let sel = selector(&b);
     let pods: Vec<Arc<Pod>> = ctx

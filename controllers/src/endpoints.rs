@@ -28,7 +28,7 @@ struct Ctx {
 }
 
 pub async fn run(client: Client) -> anyhow::Result<()> {
-    let pods = crate::resources::cached::<Pod>(&client).await?;
+    let (pods, pod_events) = crate::resources::reflected::<Pod>(&client);
     let nodes = crate::resources::cached::<Node>(&client).await?;
 
     let controller = Controller::new(
@@ -43,19 +43,15 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
     });
     controller
         // A pod change concerns the services of its namespace that select it.
-        .watches(
-            Api::<Pod>::all(client.clone()),
-            watcher::Config::default(),
-            move |pod| {
-                let ns = pod.namespace().unwrap_or_default();
-                services
-                    .state()
-                    .into_iter()
-                    .filter(|s| s.namespace().as_deref() == Some(ns.as_str()) && selects(s, &pod))
-                    .map(|s| ObjectRef::from_obj(&*s))
-                    .collect::<Vec<_>>()
-            },
-        )
+        .watches_stream(pod_events, move |pod| {
+            let ns = pod.namespace().unwrap_or_default();
+            services
+                .state()
+                .into_iter()
+                .filter(|s| s.namespace().as_deref() == Some(ns.as_str()) && selects(s, &pod))
+                .map(|s| ObjectRef::from_obj(&*s))
+                .collect::<Vec<_>>()
+        })
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;
@@ -270,6 +266,10 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         .as_ref()
         .and_then(|s| s.publish_not_ready_addresses)
         .unwrap_or(false);
+    // Until the first pod list is in, an empty store would mean "no pods".
+    if ctx.pods.wait_until_ready().await.is_err() {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
     let members = members(&svc, &ctx);
     write_endpoints(
         &ctx.client,

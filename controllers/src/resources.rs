@@ -59,3 +59,32 @@ where
     store.wait_until_ready().await?;
     Ok(store)
 }
+
+/// A cache of every object of a kind and the watch stream that fills it, for
+/// a controller to be triggered by (`Controller::watches_stream`): each object
+/// the stream yields is already in the store, so a reconcile it triggers never
+/// reads a state older than its trigger. The store fills as the controller
+/// polls the stream; wait on `Store::wait_until_ready` before trusting it.
+pub fn reflected<K>(
+    client: &Client,
+) -> (
+    kube::runtime::reflector::Store<K>,
+    impl futures::Stream<Item = Result<K, kube::runtime::watcher::Error>> + Send + 'static,
+)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    use kube::runtime::{reflector, watcher, WatchStreamExt};
+    let (store, writer) = reflector::store::<K>();
+    let stream = watcher(Api::<K>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects();
+    (store, stream)
+}
