@@ -1,6 +1,7 @@
 //! Prometheus metrics of the API server: request counts and latency
 //! histograms by verb, resource and code, in the text exposition format.
 
+use skiff_machinery::histogram::Histogram;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
@@ -11,13 +12,6 @@ const BUCKETS: &[f64] = &[
     0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 5.0, 10.0, 30.0,
     60.0,
 ];
-
-#[derive(Default)]
-struct Histogram {
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
-}
 
 #[derive(Default)]
 pub struct Metrics {
@@ -34,18 +28,9 @@ impl Metrics {
             return; // a watch's duration is its lifetime, not a latency
         }
         if let Ok(mut l) = self.latency.lock() {
-            let h = l.entry((verb.into(), resource.into())).or_default();
-            if h.counts.is_empty() {
-                h.counts = vec![0; BUCKETS.len()];
-            }
-            let secs = took.as_secs_f64();
-            for (i, b) in BUCKETS.iter().enumerate() {
-                if secs <= *b {
-                    h.counts[i] += 1;
-                }
-            }
-            h.sum += secs;
-            h.count += 1;
+            l.entry((verb.into(), resource.into()))
+                .or_insert_with(|| Histogram::new(BUCKETS))
+                .observe(took.as_secs_f64());
         }
     }
 
@@ -60,12 +45,8 @@ impl Metrics {
         out.push_str("# HELP apiserver_request_duration_seconds Response latency distribution in seconds for each verb and resource.\n# TYPE apiserver_request_duration_seconds histogram\n");
         if let Ok(l) = self.latency.lock() {
             for ((verb, res), h) in l.iter() {
-                for (i, b) in BUCKETS.iter().enumerate() {
-                    let _ = writeln!(out, "apiserver_request_duration_seconds_bucket{{resource=\"{res}\",verb=\"{verb}\",le=\"{b}\"}} {}", h.counts[i]);
-                }
-                let _ = writeln!(out, "apiserver_request_duration_seconds_bucket{{resource=\"{res}\",verb=\"{verb}\",le=\"+Inf\"}} {}", h.count);
-                let _ = writeln!(out, "apiserver_request_duration_seconds_sum{{resource=\"{res}\",verb=\"{verb}\"}} {}", h.sum);
-                let _ = writeln!(out, "apiserver_request_duration_seconds_count{{resource=\"{res}\",verb=\"{verb}\"}} {}", h.count);
+                let labels = format!("resource=\"{res}\",verb=\"{verb}\"");
+                h.write(&mut out, "apiserver_request_duration_seconds", &labels);
             }
         }
         out

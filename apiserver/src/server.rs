@@ -297,6 +297,14 @@ async fn bootstrap(reg: &Registry, port: u16) -> anyhow::Result<()> {
             Err(e) => anyhow::bail!("creating namespace {name}: {e}"),
         }
     }
+    let classes = catalog::lookup("scheduling.k8s.io", "v1", "priorityclasses").expect("catalog");
+    for class in crate::registry::priority::system_class_objects() {
+        match reg.create(classes, None, class, &opts).await {
+            Ok(_) => {}
+            Err(e) if e.code == 409 => {}
+            Err(e) => anyhow::bail!("creating the system priority classes: {e}"),
+        }
+    }
     let svc = catalog::lookup("", "v1", "services").expect("catalog");
     let kubernetes = json!({
         "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},

@@ -23,7 +23,7 @@ const GETS: usize = 20_000;
 const WATCHERS: usize = 100;
 const WATCHED_PODS: usize = 100;
 
-async fn client(kubeconfig: &Path) -> Result<Client> {
+pub async fn client(kubeconfig: &Path) -> Result<Client> {
     let kc = Kubeconfig::read_from(kubeconfig)?;
     let cfg = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
     Ok(Client::try_from(cfg)?)
@@ -51,14 +51,14 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     percentile(&v, 0.5)
 }
 
 /// Creates a namespace and its default service account, which pods need (the
 /// servers here run without controllers, to measure the API server alone).
-async fn make_namespace(c: &Client, name: &str) -> Result<()> {
+pub async fn make_namespace(c: &Client, name: &str) -> Result<()> {
     let nss: Api<Namespace> = Api::all(c.clone());
     nss.create(
         &PostParams::default(),

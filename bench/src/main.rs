@@ -1,8 +1,9 @@
 //! skiff benchmarks. Each area prints its figures and, last, one `RESULT`
-//! line. `cargo run --release -p skiff-bench -- api`
+//! line. `cargo run --release -p skiff-bench -- api|scheduler`
 
 mod api;
 mod procs;
+mod scheduler;
 
 fn main() -> anyhow::Result<()> {
     let area = std::env::args().nth(1).unwrap_or_default();
@@ -11,8 +12,9 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match area.as_str() {
         "api" => rt.block_on(api::run()),
+        "scheduler" => rt.block_on(scheduler::run()),
         _ => {
-            eprintln!("usage: skiff-bench api");
+            eprintln!("usage: skiff-bench api|scheduler");
             std::process::exit(2);
         }
     }

@@ -120,6 +120,7 @@ pub fn start_server(bin: &Path, datastore: Option<&str>) -> Result<(Proc, PathBu
     cmd.args([
         "server",
         "--disable-controller-manager",
+        "--disable-scheduler",
         "--bind-address",
         "127.0.0.1",
         "--https-listen-port",
@@ -145,4 +146,18 @@ pub fn start_server(bin: &Path, datastore: Option<&str>) -> Result<(Proc, PathBu
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok((Proc { child, _dir: dir }, kubeconfig))
+}
+
+/// `skiff scheduler` against a running server, logging only warnings.
+pub fn start_scheduler(bin: &Path, kubeconfig: &Path) -> Result<Proc> {
+    let dir = tempfile::tempdir()?;
+    let child = Command::new(bin)
+        .args(["scheduler", "--scheduler-metrics-address", ""])
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .env("SKIFF_LOG", "warn")
+        .spawn()?;
+    Ok(Proc { child, _dir: dir })
 }

@@ -1,9 +1,10 @@
 //! What several skiff components share: the resource catalog, label and field
-//! selectors, quantities, strategic-merge-patch metadata and field ownership
-//! (server-side apply).
+//! selectors, quantities, strategic-merge-patch metadata, field ownership
+//! (server-side apply) and metrics histograms.
 
 pub mod catalog;
 pub mod fields;
+pub mod histogram;
 pub mod labels;
 pub mod managed_fields;
 pub mod names;

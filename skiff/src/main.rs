@@ -22,8 +22,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the control plane: the API server and the controllers.
+    /// Run the control plane: the API server, the scheduler and the controllers.
     Server(Box<ServerArgs>),
+    /// Run the scheduler alone, against any API server.
+    Scheduler(SchedulerArgs),
     /// Run a node agent. Today only simulated nodes (`--simulate`).
     Agent(AgentArgs),
     /// Print the skiff version and the Kubernetes API version it implements.
@@ -51,6 +53,70 @@ struct AgentArgs {
     sim_memory: String,
     #[arg(long, default_value_t = 110)]
     sim_pods: u32,
+}
+
+#[derive(clap::Args)]
+struct SchedulerArgs {
+    /// Kubeconfig to reach the API server with.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: PathBuf,
+    #[command(flatten)]
+    common: SchedulerFlags,
+}
+
+/// Scheduler settings, for `skiff scheduler` and the one inside `skiff server`.
+#[derive(clap::Args)]
+struct SchedulerFlags {
+    /// A KubeSchedulerConfiguration file (profiles, plugins, percentageOfNodesToScore, leaderElection).
+    #[arg(long = "scheduler-config", alias = "config")]
+    scheduler_config: Option<PathBuf>,
+    /// Where the scheduler serves /metrics and /healthz over plain HTTP ("" turns it off).
+    #[arg(long, default_value = "127.0.0.1:10251")]
+    scheduler_metrics_address: String,
+}
+
+impl SchedulerFlags {
+    fn configuration(&self) -> Result<skiff_scheduler::Configuration> {
+        match &self.scheduler_config {
+            None => Ok(Default::default()),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+                skiff_scheduler::Configuration::parse(&text)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+            }
+        }
+    }
+
+    /// Starts the scheduler in the background (its metrics too, when the
+    /// address is free).
+    fn spawn(&self, client: kube::Client) -> Result<()> {
+        let config = self.configuration()?;
+        config.profiles().map_err(anyhow::Error::msg)?;
+        let metrics = std::sync::Arc::new(skiff_scheduler::metrics::Metrics::default());
+        if !self.scheduler_metrics_address.is_empty() {
+            let addr: std::net::SocketAddr = self.scheduler_metrics_address.parse()?;
+            let m = metrics.clone();
+            tokio::spawn(async move {
+                if let Err(e) = skiff_scheduler::metrics::serve(addr, m).await {
+                    tracing::warn!(%addr, error = %e, "scheduler metrics not served");
+                }
+            });
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let identity = format!("{}_{}", host.trim(), uuid::Uuid::new_v4());
+        let opts = skiff_scheduler::Options {
+            config,
+            identity,
+            metrics,
+        };
+        tokio::spawn(async move {
+            if let Err(e) = skiff_scheduler::run(client, opts).await {
+                tracing::error!(error = %e, "scheduler stopped");
+            }
+        });
+        Ok(())
+    }
 }
 
 #[derive(clap::Args)]
@@ -94,6 +160,11 @@ struct ServerArgs {
     /// Do not run the controllers (garbage collector, namespace, …) in this process.
     #[arg(long)]
     disable_controller_manager: bool,
+    /// Do not run the scheduler in this process.
+    #[arg(long)]
+    disable_scheduler: bool,
+    #[command(flatten)]
+    scheduler: SchedulerFlags,
 }
 
 fn init_logging(format: &str) {
@@ -163,6 +234,13 @@ async fn main() -> Result<()> {
                 _ = tokio::signal::ctrl_c() => Ok(()),
             }
         }
+        Command::Scheduler(a) => {
+            init_logging(&cli.log_format);
+            let client = component_client(&a.kubeconfig).await?;
+            a.common.spawn(client)?;
+            tokio::signal::ctrl_c().await?;
+            Ok(())
+        }
         Command::Server(a) => {
             init_logging(&cli.log_format);
             let cfg = skiff_apiserver::server::Config {
@@ -181,6 +259,11 @@ async fn main() -> Result<()> {
             let node_monitor_grace_period = a.node_monitor_grace_period;
             let terminated_pod_gc_threshold = a.terminated_pod_gc_threshold;
             let running = skiff_apiserver::server::start(cfg).await?;
+            if !a.disable_scheduler {
+                let kubeconfig =
+                    running.component_kubeconfig("scheduler", "system:kube-scheduler", &[])?;
+                a.scheduler.spawn(component_client(&kubeconfig).await?)?;
+            }
             if !a.disable_controller_manager {
                 let kubeconfig = running.component_kubeconfig(
                     "controller",

@@ -5,20 +5,12 @@
 
 mod common;
 
-use common::{Server, Simulator};
+use common::{default_service_account, eventually, Server, Simulator};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use std::time::{Duration, Instant};
-
-async fn eventually(what: &str, secs: u64, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// Waits for `count` registered nodes, each with its pod CIDR.
 async fn nodes_with_cidrs(nodes: &Api<Node>, count: usize) {
@@ -28,16 +20,6 @@ async fn nodes_with_cidrs(nodes: &Api<Node>, count: usize) {
             && list
                 .iter()
                 .all(|n| n.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_some())
-    })
-    .await;
-}
-
-/// Waits for the default namespace's service account, which pods need.
-async fn default_service_account(c: &Client) {
-    let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> =
-        Api::namespaced(c.clone(), "default");
-    eventually("the default service account", 20, async || {
-        sas.get_opt("default").await.unwrap().is_some()
     })
     .await;
 }

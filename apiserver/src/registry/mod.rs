@@ -5,6 +5,7 @@
 //! validation and the spec/status split.
 
 pub mod ipalloc;
+pub mod priority;
 pub mod strategy;
 pub mod subresources;
 pub mod validation;

@@ -219,6 +219,7 @@ pub async fn prepare_create(
             obj_mut(obj, "spec");
             default_pod_spec(&mut obj["spec"]);
             admit_service_account(reg, obj)?;
+            super::priority::admit(reg, obj)?;
             add_default_tolerations(&mut obj["spec"]);
             let status = obj_mut(obj, "status");
             status.clear();

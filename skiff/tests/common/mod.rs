@@ -205,6 +205,25 @@ pub fn have_kubectl() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// Polls `check` every 100 ms until it holds; fails the test after `secs`.
+pub async fn eventually(what: &str, secs: u64, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits for the default namespace's service account, which pods need.
+pub async fn default_service_account(c: &kube::Client) {
+    let sas: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        kube::Api::namespaced(c.clone(), "default");
+    eventually("the default service account", 20, async || {
+        sas.get_opt("default").await.unwrap().is_some()
+    })
+    .await;
+}
+
 /// A namespace name unique to this run (tests may share one etcd).
 pub fn unique_ns(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()
