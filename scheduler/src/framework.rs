@@ -72,6 +72,14 @@ impl<'a> Cycle<'a> {
     }
 }
 
+/// Whether a plugin has anything to do for this pod (upstream's Skip
+/// status): skipped plugins cost nothing per node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relevance {
+    Run,
+    Skip,
+}
+
 pub trait Plugin: Send + Sync {
     fn name(&self) -> &'static str;
 
@@ -84,8 +92,8 @@ pub trait Plugin: Send + Sync {
     }
 
     /// Once per attempt, before filtering; a rejection here rejects every node.
-    fn pre_filter(&self, _cx: &mut Cycle) -> Result<(), Rejection> {
-        Ok(())
+    fn pre_filter(&self, _cx: &mut Cycle) -> Result<Relevance, Rejection> {
+        Ok(Relevance::Run)
     }
 
     fn filter(&self, _cx: &Cycle, _node: &NodeInfo) -> Result<(), Rejection> {
@@ -93,7 +101,9 @@ pub trait Plugin: Send + Sync {
     }
 
     /// Once per attempt, before scoring the feasible nodes.
-    fn pre_score(&self, _cx: &mut Cycle, _feasible: &[&NodeInfo]) {}
+    fn pre_score(&self, _cx: &mut Cycle, _feasible: &[&NodeInfo]) -> Relevance {
+        Relevance::Run
+    }
 
     fn score(&self, _cx: &Cycle, _node: &NodeInfo) -> i64 {
         0
@@ -101,6 +111,14 @@ pub trait Plugin: Send + Sync {
 
     /// Brings raw scores into 0..=100.
     fn normalize(&self, _cx: &Cycle, _scores: &mut [i64]) {}
+}
+
+pub fn relevant(run: bool) -> Relevance {
+    if run {
+        Relevance::Run
+    } else {
+        Relevance::Skip
+    }
 }
 
 /// Upstream's `DefaultNormalizeScore`: scale to the highest score, reversed

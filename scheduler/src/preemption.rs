@@ -7,10 +7,10 @@
 //! sum, the fewest pods.
 
 use crate::cache::Cache;
-use crate::framework::{Cycle, Profile};
+use crate::framework::{Cycle, Plugin, Profile};
 use crate::nodeinfo::NodeInfo;
 use crate::podinfo::PodInfo;
-use crate::schedule::{run_filters, FitError};
+use crate::schedule::{pre_filter, run_filters, FitError};
 use skiff_machinery::labels::Selector;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -72,15 +72,13 @@ pub fn find(
         }
     }
     let mut cx = Cycle::new(pod, cache);
-    for p in &profile.filters {
-        if p.pre_filter(&mut cx).is_err() {
-            return Err(format!(
-                "preemption: 0/{} nodes are available: {} {NOT_HELPFUL}.",
-                cache.nodes().len(),
-                cache.nodes().len()
-            ));
-        }
-    }
+    let Ok(filters) = pre_filter(profile, &mut cx) else {
+        return Err(format!(
+            "preemption: 0/{} nodes are available: {} {NOT_HELPFUL}.",
+            cache.nodes().len(),
+            cache.nodes().len()
+        ));
+    };
     let budgets = budgets(cache);
     let mut histogram: BTreeMap<&str, usize> = BTreeMap::new();
     let mut best: Option<Candidate> = None;
@@ -89,7 +87,7 @@ pub fn find(
             *histogram.entry(NOT_HELPFUL).or_default() += 1;
             continue;
         }
-        match victims_on(profile, &cx, node, &budgets) {
+        match victims_on(&filters, &cx, node, &budgets) {
             Some(c) => {
                 if best.as_ref().is_none_or(|b| better(&c, b)) {
                     best = Some(c);
@@ -109,7 +107,7 @@ pub fn find(
 }
 
 fn victims_on(
-    profile: &Profile,
+    filters: &[&dyn Plugin],
     cx: &Cycle,
     node: &NodeInfo,
     budgets: &[(String, Selector, i64)],
@@ -128,7 +126,7 @@ fn victims_on(
     for p in &lower {
         trial.remove_pod(&p.uid);
     }
-    if run_filters(profile, cx, &trial).is_err() {
+    if run_filters(filters, cx, &trial).is_err() {
         return None;
     }
     // Most important first: they are the first given back.
@@ -158,7 +156,7 @@ fn victims_on(
         .chain(free.into_iter().map(|p| (p, false)))
     {
         trial.add_pod(p.clone());
-        if run_filters(profile, cx, &trial).is_err() {
+        if run_filters(filters, cx, &trial).is_err() {
             trial.remove_pod(&p.uid);
             budget_violations += usize::from(breaks);
             victims.push(p);

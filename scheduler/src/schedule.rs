@@ -4,7 +4,7 @@
 //! binding is the caller's.
 
 use crate::cache::Cache;
-use crate::framework::{Code, Cycle, Profile, Rejection};
+use crate::framework::{Code, Cycle, Plugin, Profile, Rejection, Relevance};
 use crate::nodeinfo::NodeInfo;
 use crate::podinfo::PodInfo;
 use rand::Rng;
@@ -142,8 +142,28 @@ pub fn with_nominated<'a>(
     std::borrow::Cow::Owned(n)
 }
 
-pub fn run_filters(profile: &Profile, cx: &Cycle, node: &NodeInfo) -> Result<(), Rejection> {
+/// The filters that apply to this pod, in order, after their pre-filters
+/// ran; a pre-filter rejection rejects the pod everywhere.
+pub fn pre_filter<'p>(
+    profile: &'p Profile,
+    cx: &mut Cycle,
+) -> Result<Vec<&'p dyn Plugin>, Rejection> {
+    let mut active = Vec::with_capacity(profile.filters.len());
     for p in &profile.filters {
+        match p.pre_filter(cx) {
+            Ok(Relevance::Run) => active.push(p.as_ref()),
+            Ok(Relevance::Skip) => {}
+            Err(mut r) => {
+                r.plugin = p.name();
+                return Err(r);
+            }
+        }
+    }
+    Ok(active)
+}
+
+pub fn run_filters(filters: &[&dyn Plugin], cx: &Cycle, node: &NodeInfo) -> Result<(), Rejection> {
+    for p in filters {
         p.filter(cx, node).map_err(|mut r| {
             r.plugin = p.name();
             r
@@ -163,16 +183,16 @@ impl Algorithm {
             ..Default::default()
         };
         let mut cx = Cycle::new(pod, cache);
-        for p in &profile.filters {
-            if let Err(mut r) = p.pre_filter(&mut cx) {
-                r.plugin = p.name();
+        let filters = match pre_filter(profile, &mut cx) {
+            Ok(f) => f,
+            Err(r) => {
                 fit.pre_filter = Some(r);
                 return Decision::NoFit(fit);
             }
-        }
+        };
         // A node preemption made room on is tried first (upstream).
         if let Some(node) = pod.nominated_node().and_then(|n| cache.node(n)) {
-            if run_filters(profile, &cx, &with_nominated(cache, pod, node)).is_ok() {
+            if run_filters(&filters, &cx, &with_nominated(cache, pod, node)).is_ok() {
                 return Decision::Node(node.name.clone());
             }
         }
@@ -185,7 +205,7 @@ impl Algorithm {
             }
             let node = &nodes[(self.next_start + i) % nodes.len()];
             processed += 1;
-            match run_filters(profile, &cx, &with_nominated(cache, pod, node)) {
+            match run_filters(&filters, &cx, &with_nominated(cache, pod, node)) {
                 Ok(()) => feasible.push(node),
                 Err(r) => {
                     fit.nodes.insert(node.name.clone(), r);
@@ -205,7 +225,9 @@ impl Algorithm {
 fn select(profile: &Profile, cx: &mut Cycle, feasible: &[&NodeInfo]) -> String {
     let mut totals = vec![0i64; feasible.len()];
     for (plugin, weight) in &profile.scorers {
-        plugin.pre_score(cx, feasible);
+        if plugin.pre_score(cx, feasible) == Relevance::Skip {
+            continue;
+        }
         let mut scores: Vec<i64> = feasible.iter().map(|n| plugin.score(cx, n)).collect();
         plugin.normalize(cx, &mut scores);
         for (t, s) in totals.iter_mut().zip(scores) {

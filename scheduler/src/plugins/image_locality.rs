@@ -2,7 +2,7 @@
 //! by how widely each image is spread (so one node with every image does not
 //! attract every pod), as upstream.
 
-use crate::framework::{Cycle, Plugin, MAX_NODE_SCORE};
+use crate::framework::{relevant, Cycle, Plugin, Relevance, MAX_NODE_SCORE};
 use crate::nodeinfo::{normalized_image, NodeInfo};
 
 const MB: i64 = 1024 * 1024;
@@ -17,6 +17,10 @@ impl Plugin for ImageLocality {
     }
     fn scores(&self) -> bool {
         true
+    }
+
+    fn pre_score(&self, cx: &mut Cycle, _feasible: &[&NodeInfo]) -> Relevance {
+        relevant(!cx.cache.image_nodes.is_empty())
     }
 
     fn score(&self, cx: &Cycle, node: &NodeInfo) -> i64 {

@@ -4,7 +4,7 @@
 //! anti-affinity of pods already placed; scoring adds preferred terms both
 //! ways, as upstream.
 
-use crate::framework::{Cycle, Plugin, Rejection, MAX_NODE_SCORE};
+use crate::framework::{relevant, Cycle, Plugin, Rejection, Relevance, MAX_NODE_SCORE};
 use crate::nodeinfo::NodeInfo;
 use crate::podinfo::{AffinityTerm, PodInfo};
 use std::collections::HashMap;
@@ -51,7 +51,7 @@ impl Plugin for InterPodAffinity {
         true
     }
 
-    fn pre_filter(&self, cx: &mut Cycle) -> Result<(), Rejection> {
+    fn pre_filter(&self, cx: &mut Cycle) -> Result<Relevance, Rejection> {
         let pod = cx.pod;
         let mut st = FilterState::default();
         let own = &pod.affinity;
@@ -91,8 +91,9 @@ impl Plugin for InterPodAffinity {
         }
         st.first_of_group =
             st.affinity.is_empty() && own.required.iter().all(|t| term_matches(cx, t, pod));
+        let run = relevant(own_terms || !st.existing_anti.is_empty());
         cx.put(NAME, st);
-        Ok(())
+        Ok(run)
     }
 
     fn filter(&self, cx: &Cycle, node: &NodeInfo) -> Result<(), Rejection> {
@@ -140,7 +141,7 @@ impl Plugin for InterPodAffinity {
         Ok(())
     }
 
-    fn pre_score(&self, cx: &mut Cycle, _feasible: &[&NodeInfo]) {
+    fn pre_score(&self, cx: &mut Cycle, _feasible: &[&NodeInfo]) -> Relevance {
         let pod = cx.pod;
         let own = &pod.affinity;
         let own_preferred = !own.preferred.is_empty() || !own.preferred_anti.is_empty();
@@ -183,7 +184,9 @@ impl Plugin for InterPodAffinity {
                 }
             }
         }
+        let run = relevant(!scores.is_empty());
         cx.put(SCORE, ScoreState(scores));
+        run
     }
 
     fn score(&self, cx: &Cycle, node: &NodeInfo) -> i64 {

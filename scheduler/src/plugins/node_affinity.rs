@@ -1,10 +1,10 @@
 //! NodeAffinity: the pod's `nodeSelector` and required node affinity must
 //! match the node (filter); preferred terms add their weights (score).
 
-use crate::framework::{default_normalize, Cycle, Plugin, Rejection};
+use crate::framework::{default_normalize, relevant, Cycle, Plugin, Rejection, Relevance};
 use crate::nodeinfo::NodeInfo;
 use k8s_openapi::api::core::v1::{
-    NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PodSpec,
+    NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PodSpec, PreferredSchedulingTerm,
 };
 
 /// One requirement against a node's labels (or, for `matchFields`, its name).
@@ -62,17 +62,27 @@ pub fn required_matches(spec: &PodSpec, node: &NodeInfo) -> bool {
             return false;
         }
     }
-    match spec
-        .affinity
+    required_affinity(spec).is_none_or(|required| selector_matches(required, node))
+}
+
+fn required_affinity(spec: &PodSpec) -> Option<&NodeSelector> {
+    spec.affinity
+        .as_ref()?
+        .node_affinity
+        .as_ref()?
+        .required_during_scheduling_ignored_during_execution
+        .as_ref()
+}
+
+fn preferred(spec: &PodSpec) -> &[PreferredSchedulingTerm] {
+    spec.affinity
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
         .and_then(|n| {
-            n.required_during_scheduling_ignored_during_execution
-                .as_ref()
-        }) {
-        Some(required) => selector_matches(required, node),
-        None => true,
-    }
+            n.preferred_during_scheduling_ignored_during_execution
+                .as_deref()
+        })
+        .unwrap_or_default()
 }
 
 pub struct NodeAffinity;
@@ -88,6 +98,18 @@ impl Plugin for NodeAffinity {
         true
     }
 
+    fn pre_filter(&self, cx: &mut Cycle) -> Result<Relevance, Rejection> {
+        let spec = cx.pod.spec();
+        Ok(relevant(
+            spec.node_selector.as_ref().is_some_and(|s| !s.is_empty())
+                || required_affinity(spec).is_some(),
+        ))
+    }
+
+    fn pre_score(&self, cx: &mut Cycle, _feasible: &[&NodeInfo]) -> Relevance {
+        relevant(!preferred(cx.pod.spec()).is_empty())
+    }
+
     fn filter(&self, cx: &Cycle, node: &NodeInfo) -> Result<(), Rejection> {
         if required_matches(cx.pod.spec(), node) {
             Ok(())
@@ -99,17 +121,8 @@ impl Plugin for NodeAffinity {
     }
 
     fn score(&self, cx: &Cycle, node: &NodeInfo) -> i64 {
-        cx.pod
-            .spec()
-            .affinity
-            .as_ref()
-            .and_then(|a| a.node_affinity.as_ref())
-            .and_then(|n| {
-                n.preferred_during_scheduling_ignored_during_execution
-                    .as_ref()
-            })
-            .into_iter()
-            .flatten()
+        preferred(cx.pod.spec())
+            .iter()
             .filter(|p| p.weight != 0 && term_matches(&p.preference, node))
             .map(|p| p.weight as i64)
             .sum()

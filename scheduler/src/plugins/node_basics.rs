@@ -2,7 +2,7 @@
 //! (cordoned nodes), NodeName (a pod asking for one node) and NodePorts
 //! (host ports already taken).
 
-use crate::framework::{Cycle, Plugin, Rejection};
+use crate::framework::{relevant, Cycle, Plugin, Rejection, Relevance};
 use crate::nodeinfo::NodeInfo;
 use crate::podinfo::tolerates;
 
@@ -39,6 +39,9 @@ impl Plugin for NodeName {
     fn filters(&self) -> bool {
         true
     }
+    fn pre_filter(&self, cx: &mut Cycle) -> Result<Relevance, Rejection> {
+        Ok(relevant(cx.pod.node_name().is_some()))
+    }
     fn filter(&self, cx: &Cycle, node: &NodeInfo) -> Result<(), Rejection> {
         match cx.pod.node_name() {
             Some(wanted) if wanted != node.name => Err(Rejection::unresolvable(
@@ -57,6 +60,9 @@ impl Plugin for NodePorts {
     }
     fn filters(&self) -> bool {
         true
+    }
+    fn pre_filter(&self, cx: &mut Cycle) -> Result<Relevance, Rejection> {
+        Ok(relevant(!cx.pod.host_ports.is_empty()))
     }
     fn filter(&self, cx: &Cycle, node: &NodeInfo) -> Result<(), Rejection> {
         let clash = cx

@@ -3,7 +3,7 @@
 //! minDomains), `ScheduleAnyway` ones score, with upstream's
 //! nodeAffinityPolicy (Honor) and nodeTaintsPolicy (Ignore) defaults.
 
-use crate::framework::{Cycle, Plugin, Rejection, MAX_NODE_SCORE};
+use crate::framework::{Cycle, Plugin, Rejection, Relevance, MAX_NODE_SCORE};
 use crate::nodeinfo::NodeInfo;
 use crate::plugins::node_affinity::required_matches;
 use crate::podinfo::{tolerates, PodInfo};
@@ -109,11 +109,11 @@ impl Plugin for PodTopologySpread {
         true
     }
 
-    fn pre_filter(&self, cx: &mut Cycle) -> Result<(), Rejection> {
+    fn pre_filter(&self, cx: &mut Cycle) -> Result<Relevance, Rejection> {
         let pod = cx.pod;
         let cs = constraints(pod, "DoNotSchedule");
         if cs.is_empty() {
-            return Ok(());
+            return Ok(Relevance::Skip);
         }
         let mut counts: Vec<HashMap<String, i64>> = vec![HashMap::new(); cs.len()];
         for node in cx.cache.nodes() {
@@ -146,7 +146,7 @@ impl Plugin for PodTopologySpread {
                 minimum,
             },
         );
-        Ok(())
+        Ok(Relevance::Run)
     }
 
     fn filter(&self, cx: &Cycle, node: &NodeInfo) -> Result<(), Rejection> {
@@ -170,11 +170,11 @@ impl Plugin for PodTopologySpread {
         Ok(())
     }
 
-    fn pre_score(&self, cx: &mut Cycle, feasible: &[&NodeInfo]) {
+    fn pre_score(&self, cx: &mut Cycle, feasible: &[&NodeInfo]) -> Relevance {
         let pod = cx.pod;
         let cs = constraints(pod, "ScheduleAnyway");
         if cs.is_empty() {
-            return;
+            return Relevance::Skip;
         }
         // Domains are those of the feasible nodes; pods count from every
         // node in them that the policies admit.
@@ -208,6 +208,7 @@ impl Plugin for PodTopologySpread {
                 weights,
             },
         );
+        Relevance::Run
     }
 
     fn score(&self, cx: &Cycle, node: &NodeInfo) -> i64 {

@@ -38,23 +38,13 @@ impl Plugin for TaintToleration {
     }
 
     fn score(&self, cx: &Cycle, node: &NodeInfo) -> i64 {
-        // Only tolerations that could be meant for PreferNoSchedule count.
-        let tolerations: Vec<_> = cx
-            .pod
-            .tolerations()
-            .iter()
-            .filter(|t| {
-                matches!(
-                    t.effect.as_deref(),
-                    None | Some("") | Some("PreferNoSchedule")
-                )
-            })
-            .collect();
+        // Only tolerations that could be meant for PreferNoSchedule count
+        // (`tolerates` checks the effect).
         node.taints
             .iter()
             .filter(|t| {
                 t.effect == "PreferNoSchedule"
-                    && !tolerations.iter().any(|tol| {
+                    && !cx.pod.tolerations().iter().any(|tol| {
                         tolerates(tol, &t.key, t.value.as_deref().unwrap_or(""), &t.effect)
                     })
             })

@@ -4,7 +4,7 @@
 //! scheduler's decision, WaitForFirstConsumer, is left to a volume
 //! controller; such claims do not restrict the node here.)
 
-use crate::framework::{Cycle, Plugin, Rejection};
+use crate::framework::{relevant, Cycle, Plugin, Rejection, Relevance};
 use crate::nodeinfo::NodeInfo;
 use crate::plugins::node_affinity::selector_matches;
 use k8s_openapi::api::core::v1::NodeSelector;
@@ -24,7 +24,7 @@ impl Plugin for VolumeBinding {
         true
     }
 
-    fn pre_filter(&self, cx: &mut Cycle) -> Result<(), Rejection> {
+    fn pre_filter(&self, cx: &mut Cycle) -> Result<Relevance, Rejection> {
         let mut affinities = Vec::new();
         let mut unbound_immediate = false;
         for v in cx.pod.spec().volumes.iter().flatten() {
@@ -74,8 +74,9 @@ impl Plugin for VolumeBinding {
                 "pod has unbound immediate PersistentVolumeClaims",
             ));
         }
+        let run = relevant(!affinities.is_empty());
         cx.put(NAME, Bound(affinities));
-        Ok(())
+        Ok(run)
     }
 
     fn filter(&self, cx: &Cycle, node: &NodeInfo) -> Result<(), Rejection> {
