@@ -161,10 +161,15 @@ impl ApiError {
 
     /// 422 with field causes, worded like upstream: `Deployment.apps "web" is invalid: spec.replicas: …`.
     pub fn invalid(res: &Resource, name: &str, causes: Vec<Cause>) -> Self {
-        let kind = if res.group.is_empty() {
-            res.kind.to_string()
+        Self::invalid_kind(res.group, res.kind, name, causes)
+    }
+
+    /// 422 for an object of any kind, such as request options (`PatchOptions.meta.k8s.io`).
+    pub fn invalid_kind(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
+        let qualified = if group.is_empty() {
+            kind.to_string()
         } else {
-            format!("{}.{}", res.kind, res.group)
+            format!("{kind}.{group}")
         };
         let parts: Vec<String> = causes
             .iter()
@@ -180,14 +185,25 @@ impl ApiError {
             .map(|c| json!({"reason": c.reason(), "message": c.message, "field": c.field}))
             .collect();
         ApiError {
-            details: Some(
-                json!({"name": name, "group": res.group, "kind": res.kind, "causes": causes}),
-            ),
+            details: Some(json!({"name": name, "group": group, "kind": kind, "causes": causes})),
             ..Self::new(
                 422,
                 "Invalid",
-                format!("{kind} \"{name}\" is invalid: {summary}"),
+                format!("{qualified} \"{name}\" is invalid: {summary}"),
             )
+        }
+    }
+
+    /// 409 for a server-side apply that would change fields other managers
+    /// own: one `FieldManagerConflict` cause (message, field) per field.
+    pub fn apply_conflict(message: String, causes: Vec<(String, String)>) -> Self {
+        let causes: Vec<Value> = causes
+            .into_iter()
+            .map(|(message, field)| json!({"reason": "FieldManagerConflict", "message": message, "field": field}))
+            .collect();
+        ApiError {
+            details: Some(json!({"causes": causes})),
+            ..Self::new(409, "Conflict", message)
         }
     }
 

@@ -5,15 +5,18 @@ use super::output::{self, Format};
 use super::request::{self, Target};
 use super::resources::Call;
 use crate::conversion;
-use crate::error::ApiError;
-use crate::registry::{Part, Registry, WriteOptions};
+use crate::error::{ApiError, Cause};
+use crate::registry::{check_fields, strategy, Part, Registry, WriteOptions};
 use axum::response::Response;
 use http::StatusCode;
-use serde_json::Value;
+use serde_json::{json, Value};
+use skiff_machinery::catalog::Resource;
+use skiff_machinery::managed_fields::{self, ApplyError};
 
-/// Applies a patch body of the given media type to `current`. The current
-/// resourceVersion is dropped first, so only a version the patch itself
-/// names becomes a precondition.
+/// Applies a patch body of the given media type to `current`. Only a
+/// resourceVersion the patch changes becomes a precondition: one it leaves as
+/// it was is dropped, so the write goes over whatever version is current
+/// (kubectl's managed-fields migration replaces it with the same value).
 pub fn apply_patch(
     kind: &str,
     content_type: &str,
@@ -21,9 +24,6 @@ pub fn apply_patch(
     body: &[u8],
 ) -> Result<Value, ApiError> {
     let mut doc = current.clone();
-    if let Some(m) = doc.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("resourceVersion");
-    }
     let bad = |e: String| ApiError::new(422, "Invalid", e);
     match content_type {
         "application/json-patch+json" => {
@@ -34,19 +34,22 @@ pub fn apply_patch(
                     "the server rejected our request due to an error in our request: {e}"
                 ))
             })?;
-            Ok(doc)
         }
-        "application/merge-patch+json" => {
-            json_patch::merge(&mut doc, &object_patch(body)?);
-            Ok(doc)
-        }
+        "application/merge-patch+json" => json_patch::merge(&mut doc, &object_patch(body)?),
         "application/strategic-merge-patch+json" => {
             let patch = object_patch(body)?;
-            skiff_machinery::strategic_merge::apply(kind, &doc, &patch)
-                .map_err(|e| bad(e.to_string()))
+            doc = skiff_machinery::strategic_merge::apply(kind, &doc, &patch)
+                .map_err(|e| bad(e.to_string()))?;
         }
-        other => Err(ApiError::unsupported_media_type(other)),
+        other => return Err(ApiError::unsupported_media_type(other)),
     }
+    let unchanged = crate::meta::resource_version(&doc) == crate::meta::resource_version(current);
+    if unchanged {
+        if let Some(m) = doc.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+        }
+    }
+    Ok(doc)
 }
 
 /// A merge-style patch body: a JSON object.
@@ -71,51 +74,10 @@ pub async fn patch(
     let res = target.res;
     let sres = conversion::storage_resource(res);
     let ns = target.namespace.as_deref();
-    if call.content_type == "application/apply-patch+yaml" {
-        // Server-side apply: create when missing, else merge the applied
-        // configuration into the live object by the kind's merge keys.
-        if opts.field_manager.as_deref().is_none_or(str::is_empty) {
-            return Err(ApiError::bad_request(
-                "PATCH, application/apply-patch+yaml requires fieldManager parameter",
-            ));
-        }
-        let applied = request::decode_body(&call.content_type, &call.body)?;
-        return match reg.get(sres, ns, name).await {
-            Err(e) if e.code == 404 && part == Part::Main => {
-                let mut obj = applied;
-                crate::meta::metadata_mut(&mut obj)
-                    .insert("name".into(), Value::String(name.into()));
-                let created = reg
-                    .create(sres, ns, conversion::to_storage(res, obj), &opts)
-                    .await?;
-                Ok(output::object_response(
-                    res,
-                    StatusCode::CREATED,
-                    &conversion::from_storage(res, created),
-                    format,
-                ))
-            }
-            Err(e) => Err(e),
-            Ok(_) => {
-                let updated = reg
-                    .update_with(sres, ns, name, part, &opts, "Apply", |cur| {
-                        let mut base = conversion::from_storage(res, cur.clone());
-                        if let Some(m) = base.get_mut("metadata").and_then(Value::as_object_mut) {
-                            m.remove("resourceVersion");
-                        }
-                        skiff_machinery::strategic_merge::apply(res.kind, &base, &applied)
-                            .map(|v| conversion::to_storage(res, v))
-                            .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))
-                    })
-                    .await?;
-                Ok(output::object_response(
-                    res,
-                    StatusCode::OK,
-                    &conversion::from_storage(res, updated),
-                    format,
-                ))
-            }
-        };
+    let applying = call.content_type == "application/apply-patch+yaml";
+    check_patch_options(applying, &opts)?;
+    if applying {
+        return server_side_apply(reg, target, name, part, call, format, opts).await;
     }
     if opts.field_manager.is_none() {
         opts.field_manager = Some(default_manager(call.user_agent.as_deref()));
@@ -141,9 +103,138 @@ pub async fn patch(
     ))
 }
 
+/// Upstream's PatchOptions validation: an apply names its field manager,
+/// and only an apply may be forced.
+fn check_patch_options(applying: bool, opts: &WriteOptions) -> Result<(), ApiError> {
+    let mut causes = Vec::new();
+    if applying && opts.field_manager.as_deref().is_none_or(str::is_empty) {
+        causes.push(Cause {
+            message: "Required value: is required for apply patch".into(),
+            ..Cause::required("fieldManager")
+        });
+    }
+    if !applying && opts.force.is_some() {
+        causes.push(Cause::forbidden(
+            "force",
+            "may not be specified for non-apply patch",
+        ));
+    }
+    if causes.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::invalid_kind(
+        "meta.k8s.io",
+        "PatchOptions",
+        "",
+        causes,
+    ))
+}
+
+/// Server-side apply: the configuration is applied to the live object (an
+/// empty one when there is none, which then is created), with field
+/// ownership, conflicts and removal as upstream's field manager does them.
+async fn server_side_apply(
+    reg: &Registry,
+    target: &Target,
+    name: &str,
+    part: Part,
+    call: &Call<'_>,
+    format: Format,
+    mut opts: WriteOptions,
+) -> Result<Response, ApiError> {
+    let res = target.res;
+    let sres = conversion::storage_resource(res);
+    let ns = target.namespace.as_deref();
+    let manager = opts.field_manager.clone().unwrap_or_default();
+    let force = opts.force.unwrap_or(false);
+    let mut config = request::decode_body(&call.content_type, &call.body)?;
+    if !config.is_object() {
+        return Err(ApiError::bad_request(
+            "error decoding patch: the patch must be an object",
+        ));
+    }
+    // Undeclared fields are never applied (Strict: an error, Warn: warnings).
+    check_fields(res, &mut config, &opts)?;
+    let url_name = |obj: &mut Value| {
+        let m = crate::meta::metadata_mut(obj);
+        match m.get("name").and_then(Value::as_str) {
+            Some(n) if !n.is_empty() && n != name => Err(ApiError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            ))),
+            _ => {
+                m.insert("name".into(), Value::String(name.into()));
+                Ok(())
+            }
+        }
+    };
+    url_name(&mut config)?;
+    match reg.get(sres, ns, name).await {
+        Err(e) if e.code == 404 && part == Part::Main => {
+            let obj = apply_config(res, part, &opts, &json!({}), &config, &manager, force)?;
+            opts.applied = true;
+            let created = reg
+                .create(sres, ns, conversion::to_storage(res, obj), &opts)
+                .await?;
+            Ok(output::object_response(
+                res,
+                StatusCode::CREATED,
+                &conversion::from_storage(res, created),
+                format,
+            ))
+        }
+        Err(e) => Err(e),
+        Ok(_) => {
+            let updated = reg
+                .update_with(sres, ns, name, part, &opts, "Apply", |cur| {
+                    // Only a version the configuration names is a precondition.
+                    let mut live = conversion::from_storage(res, cur.clone());
+                    if let Some(m) = live.get_mut("metadata").and_then(Value::as_object_mut) {
+                        m.remove("resourceVersion");
+                    }
+                    let mut obj = apply_config(res, part, &opts, &live, &config, &manager, force)?;
+                    strategy::apply_defaults(res, &mut obj);
+                    Ok(conversion::to_storage(res, obj))
+                })
+                .await?;
+            Ok(output::object_response(
+                res,
+                StatusCode::OK,
+                &conversion::from_storage(res, updated),
+                format,
+            ))
+        }
+    }
+}
+
+fn apply_config(
+    res: &Resource,
+    part: Part,
+    opts: &WriteOptions,
+    live: &Value,
+    config: &Value,
+    manager: &str,
+    force: bool,
+) -> Result<Value, ApiError> {
+    let now = crate::meta::now_rfc3339();
+    strategy::with_field_scope(res, part, opts, |scope| {
+        managed_fields::apply(scope, live, config, manager, force, &now)
+    })
+    .map_err(|e| match e {
+        ApplyError::BadRequest(m) => ApiError::bad_request(m),
+        ApplyError::Conflicts { message, conflicts } => ApiError::apply_conflict(
+            message,
+            conflicts
+                .iter()
+                .map(|c| (format!("conflict with {}", c.manager), c.field()))
+                .collect(),
+        ),
+        ApplyError::Internal(m) => ApiError::internal(m),
+    })
+}
+
 /// Upstream names a manager the client did not name after its user agent's
 /// program (`kubectl/v1.32.4 (linux/amd64) …` → `kubectl`).
-fn default_manager(user_agent: Option<&str>) -> String {
+pub fn default_manager(user_agent: Option<&str>) -> String {
     user_agent
         .and_then(|ua| ua.split('/').next())
         .map(str::trim)

@@ -51,6 +51,15 @@ async fn handle_verb(
     warnings: &Warnings,
 ) -> Result<Response, ApiError> {
     let write_options = |q: &Query| write_options(q, warnings);
+    // Writes whose field manager defaults to the client's program (upstream's managerOrUserAgent).
+    let tracked = |q: &Query, subresource: Option<&'static str>| {
+        write_options(q).map(|mut o| {
+            o.field_manager
+                .get_or_insert_with(|| super::patch::default_manager(call.user_agent.as_deref()));
+            o.subresource = subresource;
+            o
+        })
+    };
     let target = request::parse_path(call.path)?;
     let format = output::negotiate(call.accept.as_deref(), call.query.get("includeObject"));
     if !target.res.stored {
@@ -84,7 +93,7 @@ async fn handle_verb(
             check_duplicates(res, &call, warnings)?;
             let obj = request::decode_body(&call.content_type, &call.body)?;
             strategy::check_type(res, &obj)?;
-            let created = reg.create(sres, ns, conversion::to_storage(res, obj), &write_options(&call.query)?).await?;
+            let created = reg.create(sres, ns, conversion::to_storage(res, obj), &tracked(&call.query, None)?).await?;
             Ok(output::object_response(res, StatusCode::CREATED, &out(created), format))
         }
         (&Method::PUT, Some(name), sub @ (None | Some(Subresource::Status))) => {
@@ -94,7 +103,7 @@ async fn handle_verb(
             let body = conversion::to_storage(res, body);
             let part = if sub.is_some() { Part::Status } else { Part::Main };
             let updated = reg
-                .update_with(sres, ns, name, part, &write_options(&call.query)?, "Update", |_| Ok(body.clone()))
+                .update_with(sres, ns, name, part, &tracked(&call.query, None)?, "Update", |_| Ok(body.clone()))
                 .await?;
             Ok(output::object_response(res, StatusCode::OK, &out(updated), format))
         }
@@ -119,13 +128,13 @@ async fn handle_verb(
         }
         (&Method::PUT, Some(name), Some(Subresource::Scale)) => {
             let body = request::decode_body(&call.content_type, &call.body)?;
-            let scale = subresources::update_scale(&reg, res, ns, name, &write_options(&call.query)?, |_| Ok(body.clone())).await?;
+            let scale = subresources::update_scale(&reg, res, ns, name, &tracked(&call.query, Some("scale"))?, |_| Ok(body.clone())).await?;
             Ok(output::value_response(StatusCode::OK, &scale))
         }
         (&Method::PATCH, Some(name), Some(Subresource::Scale)) => {
             let patch_body = call.body.clone();
             let ct = call.content_type.clone();
-            let scale = subresources::update_scale(&reg, res, ns, name, &write_options(&call.query)?, |cur| {
+            let scale = subresources::update_scale(&reg, res, ns, name, &tracked(&call.query, Some("scale"))?, |cur| {
                 super::patch::apply_patch("Scale", &ct, cur, &patch_body)
             })
             .await?;
@@ -145,7 +154,7 @@ async fn handle_verb(
             let body = request::decode_body(&call.content_type, &call.body)?;
             let finalizers = body.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
             let updated = reg
-                .update_with(res, ns, name, Part::Finalize, &write_options(&call.query)?, "Update", |cur| {
+                .update_with(res, ns, name, Part::Finalize, &tracked(&call.query, None)?, "Update", |cur| {
                     let mut next = cur.clone();
                     next["spec"]["finalizers"] = finalizers.clone();
                     Ok(next)
@@ -249,9 +258,17 @@ pub fn write_options(q: &Query, warnings: &Warnings) -> Result<WriteOptions, Api
     }
     Ok(WriteOptions {
         dry_run: q.dry_run()?,
-        field_manager: q.get("fieldManager").map(String::from),
+        field_manager: q
+            .get("fieldManager")
+            .filter(|s| !s.is_empty())
+            .map(String::from),
+        // As upstream decodes query booleans: present and not "0"/"false" is true.
+        force: q
+            .get("force")
+            .map(|v| !(v == "0" || v.eq_ignore_ascii_case("false"))),
         field_validation: crate::fieldvalidation::Mode::parse(fv),
         warnings: warnings.clone(),
+        ..Default::default()
     })
 }
 

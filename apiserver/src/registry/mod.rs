@@ -50,6 +50,14 @@ pub struct ListResult {
 pub struct WriteOptions {
     pub dry_run: bool,
     pub field_manager: Option<String>,
+    /// `force` of an apply patch: take over fields other managers own.
+    pub force: Option<bool>,
+    /// A subresource written through the main object (`scale`), as its
+    /// managedFields entry names it.
+    pub subresource: Option<&'static str>,
+    /// Set by server-side apply, whose object already carries its
+    /// managedFields: the registry records no Update entry of its own.
+    pub applied: bool,
     pub field_validation: fieldvalidation::Mode,
     /// Where `Warn` field validation leaves its messages for the response headers.
     pub warnings: Warnings,
@@ -75,7 +83,11 @@ impl Warnings {
 }
 
 /// Drops fields the kind does not declare; Strict makes them an error.
-fn check_fields(res: &Resource, obj: &mut Value, opts: &WriteOptions) -> Result<(), ApiError> {
+pub(crate) fn check_fields(
+    res: &Resource,
+    obj: &mut Value,
+    opts: &WriteOptions,
+) -> Result<(), ApiError> {
     let unknown = fieldvalidation::prune_unknown(res, obj);
     if unknown.is_empty() {
         return Ok(());
@@ -437,7 +449,10 @@ impl Registry {
         } else {
             m.remove("generation");
         }
-        strategy::record_manager(&mut obj, opts.field_manager.as_deref(), "Update", None);
+        strategy::apply_defaults(res, &mut obj);
+        if !opts.applied {
+            strategy::track_update(res, Part::Main, opts, None, &mut obj);
+        }
         strategy::prepare_create(self, res, &mut obj).await?;
         let causes = validation::validate(res, &obj, None);
         if !causes.is_empty() {
@@ -470,7 +485,9 @@ impl Registry {
     /// Read-modify-write with optimistic concurrency. `mutate` gets the current
     /// object and returns the desired one; a stale resourceVersion in the result
     /// is a 409, and a storage race is retried only when the caller gave no
-    /// resourceVersion (as upstream's GuaranteedUpdate does).
+    /// resourceVersion (as upstream's GuaranteedUpdate does). An "Update"
+    /// records its field manager's changes in managedFields; for an "Apply",
+    /// `mutate` has computed them.
     #[allow(clippy::too_many_arguments)] // the verb's whole context; a struct would only rename it
     pub async fn update_with<F>(
         &self,
@@ -515,12 +532,9 @@ impl Registry {
                 )));
             }
             strategy::prepare_update(res, &old, &mut new, part);
-            strategy::record_manager(
-                &mut new,
-                opts.field_manager.as_deref(),
-                operation,
-                Some(&old),
-            );
+            if operation == "Update" {
+                strategy::track_update(res, part, opts, Some(&old), &mut new);
+            }
             strategy::prepare_update_kind(self, res, &old, &mut new).await?;
             let causes = validation::validate(res, &new, Some(&old));
             if !causes.is_empty() {

@@ -1,12 +1,14 @@
 //! What a kind adds to the generic registry (upstream's per-kind strategy):
-//! defaults on create, the spec/status split and generation on update,
-//! graceful deletion periods, and allocations (Service IPs and node ports).
+//! defaults, what create adds after them (admission, allocations, reset
+//! status), the spec/status split and generation on update, the scope of
+//! field ownership, and graceful deletion periods.
 
-use super::{Part, Registry};
+use super::{Part, Registry, WriteOptions};
 use crate::error::ApiError;
 use crate::meta;
 use serde_json::{json, Map, Value};
 use skiff_machinery::catalog::{Resource, Subresource};
+use skiff_machinery::managed_fields::{self, Keep};
 
 /// The body's apiVersion/kind, when given, must be the URL's.
 pub fn check_type(res: &Resource, obj: &Value) -> Result<(), ApiError> {
@@ -53,83 +55,96 @@ pub fn tracks_generation(res: &Resource) -> bool {
     )
 }
 
-/// Adds or refreshes this manager's entry in `metadata.managedFields`.
-pub fn record_manager(
-    obj: &mut Value,
-    manager: Option<&str>,
-    operation: &str,
+/// The scope of a write's field ownership: its subresource, and what it may
+/// own (upstream's reset fields: status on the main resource of a kind with a
+/// status subresource, only status on `/status`).
+pub fn with_field_scope<R>(
+    res: &Resource,
+    part: Part,
+    opts: &WriteOptions,
+    f: impl FnOnce(&managed_fields::Scope) -> R,
+) -> R {
+    let (subresource, keep) = match part {
+        Part::Status => ("status", Keep::Only("status")),
+        Part::Finalize => ("finalize", Keep::Only("spec")),
+        Part::Main if res.has(Subresource::Status) => {
+            (opts.subresource.unwrap_or(""), Keep::AllBut("status"))
+        }
+        Part::Main => (opts.subresource.unwrap_or(""), Keep::All),
+    };
+    let api_version = res.api_version();
+    f(&managed_fields::Scope {
+        kind: res.kind,
+        api_version: &api_version,
+        subresource,
+        keep,
+    })
+}
+
+/// Records the write as an Update by the request's field manager in `new`'s
+/// managedFields (`old` is None on create).
+pub fn track_update(
+    res: &Resource,
+    part: Part,
+    opts: &WriteOptions,
     old: Option<&Value>,
+    new: &mut Value,
 ) {
-    let Some(manager) = manager.filter(|m| !m.is_empty()) else {
-        if let Some(old) = old {
-            if let Some(mf) = old.pointer("/metadata/managedFields") {
-                meta::metadata_mut(obj).insert("managedFields".into(), mf.clone());
-            }
+    let old_fields = old
+        .and_then(|o| o.pointer("/metadata/managedFields"))
+        .cloned();
+    let keep_old = |new: &mut Value| match &old_fields {
+        Some(mf) => {
+            meta::metadata_mut(new).insert("managedFields".into(), mf.clone());
+        }
+        None => {
+            meta::metadata_mut(new).remove("managedFields");
+        }
+    };
+    // Writes the server makes on its own behalf leave ownership as it was.
+    let Some(manager) = opts.field_manager.as_deref() else {
+        if old_fields.is_some() {
+            keep_old(new);
         }
         return;
     };
-    let api_version = obj.get("apiVersion").cloned().unwrap_or(Value::Null);
-    let mut entries: Vec<Value> = old
-        .and_then(|o| o.pointer("/metadata/managedFields"))
-        .or_else(|| obj.pointer("/metadata/managedFields"))
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    entries.retain(|e| {
-        !(e.get("manager").and_then(Value::as_str) == Some(manager)
-            && e.get("operation").and_then(Value::as_str) == Some(operation))
+    let now = meta::now_rfc3339();
+    let tracked = with_field_scope(res, part, opts, |scope| {
+        managed_fields::update(scope, old, new, manager, &now)
     });
-    entries.push(json!({
-        "manager": manager,
-        "operation": operation,
-        "apiVersion": api_version,
-        "time": meta::now_rfc3339(),
-        "fieldsType": "FieldsV1",
-        "fieldsV1": fields_v1(obj),
-    }));
-    meta::metadata_mut(obj).insert("managedFields".into(), Value::Array(entries));
-}
-
-/// The set of fields an object sets, in upstream's FieldsV1 shape (`f:<name>`).
-fn fields_v1(obj: &Value) -> Value {
-    fn walk(v: &Value) -> Value {
-        match v {
-            Value::Object(m) => {
-                let mut out = Map::new();
-                out.insert(".".into(), json!({}));
-                for (k, child) in m {
-                    out.insert(format!("f:{k}"), walk(child));
-                }
-                Value::Object(out)
-            }
-            _ => json!({}),
-        }
+    if let Err(e) = tracked {
+        // As upstream's UpdateNoErrors: the write goes on with the stored entries.
+        tracing::warn!(
+            resource = res.plural,
+            name = meta::name(new),
+            "managedFields not updated: {e}"
+        );
+        keep_old(new);
     }
-    let mut out = Map::new();
-    if let Value::Object(m) = obj {
-        for (k, v) in m {
-            if matches!(k.as_str(), "apiVersion" | "kind" | "status") {
-                continue;
-            }
-            if k == "metadata" {
-                let mut md = Map::new();
-                for key in ["labels", "annotations"] {
-                    if let Some(x) = v.get(key) {
-                        md.insert(format!("f:{key}"), walk(x));
-                    }
-                }
-                out.insert("f:metadata".into(), Value::Object(md));
-            } else {
-                out.insert(format!("f:{k}"), walk(v));
-            }
-        }
-    }
-    Value::Object(out)
 }
 
 fn set_default(m: &mut Map<String, Value>, key: &str, value: Value) {
     if m.get(key).is_none_or(Value::is_null) {
         m.insert(key.into(), value);
+    }
+}
+
+/// A workload's update strategy: RollingUpdate unless typed otherwise, with
+/// the rolling parameters filled in (clients send `strategy: {}` too).
+fn default_rolling(spec: &mut Map<String, Value>, field: &str, rolling: Value) {
+    let strategy = spec.entry(field).or_insert_with(|| json!({}));
+    let Some(s) = strategy.as_object_mut() else {
+        return;
+    };
+    set_default(s, "type", json!("RollingUpdate"));
+    if s.get("type").and_then(Value::as_str) != Some("RollingUpdate") {
+        return;
+    }
+    let ru = s.entry("rollingUpdate").or_insert_with(|| json!({}));
+    if let (Some(ru), Value::Object(defaults)) = (ru.as_object_mut(), rolling) {
+        for (k, v) in defaults {
+            set_default(ru, &k, v);
+        }
     }
 }
 
@@ -192,40 +207,14 @@ fn default_template(obj: &mut Value, pointer: &str) {
     }
 }
 
-/// Defaults and allocations on create.
-pub async fn prepare_create(
-    reg: &Registry,
-    res: &Resource,
-    obj: &mut Value,
-) -> Result<(), ApiError> {
-    if res.has(Subresource::Status)
-        && !matches!(
-            res.plural,
-            "pods"
-                | "namespaces"
-                | "services"
-                | "nodes"
-                | "persistentvolumes"
-                | "persistentvolumeclaims"
-        )
-    {
-        // Upstream drops status on create for kinds whose controllers own it.
-        if let Some(m) = obj.as_object_mut() {
-            m.remove("status");
-        }
-    }
+/// Upstream's defaulting (the `SetDefaults_*` functions): what an object
+/// gets as it is decoded, before field ownership is recorded, so its writer
+/// owns the defaults. Also run on the result of an apply.
+pub fn apply_defaults(res: &Resource, obj: &mut Value) {
     match (res.group, res.plural) {
         ("", "pods") => {
             obj_mut(obj, "spec");
             default_pod_spec(&mut obj["spec"]);
-            admit_service_account(reg, obj)?;
-            super::priority::admit(reg, obj)?;
-            add_default_tolerations(&mut obj["spec"]);
-            let status = obj_mut(obj, "status");
-            status.clear();
-            status.insert("phase".into(), json!("Pending"));
-            let qos = qos_class(&obj["spec"]);
-            obj["status"]["qosClass"] = json!(qos);
         }
         ("", "namespaces") => {
             let name = meta::name(obj).to_string();
@@ -235,8 +224,6 @@ pub async fn prepare_create(
             if let Some(l) = labels.as_object_mut() {
                 l.insert("kubernetes.io/metadata.name".into(), json!(name));
             }
-            obj_mut(obj, "spec").insert("finalizers".into(), json!(["kubernetes"]));
-            obj["status"] = json!({"phase": "Active"});
         }
         ("", "secrets") => {
             if let Some(m) = obj.as_object_mut() {
@@ -266,34 +253,25 @@ pub async fn prepare_create(
                     }
                 }
             }
-            reg.services.allocate(reg, obj).await?;
-            obj["status"] = json!({"loadBalancer": {}});
         }
         ("", "persistentvolumeclaims") => {
             set_default(obj_mut(obj, "spec"), "volumeMode", json!("Filesystem"));
-            obj["status"] = json!({"phase": "Pending"});
         }
         ("", "persistentvolumes") => {
             let spec = obj_mut(obj, "spec");
             set_default(spec, "persistentVolumeReclaimPolicy", json!("Retain"));
             set_default(spec, "volumeMode", json!("Filesystem"));
-            obj["status"] = json!({"phase": "Pending"});
         }
         ("apps", "deployments") => {
             let spec = obj_mut(obj, "spec");
             set_default(spec, "replicas", json!(1));
             set_default(spec, "revisionHistoryLimit", json!(10));
             set_default(spec, "progressDeadlineSeconds", json!(600));
-            set_default(spec, "strategy", json!({"type": "RollingUpdate"}));
-            if let Some(s) = spec.get_mut("strategy").and_then(Value::as_object_mut) {
-                if s.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
-                    let ru = s.entry("rollingUpdate").or_insert_with(|| json!({}));
-                    if let Some(ru) = ru.as_object_mut() {
-                        set_default(ru, "maxUnavailable", json!("25%"));
-                        set_default(ru, "maxSurge", json!("25%"));
-                    }
-                }
-            }
+            default_rolling(
+                spec,
+                "strategy",
+                json!({"maxUnavailable": "25%", "maxSurge": "25%"}),
+            );
             default_template(obj, "/spec/template/spec");
         }
         ("apps", "replicasets") => {
@@ -305,11 +283,7 @@ pub async fn prepare_create(
             set_default(spec, "replicas", json!(1));
             set_default(spec, "podManagementPolicy", json!("OrderedReady"));
             set_default(spec, "revisionHistoryLimit", json!(10));
-            set_default(
-                spec,
-                "updateStrategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
-            );
+            default_rolling(spec, "updateStrategy", json!({"partition": 0}));
             set_default(
                 spec,
                 "persistentVolumeClaimRetentionPolicy",
@@ -320,10 +294,10 @@ pub async fn prepare_create(
         ("apps", "daemonsets") => {
             let spec = obj_mut(obj, "spec");
             set_default(spec, "revisionHistoryLimit", json!(10));
-            set_default(
+            default_rolling(
                 spec,
                 "updateStrategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+                json!({"maxUnavailable": 1, "maxSurge": 0}),
             );
             default_template(obj, "/spec/template/spec");
         }
@@ -338,6 +312,57 @@ pub async fn prepare_create(
             set_default(spec, "failedJobsHistoryLimit", json!(1));
             default_template(obj, "/spec/jobTemplate/spec/template/spec");
         }
+        _ => {}
+    }
+}
+
+/// What create adds after defaults and field ownership, as upstream's
+/// admission and PrepareForCreate do: service accounts and tolerations,
+/// allocations, generated selectors, and status reset.
+pub async fn prepare_create(
+    reg: &Registry,
+    res: &Resource,
+    obj: &mut Value,
+) -> Result<(), ApiError> {
+    if res.has(Subresource::Status)
+        && !matches!(
+            res.plural,
+            "pods"
+                | "namespaces"
+                | "services"
+                | "nodes"
+                | "persistentvolumes"
+                | "persistentvolumeclaims"
+        )
+    {
+        // Upstream drops status on create for kinds whose controllers own it.
+        if let Some(m) = obj.as_object_mut() {
+            m.remove("status");
+        }
+    }
+    match (res.group, res.plural) {
+        ("", "pods") => {
+            admit_service_account(reg, obj)?;
+            super::priority::admit(reg, obj)?;
+            add_default_tolerations(&mut obj["spec"]);
+            let status = obj_mut(obj, "status");
+            status.clear();
+            status.insert("phase".into(), json!("Pending"));
+            let qos = qos_class(&obj["spec"]);
+            obj["status"]["qosClass"] = json!(qos);
+        }
+        ("", "namespaces") => {
+            obj_mut(obj, "spec").insert("finalizers".into(), json!(["kubernetes"]));
+            obj["status"] = json!({"phase": "Active"});
+        }
+        ("", "services") => {
+            reg.services.allocate(reg, obj).await?;
+            obj["status"] = json!({"loadBalancer": {}});
+        }
+        ("", "persistentvolumeclaims" | "persistentvolumes") => {
+            obj["status"] = json!({"phase": "Pending"});
+        }
+        ("batch", "jobs") => job_selector(obj),
         _ => {}
     }
     Ok(())
@@ -399,10 +424,8 @@ fn add_default_tolerations(spec: &mut Value) {
     }
 }
 
-/// Job defaults, including the generated selector tying pods to this Job's uid.
+/// Job defaults.
 fn default_job(obj: &mut Value) {
-    let uid = meta::uid(obj).unwrap_or("").to_string();
-    let name = meta::name(obj).to_string();
     let spec = obj_mut(obj, "spec");
     let both_unset = spec.get("parallelism").is_none_or(Value::is_null)
         && spec.get("completions").is_none_or(Value::is_null);
@@ -414,29 +437,38 @@ fn default_job(obj: &mut Value) {
     set_default(spec, "completionMode", json!("NonIndexed"));
     set_default(spec, "suspend", json!(false));
     set_default(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
+    default_template(obj, "/spec/template/spec");
+}
+
+/// The generated selector tying a Job's pods to its uid, unless the Job
+/// brings its own (upstream's PrepareForCreate).
+fn job_selector(obj: &mut Value) {
+    let uid = meta::uid(obj).unwrap_or("").to_string();
+    let name = meta::name(obj).to_string();
+    let spec = obj_mut(obj, "spec");
     let manual = spec
         .get("manualSelector")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    if !manual {
-        spec.insert(
-            "selector".into(),
-            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
-        );
-        let tmpl_meta = obj
-            .pointer_mut("/spec/template")
-            .map(|t| obj_mut(t, "metadata"));
-        if let Some(tm) = tmpl_meta {
-            let labels = tm.entry("labels").or_insert_with(|| json!({}));
-            if let Some(l) = labels.as_object_mut() {
-                l.insert("batch.kubernetes.io/controller-uid".into(), json!(uid));
-                l.insert("batch.kubernetes.io/job-name".into(), json!(name));
-                l.insert("controller-uid".into(), json!(uid));
-                l.insert("job-name".into(), json!(name));
-            }
+    if manual {
+        return;
+    }
+    spec.insert(
+        "selector".into(),
+        json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
+    );
+    let tmpl_meta = obj
+        .pointer_mut("/spec/template")
+        .map(|t| obj_mut(t, "metadata"));
+    if let Some(tm) = tmpl_meta {
+        let labels = tm.entry("labels").or_insert_with(|| json!({}));
+        if let Some(l) = labels.as_object_mut() {
+            l.insert("batch.kubernetes.io/controller-uid".into(), json!(uid));
+            l.insert("batch.kubernetes.io/job-name".into(), json!(name));
+            l.insert("controller-uid".into(), json!(uid));
+            l.insert("job-name".into(), json!(name));
         }
     }
-    default_template(obj, "/spec/template/spec");
 }
 
 /// Upstream's QoS: Guaranteed when every container has equal cpu and memory
