@@ -139,6 +139,178 @@ async fn typed_verbs_and_errors() {
     assert!(cms.get_opt("a").await.unwrap().is_none());
 }
 
+/// Server-side apply as controllers use it: `Patch::Apply` with a field
+/// manager, its conflicts (a 409 with upstream's causes), `force`, and the
+/// removal of fields a manager stops applying.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply() {
+    let s = Server::start(None);
+    let c = s.client().await;
+    let ns = unique_ns("ssa");
+    make_ns(&c, &ns).await;
+    let cms: Api<ConfigMap> = Api::namespaced(c.clone(), &ns);
+    let config = |data: serde_json::Value| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}, "data": data});
+    let apply = |manager: &'static str, force: bool, body: serde_json::Value| {
+        let cms = cms.clone();
+        async move {
+            let mut pp = PatchParams::apply(manager);
+            if force {
+                pp = pp.force();
+            }
+            cms.patch("cfg", &pp, &Patch::Apply(body)).await
+        }
+    };
+    let entries = |cm: &ConfigMap| -> Vec<(String, String, serde_json::Value)> {
+        cm.metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .map(|e| {
+                (
+                    e.manager.clone().unwrap_or_default(),
+                    e.operation.clone().unwrap_or_default(),
+                    e.fields_v1
+                        .as_ref()
+                        .map(|f| f.0.clone())
+                        .unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+
+    // Created, and owned by its applier alone.
+    let a = apply("mgr-a", false, config(json!({"x": "1", "y": "2"})))
+        .await
+        .unwrap();
+    assert_eq!(
+        entries(&a),
+        vec![(
+            "mgr-a".into(),
+            "Apply".into(),
+            json!({"f:data": {"f:x": {}, "f:y": {}}})
+        )]
+    );
+    // The same configuration again: nothing written.
+    let again = apply("mgr-a", false, config(json!({"x": "1", "y": "2"})))
+        .await
+        .unwrap();
+    assert_eq!(again.metadata.resource_version, a.metadata.resource_version);
+
+    // Another manager changing x: a 409 naming the owner and the field.
+    let err = apply("mgr-b", false, config(json!({"x": "9"})))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 409 && s.reason == "Conflict"
+            && s.message == r#"Apply failed with 1 conflict: conflict with "mgr-a": .data.x"#),
+        "{err:?}"
+    );
+    let raw = http::Request::builder()
+        .method("PATCH")
+        .uri(format!(
+            "/api/v1/namespaces/{ns}/configmaps/cfg?fieldManager=mgr-b"
+        ))
+        .header("content-type", "application/apply-patch+yaml")
+        .body(kube::client::Body::from(
+            b"{apiVersion: v1, kind: ConfigMap, metadata: {name: cfg}, data: {x: \"9\"}}".to_vec(),
+        ))
+        .unwrap();
+    let r = c.send(raw).await.unwrap();
+    assert_eq!(r.status().as_u16(), 409);
+    let status: serde_json::Value =
+        serde_json::from_slice(&r.into_body().collect_bytes().await.unwrap()).unwrap();
+    assert_eq!(
+        status["details"]["causes"],
+        json!([{"reason": "FieldManagerConflict", "message": "conflict with \"mgr-a\"", "field": ".data.x"}])
+    );
+
+    // The value already there is shared; forced, a changed one changes hands.
+    let shared = apply("mgr-b", false, config(json!({"x": "1"})))
+        .await
+        .unwrap();
+    assert_eq!(entries(&shared).len(), 2);
+    let forced = apply("mgr-b", true, config(json!({"x": "9"})))
+        .await
+        .unwrap();
+    assert_eq!(forced.data.as_ref().unwrap()["x"], "9");
+    assert_eq!(
+        entries(&forced),
+        vec![
+            (
+                "mgr-a".into(),
+                "Apply".into(),
+                json!({"f:data": {"f:y": {}}})
+            ),
+            (
+                "mgr-b".into(),
+                "Apply".into(),
+                json!({"f:data": {"f:x": {}}})
+            ),
+        ]
+    );
+
+    // mgr-a stops applying y: y goes, and so does mgr-a's entry.
+    let bare = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}});
+    let pruned = apply("mgr-a", false, bare).await.unwrap();
+    assert_eq!(
+        pruned.data.clone().unwrap(),
+        [("x".to_string(), "9".to_string())].into_iter().collect()
+    );
+    assert_eq!(entries(&pruned).len(), 1);
+
+    // An update is recorded as one too, with the client's manager.
+    let updated = cms
+        .patch(
+            "cfg",
+            &PatchParams {
+                field_manager: Some("editor".into()),
+                ..Default::default()
+            },
+            &Patch::Merge(json!({"data": {"x": "10"}})),
+        )
+        .await
+        .unwrap();
+    let e = entries(&updated);
+    assert!(
+        e.contains(&(
+            "editor".into(),
+            "Update".into(),
+            json!({"f:data": {"f:x": {}}})
+        )),
+        "{e:?}"
+    );
+    assert!(!e.iter().any(|(m, _, _)| m == "mgr-b"), "{e:?}");
+
+    // force is for apply patches only; an apply names its manager.
+    for (uri, ct, why) in [
+        (
+            "?force=true",
+            "application/merge-patch+json",
+            "force: Forbidden: may not be specified for non-apply patch",
+        ),
+        (
+            "",
+            "application/apply-patch+yaml",
+            "fieldManager: Required value: is required for apply patch",
+        ),
+    ] {
+        let req = http::Request::builder()
+            .method("PATCH")
+            .uri(format!("/api/v1/namespaces/{ns}/configmaps/cfg{uri}"))
+            .header("content-type", ct)
+            .body(kube::client::Body::from(b"{}".to_vec()))
+            .unwrap();
+        let r = c.send(req).await.unwrap();
+        assert_eq!(r.status().as_u16(), 422);
+        let status: serde_json::Value =
+            serde_json::from_slice(&r.into_body().collect_bytes().await.unwrap()).unwrap();
+        assert_eq!(
+            status["message"],
+            format!(r#"PatchOptions.meta.k8s.io "" is invalid: {why}"#)
+        );
+    }
+}
+
 async fn wait_for(
     rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
     name: &str,

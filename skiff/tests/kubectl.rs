@@ -340,6 +340,207 @@ fn scenario(s: &Server) {
         .contains("NotFound"));
 }
 
+const SSA_DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: ssa
+  labels: {app: ssa, tier: fe}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: ssa}
+  template:
+    metadata:
+      labels: {app: ssa}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.25
+        ports: [{containerPort: 80}]
+        env: [{name: A, value: "1"}, {name: B, value: "2"}]
+"#;
+
+/// `kubectl apply --server-side`: field ownership, conflicts as upstream
+/// words them, forcing, removal of fields dropped from the manifest, and the
+/// move from client-side apply.
+fn server_side_apply(s: &Server) {
+    let ns = unique_ns("ssa");
+    s.ok(&["create", "namespace", &ns]);
+    let apply = |yaml: &str, extra: &[&str]| {
+        let mut args = vec!["apply", "--server-side", "-n", &ns, "-f", "-"];
+        args.extend(extra);
+        s.kubectl_stdin(&args, yaml)
+    };
+    let stdout = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).into_owned();
+    let stderr = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    let get = |kind: &str, name: &str, path: &str| {
+        s.ok(&[
+            "get",
+            kind,
+            name,
+            "-n",
+            &ns,
+            "-o",
+            &format!("jsonpath={path}"),
+        ])
+    };
+
+    let out = apply(SSA_DEPLOYMENT, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out).trim(),
+        "deployment.apps/ssa serverside-applied"
+    );
+    // Applying the same again writes nothing.
+    let rv = get("deploy", "ssa", "{.metadata.resourceVersion}");
+    assert!(apply(SSA_DEPLOYMENT, &[]).status.success());
+    assert_eq!(get("deploy", "ssa", "{.metadata.resourceVersion}"), rv);
+
+    // The applier owns exactly what it applied, in upstream's FieldsV1.
+    let obj: serde_json::Value = serde_json::from_str(&s.ok(&[
+        "get",
+        "deploy",
+        "ssa",
+        "-n",
+        &ns,
+        "-o",
+        "json",
+        "--show-managed-fields",
+    ]))
+    .unwrap();
+    let entries = obj["metadata"]["managedFields"].as_array().unwrap();
+    let mine = entries
+        .iter()
+        .find(|e| e["manager"] == "kubectl" && e["operation"] == "Apply")
+        .unwrap_or_else(|| panic!("no kubectl Apply entry: {entries:?}"));
+    assert_eq!(mine["apiVersion"], "apps/v1");
+    assert_eq!(mine["fieldsType"], "FieldsV1");
+    assert!(mine["time"].as_str().is_some_and(|t| t.ends_with('Z')));
+    assert_eq!(
+        mine["fieldsV1"],
+        serde_json::json!({
+            "f:metadata": {"f:labels": {"f:app": {}, "f:tier": {}}},
+            "f:spec": {"f:replicas": {}, "f:selector": {}, "f:template": {
+                "f:metadata": {"f:labels": {"f:app": {}}},
+                "f:spec": {"f:containers": {r#"k:{"name":"nginx"}"#: {
+                    ".": {}, "f:env": {
+                        r#"k:{"name":"A"}"#: {".": {}, "f:name": {}, "f:value": {}},
+                        r#"k:{"name":"B"}"#: {".": {}, "f:name": {}, "f:value": {}}},
+                    "f:image": {}, "f:name": {},
+                    "f:ports": {r#"k:{"containerPort":80,"protocol":"TCP"}"#: {".": {}, "f:containerPort": {}}}}}}}}
+        })
+    );
+    let yaml = s.ok(&[
+        "get",
+        "deploy",
+        "ssa",
+        "-n",
+        &ns,
+        "-o",
+        "yaml",
+        "--show-managed-fields",
+    ]);
+    for line in [
+        "manager: kubectl",
+        "operation: Apply",
+        "f:replicas: {}",
+        r#"k:{"name":"nginx"}:"#,
+        ".: {}",
+    ] {
+        assert!(yaml.contains(line), "{line} missing from {yaml}");
+    }
+    assert!(!s
+        .ok(&["get", "deploy", "ssa", "-n", &ns, "-o", "yaml"])
+        .contains("managedFields"));
+
+    // `kubectl scale` takes spec.replicas; applying another count conflicts.
+    s.ok(&["scale", "deploy", "ssa", "-n", &ns, "--replicas=5"]);
+    let three = SSA_DEPLOYMENT.replace("replicas: 2", "replicas: 3");
+    let out = apply(&three, &[]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(r#"Apply failed with 1 conflict: conflict with "kubectl" with subresource "scale" using apps/v1: .spec.replicas"#),
+        "{err}"
+    );
+    assert!(err.contains("--force-conflicts"), "{err}");
+    assert_eq!(get("deploy", "ssa", "{.spec.replicas}"), "5");
+    // --force-conflicts takes it back; the scale entry, left with nothing, goes.
+    let out = apply(&three, &["--force-conflicts"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(get("deploy", "ssa", "{.spec.replicas}"), "3");
+    let managers = s.ok(&[
+        "get",
+        "deploy",
+        "ssa",
+        "-n",
+        &ns,
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={range .metadata.managedFields[*]}{.manager}/{.operation}/{.subresource};{end}",
+    ]);
+    assert!(!managers.contains("/scale"), "{managers}");
+
+    // Another manager may not change what kubectl owns.
+    let other = three.replace("nginx:1.25", "nginx:1.26");
+    let out = apply(&other, &["--field-manager=other"]);
+    assert!(
+        stderr(&out).contains(
+            r#"conflict with "kubectl": .spec.template.spec.containers[name="nginx"].image"#
+        ),
+        "{}",
+        stderr(&out)
+    );
+
+    // Fields dropped from the manifest leave the object.
+    let smaller = three
+        .replace(", tier: fe", "")
+        .replace(r#", {name: B, value: "2"}"#, "");
+    let out = apply(&smaller, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        get("deploy", "ssa", "{.metadata.labels}"),
+        r#"{"app":"ssa"}"#
+    );
+    assert_eq!(
+        get(
+            "deploy",
+            "ssa",
+            "{.spec.template.spec.containers[0].env[*].name}"
+        ),
+        "A"
+    );
+
+    // A server dry run changes nothing.
+    let out = apply(
+        &smaller.replace("replicas: 3", "replicas: 4"),
+        &["--dry-run=server"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(get("deploy", "ssa", "{.spec.replicas}"), "3");
+
+    // From client-side apply: kubectl takes over what it applied before,
+    // another manager conflicts with kubectl-client-side-apply.
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: csa}\ndata: {a: \"1\"}\n";
+    s.apply(&ns, cm);
+    let out = apply(&cm.replace(r#""1""#, r#""2""#), &["--field-manager=other"]);
+    assert!(
+        stderr(&out).contains(r#"Apply failed with 1 conflict: conflict with "kubectl-client-side-apply" using v1: .data.a"#),
+        "{}",
+        stderr(&out)
+    );
+    let out = apply(&cm.replace(r#""1""#, r#""2""#), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(get("cm", "csa", "{.data.a}"), "2");
+    let last = get(
+        "cm",
+        "csa",
+        r"{.metadata.annotations.kubectl\.kubernetes\.io/last-applied-configuration}",
+    );
+    assert!(last.contains(r#""data":{"a":"2"}"#), "{last}");
+}
+
 /// A config map owned by `owner` (blocking its deletion, as controllers set it).
 fn dependent(s: &Server, ns: &str, owner: &str, name: &str) {
     let uid = s.ok(&[
@@ -438,6 +639,16 @@ fn kubectl_cascading_and_namespace_deletion() {
     }
     let s = Server::start(None);
     cascades(&s);
+}
+
+#[test]
+fn kubectl_server_side_apply() {
+    if !have_kubectl() {
+        eprintln!("kubectl not on PATH: skipped");
+        return;
+    }
+    let s = Server::start(None);
+    server_side_apply(&s);
 }
 
 #[test]
