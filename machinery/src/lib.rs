@@ -3,6 +3,8 @@
 //! (server-side apply) and metrics histograms.
 
 pub mod catalog;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod fields;
 pub mod histogram;
 pub mod labels;

@@ -1,85 +1,14 @@
 //! What the scheduler writes through the API: bindings, the PodScheduled
-//! condition and nominated node of pods that do not fit, preemption of
-//! victims, and events (events.k8s.io/v1, as upstream's recorder; sent in
-//! the background and dropped when too many queue up, as upstream's
-//! broadcaster does, so events never hold up scheduling).
+//! condition and nominated node of pods that do not fit, and preemption of
+//! victims.
 
 use crate::podinfo::PodInfo;
 use crate::preemption::Candidate;
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ObjectReference, Pod};
-use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams, Preconditions};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::Client;
 use serde_json::json;
-use tokio::sync::mpsc;
-
-const EVENT_BACKLOG: usize = 1000;
-const EVENT_WRITERS: usize = 8;
-
-#[derive(Clone)]
-pub struct Recorder {
-    tx: mpsc::Sender<Event>,
-    controller: String,
-    instance: String,
-}
-
-impl Recorder {
-    pub fn start(client: Client, controller: &str, instance: &str) -> Recorder {
-        let (tx, rx) = mpsc::channel::<Event>(EVENT_BACKLOG);
-        tokio::spawn(async move {
-            futures::stream::unfold(rx, |mut rx| async { rx.recv().await.map(|e| (e, rx)) })
-                .for_each_concurrent(EVENT_WRITERS, |e| {
-                    let client = client.clone();
-                    async move {
-                        let ns = e.metadata.namespace.clone().unwrap_or_default();
-                        let api: Api<Event> = Api::namespaced(client, &ns);
-                        if let Err(err) = api.create(&PostParams::default(), &e).await {
-                            tracing::debug!(error = %err, "writing an event");
-                        }
-                    }
-                })
-                .await
-        });
-        Recorder {
-            tx,
-            controller: controller.into(),
-            instance: instance.into(),
-        }
-    }
-
-    pub fn record(&self, pod: &PodInfo, type_: &str, reason: &str, action: &str, note: String) {
-        let now = jiff::Timestamp::now();
-        let event = Event {
-            metadata: ObjectMeta {
-                name: Some(format!("{}.{:x}", pod.name, now.as_nanosecond())),
-                namespace: Some(pod.namespace.clone()),
-                ..Default::default()
-            },
-            event_time: Some(MicroTime(now)),
-            reporting_controller: Some(self.controller.clone()),
-            reporting_instance: Some(self.instance.clone()),
-            action: Some(action.into()),
-            reason: Some(reason.into()),
-            type_: Some(type_.into()),
-            note: Some(note),
-            regarding: Some(ObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("Pod".into()),
-                namespace: Some(pod.namespace.clone()),
-                name: Some(pod.name.clone()),
-                uid: Some(pod.uid.clone()),
-                resource_version: pod.pod.metadata.resource_version.clone(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        if self.tx.try_send(event).is_err() {
-            tracing::debug!(pod = %pod.key(), reason, "event backlog full; dropping the event");
-        }
-    }
-}
+use skiff_machinery::client::events::Recorder;
 
 /// POSTs the pod's binding to `node`.
 pub async fn bind(client: &Client, pod: &PodInfo, node: &str) -> Result<(), kube::Error> {
@@ -181,7 +110,7 @@ pub async fn preempt(
         };
         match api.delete(&victim.name, &dp).await {
             Ok(_) => recorder.record(
-                victim,
+                &*victim.pod,
                 "Normal",
                 "Preempted",
                 "Preempting",

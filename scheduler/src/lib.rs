@@ -9,7 +9,6 @@ pub mod cache;
 pub mod config;
 pub mod framework;
 mod informer;
-pub mod leader;
 pub mod metrics;
 pub mod nodeinfo;
 pub mod plugins;
@@ -28,6 +27,7 @@ use kube::{Api, Client, ResourceExt};
 use podinfo::PodInfo;
 use queue::{Outcome, Queue};
 use schedule::{Algorithm, Decision};
+use skiff_machinery::client::events::Recorder;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore};
@@ -65,7 +65,7 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
         )
     };
     if leader_elect {
-        leader::Election::new(
+        skiff_machinery::client::leader::Election::new(
             client.clone(),
             "kube-system",
             "kube-scheduler",
@@ -89,7 +89,7 @@ struct Scheduler {
     state: Mutex<State>,
     wake: Notify,
     metrics: Arc<metrics::Metrics>,
-    recorder: api::Recorder,
+    recorder: Recorder,
     binds: Arc<Semaphore>,
 }
 
@@ -101,7 +101,7 @@ impl Scheduler {
         metrics: Arc<metrics::Metrics>,
     ) -> anyhow::Result<()> {
         let s = Arc::new(Scheduler {
-            recorder: api::Recorder::start(client.clone(), "default-scheduler", &identity),
+            recorder: Recorder::start(client.clone(), "default-scheduler", &identity),
             client: client.clone(),
             profiles,
             state: Mutex::new(State {
@@ -406,7 +406,7 @@ impl Scheduler {
                     self.metrics.bound(age.unsigned_abs());
                 }
                 self.recorder.record(
-                    &pod,
+                    &*pod.pod,
                     "Normal",
                     "Scheduled",
                     "Binding",
@@ -422,7 +422,7 @@ impl Scheduler {
                 self.metrics
                     .attempt(profile, metrics::Result::Error, start.elapsed());
                 self.recorder.record(
-                    &pod,
+                    &*pod.pod,
                     "Warning",
                     "FailedScheduling",
                     "Scheduling",
@@ -442,7 +442,7 @@ impl Scheduler {
     ) {
         tracing::debug!(pod = %pod.key(), %message, "unschedulable");
         self.recorder.record(
-            &pod,
+            &*pod.pod,
             "Warning",
             "FailedScheduling",
             "Scheduling",

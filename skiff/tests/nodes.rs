@@ -8,9 +8,9 @@ mod common;
 use common::{default_service_account, eventually, Server, Simulator};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, PostParams};
-use kube::{Client, ResourceExt};
+use kube::ResourceExt;
 use serde_json::json;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Waits for `count` registered nodes, each with its pod CIDR.
 async fn nodes_with_cidrs(nodes: &Api<Node>, count: usize) {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{default_service_account, eventually, Server, Simulator};
+use common::{default_service_account, eventually, Server, Simulator, Spawned};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::Client;
@@ -328,6 +328,7 @@ async fn one_leader_among_two_schedulers() {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(s.dir.path().join(log)).unwrap())
             .spawn()
+            .map(Spawned)
             .unwrap()
     };
     let mut schedulers = [spawn("s0.log"), spawn("s1.log")];
@@ -355,8 +356,8 @@ async fn one_leader_among_two_schedulers() {
         })
         .collect();
     assert_eq!(leading.len(), 1, "exactly one leader");
-    let _ = schedulers[leading[0]].kill();
-    let _ = schedulers[leading[0]].wait();
+    let _ = schedulers[leading[0]].0.kill();
+    let _ = schedulers[leading[0]].0.wait();
 
     // The lease runs out (15 s) and the survivor takes over.
     pod(&c, "second", json!({}), json!({})).await;
@@ -365,8 +366,4 @@ async fn one_leader_among_two_schedulers() {
     })
     .await;
     assert_ne!(holder().await, first_holder);
-    for mut child in schedulers {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
 }

@@ -239,9 +239,20 @@ impl Drop for Server {
     }
 }
 
+/// A process a test started, killed (by its pid) when dropped, so a failing
+/// test leaves nothing running.
+pub struct Spawned(pub Child);
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `skiff agent --simulate` against a server, killed (by pid) when dropped.
 pub struct Simulator {
-    child: Child,
+    _child: Spawned,
 }
 
 impl Simulator {
@@ -261,13 +272,8 @@ impl Simulator {
             .stderr(Stdio::null())
             .spawn()
             .expect("start skiff agent --simulate");
-        Simulator { child }
-    }
-}
-
-impl Drop for Simulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        Simulator {
+            _child: Spawned(child),
+        }
     }
 }
