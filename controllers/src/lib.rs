@@ -1,18 +1,22 @@
 //! skiff's controllers. Each is an ordinary API client (kube-rs): it watches,
 //! compares desired and observed state, and acts only through the API.
 
+pub mod deployment;
 pub mod disruption;
 pub mod endpoints;
 pub mod garbagecollector;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
+pub mod pods;
 pub mod podgc;
+pub mod replicaset;
 pub mod resources;
 pub mod serviceaccount;
 pub mod ttlafterfinished;
 
 use kube::Client;
+use skiff_machinery::client::events::Recorder;
 
 pub struct Config {
     /// Pod addresses; each node gets a /24 of it.
@@ -21,11 +25,26 @@ pub struct Config {
     pub node_monitor_grace_period: std::time::Duration,
     /// Finished pods kept before the oldest are deleted (upstream: 12500).
     pub terminated_pod_gc_threshold: usize,
+    /// This process's name in the leader Lease and in its events.
+    pub identity: String,
 }
 
-/// Runs every controller until one fails irrecoverably.
+/// Runs every controller while this process holds the
+/// `kube-controller-manager` Lease in kube-system, so two servers never both
+/// act; returns only if a controller fails irrecoverably.
 pub async fn run(client: Client, cfg: Config) -> anyhow::Result<()> {
+    let election = skiff_machinery::client::leader::Election::new(
+        client.clone(),
+        "kube-system",
+        "kube-controller-manager",
+        &cfg.identity,
+    );
+    election.run(|| run_all(client.clone(), &cfg)).await
+}
+
+async fn run_all(client: Client, cfg: &Config) -> anyhow::Result<()> {
     let cidrs = nodeipam::PodCidrs::new(&cfg.cluster_cidr)?;
+    let recorder = |controller: &str| Recorder::start(client.clone(), controller, &cfg.identity);
     tokio::select! {
         r = namespace::run(client.clone()) => r,
         r = garbagecollector::run(client.clone()) => r,
@@ -36,5 +55,7 @@ pub async fn run(client: Client, cfg: Config) -> anyhow::Result<()> {
         r = podgc::run(client.clone(), cfg.terminated_pod_gc_threshold) => r,
         r = ttlafterfinished::run(client.clone()) => r,
         r = nodelifecycle::run(client.clone(), cfg.node_monitor_grace_period) => r,
+        r = replicaset::run(client.clone(), recorder("replicaset-controller")) => r,
+        r = deployment::run(client.clone(), recorder("deployment-controller")) => r,
     }
 }

@@ -90,7 +90,7 @@ impl SchedulerFlags {
 
     /// Starts the scheduler in the background (its metrics too, when the
     /// address is free).
-    fn spawn(&self, client: kube::Client) -> Result<()> {
+    fn spawn(&self, client: kube::Client, identity: String) -> Result<()> {
         let config = self.configuration()?;
         config.profiles().map_err(anyhow::Error::msg)?;
         let metrics = std::sync::Arc::new(skiff_scheduler::metrics::Metrics::default());
@@ -103,8 +103,6 @@ impl SchedulerFlags {
                 }
             });
         }
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        let identity = format!("{}_{}", host.trim(), uuid::Uuid::new_v4());
         let opts = skiff_scheduler::Options {
             config,
             identity,
@@ -196,6 +194,25 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs_f64(secs))
 }
 
+/// This process's name in leader Leases: the host, and for a server its
+/// data dir, so a restarted server takes its leases back at once instead of
+/// waiting for them to lapse; otherwise unique per process.
+fn identity(data_dir: Option<&std::path::Path>) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let suffix = match data_dir {
+        Some(dir) => {
+            let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+            let mut h: u32 = 0x811c9dc5;
+            for b in dir.to_string_lossy().bytes() {
+                h = (h ^ b as u32).wrapping_mul(0x01000193);
+            }
+            format!("{h:08x}")
+        }
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    format!("{}_{suffix}", host.trim())
+}
+
 /// A kube client from a kubeconfig file.
 async fn component_client(path: &std::path::Path) -> Result<kube::Client> {
     let kc = kube::config::Kubeconfig::read_from(path)?;
@@ -237,12 +254,13 @@ async fn main() -> Result<()> {
         Command::Scheduler(a) => {
             init_logging(&cli.log_format);
             let client = component_client(&a.kubeconfig).await?;
-            a.common.spawn(client)?;
+            a.common.spawn(client, identity(None))?;
             tokio::signal::ctrl_c().await?;
             Ok(())
         }
         Command::Server(a) => {
             init_logging(&cli.log_format);
+            let server_identity = identity(Some(&a.data_dir));
             let cfg = skiff_apiserver::server::Config {
                 data_dir: a.data_dir,
                 bind_address: a.bind_address,
@@ -262,7 +280,10 @@ async fn main() -> Result<()> {
             if !a.disable_scheduler {
                 let kubeconfig =
                     running.component_kubeconfig("scheduler", "system:kube-scheduler", &[])?;
-                a.scheduler.spawn(component_client(&kubeconfig).await?)?;
+                a.scheduler.spawn(
+                    component_client(&kubeconfig).await?,
+                    server_identity.clone(),
+                )?;
             }
             if !a.disable_controller_manager {
                 let kubeconfig = running.component_kubeconfig(
@@ -278,6 +299,7 @@ async fn main() -> Result<()> {
                             cluster_cidr,
                             node_monitor_grace_period,
                             terminated_pod_gc_threshold,
+                            identity: server_identity,
                         },
                     )
                     .await

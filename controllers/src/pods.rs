@@ -1,0 +1,298 @@
+//! What the workload controllers share about the pods they manage, after
+//! upstream's `pkg/controller` helpers: which pods count as active, ready
+//! and available, controller references, adoption and release, creating
+//! pods from a template, and expectations (what a controller is waiting to
+//! see in its cache before it acts again).
+
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::Store;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+use skiff_machinery::labels::Selector;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The owner reference marked as the managing controller, if any.
+pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true))
+}
+
+/// Not finished and not being deleted (upstream's `IsPodActive`).
+pub fn is_active(p: &Pod) -> bool {
+    let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+    !matches!(phase, Some("Succeeded" | "Failed")) && p.metadata.deletion_timestamp.is_none()
+}
+
+fn ready_condition(p: &Pod) -> Option<&k8s_openapi::api::core::v1::PodCondition> {
+    p.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")
+}
+
+pub fn is_ready(p: &Pod) -> bool {
+    ready_condition(p).is_some_and(|c| c.status == "True")
+}
+
+/// Ready for at least `min_ready_seconds`; else how long until it will be
+/// (`Err(None)` when it is not ready at all).
+pub fn availability(p: &Pod, min_ready_seconds: i32) -> Result<(), Option<Duration>> {
+    let Some(c) = ready_condition(p).filter(|c| c.status == "True") else {
+        return Err(None);
+    };
+    if min_ready_seconds <= 0 {
+        return Ok(());
+    }
+    let Some(since) = c.last_transition_time.as_ref() else {
+        return Ok(());
+    };
+    let ready_for = k8s_openapi::jiff::Timestamp::now().duration_since(since.0);
+    let needed = k8s_openapi::jiff::SignedDuration::from_secs(min_ready_seconds as i64);
+    if ready_for >= needed {
+        Ok(())
+    } else {
+        Err(Some((needed - ready_for).unsigned_abs()))
+    }
+}
+
+pub fn selector_of(
+    sel: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+) -> Selector {
+    serde_json::to_value(sel)
+        .ok()
+        .and_then(|v| Selector::from_label_selector(&v).ok())
+        // An unreadable selector selects nothing, never everything.
+        .unwrap_or_else(|| Selector::parse("!skiff.invalid/selector").expect("selector"))
+}
+
+pub fn labels_match(sel: &Selector, labels: &BTreeMap<String, String>) -> bool {
+    // An empty selector selects nothing for controllers (upstream).
+    !sel.is_empty() && sel.matches_with(|k| labels.get(k).map(String::as_str))
+}
+
+/// A controller reference to `owner`.
+pub fn owner_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
+    OwnerReference {
+        api_version: K::api_version(&()).into(),
+        kind: K::kind(&()).into(),
+        name: owner.name_any(),
+        uid: owner.uid().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// Claims objects for `owner`, as upstream's ControllerRefManager: those it
+/// controls and still selects are kept; those it controls but no longer
+/// selects are released; orphans it selects are adopted (unless the owner
+/// is being deleted). Returns the claimed ones.
+pub async fn claim<O, K>(
+    client: &Client,
+    owner: &O,
+    selector: &Selector,
+    candidates: Vec<Arc<K>>,
+) -> Result<Vec<Arc<K>>, kube::Error>
+where
+    O: Resource<DynamicType = ()>,
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let uid = owner.uid().unwrap_or_default();
+    let ns = owner.namespace().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(client.clone(), &ns);
+    let mut claimed = Vec::new();
+    for obj in candidates {
+        if obj.namespace().as_deref() != Some(ns.as_str()) {
+            continue;
+        }
+        let matches = labels_match(selector, obj.labels());
+        match controller_of(obj.meta()) {
+            Some(r) if r.uid == uid => {
+                if matches {
+                    claimed.push(obj);
+                } else if obj.meta().deletion_timestamp.is_none() {
+                    // Release: drop our reference, uid-checked.
+                    let patch = json!({"metadata": {
+                        "ownerReferences": [{"$patch": "delete", "uid": uid}],
+                        "uid": obj.uid(),
+                    }});
+                    match api
+                        .patch(
+                            &obj.name_any(),
+                            &PatchParams::default(),
+                            &Patch::Strategic(patch),
+                        )
+                        .await
+                    {
+                        Ok(_) => {}
+                        Err(kube::Error::Api(e)) if e.code == 404 => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Some(_) => {}
+            None => {
+                if !matches
+                    || obj.meta().deletion_timestamp.is_some()
+                    || owner.meta().deletion_timestamp.is_some()
+                {
+                    continue;
+                }
+                let patch = json!({"metadata": {
+                    "ownerReferences": [owner_ref(owner)],
+                    "uid": obj.uid(),
+                }});
+                match api
+                    .patch(
+                        &obj.name_any(),
+                        &PatchParams::default(),
+                        &Patch::Strategic(patch),
+                    )
+                    .await
+                {
+                    Ok(adopted) => claimed.push(Arc::new(adopted)),
+                    Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 || e.code == 422 => {
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    Ok(claimed)
+}
+
+/// A pod for `owner` from its template, named `<prefix>-<random>`.
+pub fn pod_from_template<O: Resource<DynamicType = ()>>(
+    owner: &O,
+    template: &PodTemplateSpec,
+    prefix: &str,
+) -> Pod {
+    let meta = template.metadata.clone().unwrap_or_default();
+    Pod {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{prefix}-")),
+            namespace: owner.namespace(),
+            labels: meta.labels,
+            annotations: meta.annotations,
+            finalizers: meta.finalizers,
+            owner_references: Some(vec![owner_ref(owner)]),
+            ..Default::default()
+        },
+        spec: template.spec.clone(),
+        status: None,
+    }
+}
+
+pub async fn create_pod(client: &Client, pod: &Pod) -> Result<Pod, kube::Error> {
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    Api::<Pod>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), pod)
+        .await
+}
+
+/// Creates or deletes run in batches of 1, 2, 4, … and stop at the first
+/// failure, so a broken template costs one error, not hundreds (upstream's
+/// slowStartBatch). Returns how many succeeded and the first error.
+pub async fn slow_start<F, Fut, T>(count: usize, mut op: F) -> (Vec<T>, Option<kube::Error>)
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    let mut done = Vec::new();
+    let mut batch = 1;
+    let mut started = 0;
+    while started < count {
+        let n = batch.min(count - started);
+        let results = futures::future::join_all((started..started + n).map(&mut op)).await;
+        started += n;
+        let mut error = None;
+        for r in results {
+            match r {
+                Ok(v) => done.push(v),
+                Err(e) => error = error.or(Some(e)),
+            }
+        }
+        if error.is_some() {
+            return (done, error);
+        }
+        batch *= 2;
+    }
+    (done, None)
+}
+
+/// What a controller waits to see in its cache before acting on an object
+/// again: the pods it created (by name) and deleted (by uid). A slow watch
+/// then cannot make it create or delete twice. Expectations lapse after
+/// five minutes, as upstream's, so a lost event cannot wedge an object.
+#[derive(Default)]
+pub struct Expectations {
+    pending: Mutex<HashMap<String, Expected>>,
+}
+
+struct Expected {
+    created: Vec<String>,
+    deleted: Vec<String>,
+    since: Instant,
+}
+
+const EXPECTATIONS_TTL: Duration = Duration::from_secs(300);
+
+impl Expectations {
+    pub fn expect(&self, key: &str, created: Vec<String>, deleted: Vec<String>) {
+        if created.is_empty() && deleted.is_empty() {
+            return;
+        }
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        p.insert(
+            key.to_string(),
+            Expected {
+                created,
+                deleted,
+                since: Instant::now(),
+            },
+        );
+    }
+
+    /// Whether the cache now shows everything expected for `key`.
+    pub fn satisfied(&self, key: &str, pods: &Store<Pod>, namespace: &str) -> bool {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(e) = p.get(key) else {
+            return true;
+        };
+        let seen_created = e.created.iter().all(|name| {
+            pods.get(&kube::runtime::reflector::ObjectRef::new(name).within(namespace))
+                .is_some()
+        });
+        let seen_deleted = e.deleted.is_empty() || {
+            let live: std::collections::HashSet<String> = pods
+                .state()
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .filter_map(|p| p.uid())
+                .collect();
+            e.deleted.iter().all(|uid| !live.contains(uid))
+        };
+        if (seen_created && seen_deleted) || e.since.elapsed() > EXPECTATIONS_TTL {
+            p.remove(key);
+            return true;
+        }
+        false
+    }
+
+    pub fn forget(&self, key: &str) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+}
