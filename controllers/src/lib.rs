@@ -1,10 +1,12 @@
 //! skiff's controllers. Each is an ordinary API client (kube-rs): it watches,
 //! compares desired and observed state, and acts only through the API.
 
+pub mod cronjob;
 pub mod deployment;
 pub mod disruption;
 pub mod endpoints;
 pub mod garbagecollector;
+pub mod job;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
@@ -57,5 +59,7 @@ async fn run_all(client: Client, cfg: &Config) -> anyhow::Result<()> {
         r = nodelifecycle::run(client.clone(), cfg.node_monitor_grace_period) => r,
         r = replicaset::run(client.clone(), recorder("replicaset-controller")) => r,
         r = deployment::run(client.clone(), recorder("deployment-controller")) => r,
+        r = job::run(client.clone(), recorder("job-controller")) => r,
+        r = cronjob::run(client.clone(), recorder("cronjob-controller")) => r,
     }
 }

@@ -47,25 +47,94 @@ pub fn validate(res: &Resource, obj: &Value, old: Option<&Value>) -> Vec<Cause> 
                 }
             }
         }
-        ("batch", "cronjobs") => {
-            match spec.get("schedule").and_then(Value::as_str) {
-                None | Some("") => c.push(Cause::required("spec.schedule")),
-                Some(s) if s.split_whitespace().count() != 5 && !s.starts_with('@') => {
-                    c.push(Cause::invalid(
-                        "spec.schedule",
-                        &json!(s),
-                        "unparseable schedule: expected exactly 5 fields",
-                    ))
-                }
-                _ => {}
-            }
-            if let Some(tmpl) = spec.pointer("/jobTemplate/spec") {
-                validate_template(tmpl, "spec.jobTemplate.spec.template", &mut c);
-            }
-        }
+        ("batch", "cronjobs") => validate_cronjob(obj, spec, old, &mut c),
         _ => {}
     }
     c
+}
+
+/// Upstream's CronJob validation: the name leaves room for the job suffix,
+/// the schedule parses, time zones come from `timeZone` only (a `TZ=` prefix
+/// is kept on update when the old schedule already had one), and the zone
+/// exists in the tz database.
+fn validate_cronjob(obj: &Value, spec: &Value, old: Option<&Value>, c: &mut Vec<Cause>) {
+    let name = crate::meta::name(obj);
+    if name.len() > 52 {
+        c.push(Cause::invalid(
+            "metadata.name",
+            &json!(name),
+            "must be no more than 52 characters",
+        ));
+    }
+    let time_zone = spec.get("timeZone").and_then(Value::as_str);
+    match spec.get("schedule").and_then(Value::as_str) {
+        None | Some("") => c.push(Cause::required("spec.schedule")),
+        Some(s) => {
+            if let Err(e) = skiff_machinery::cron::Schedule::parse(s) {
+                c.push(Cause::invalid("spec.schedule", &json!(s), e));
+            }
+            let old_had_tz = old
+                .and_then(|o| o.pointer("/spec/schedule"))
+                .and_then(Value::as_str)
+                .is_some_and(|o| o.contains("TZ"));
+            if s.contains("TZ") && !old_had_tz {
+                c.push(Cause::invalid(
+                    "spec.schedule",
+                    &json!(s),
+                    "cannot use TZ or CRON_TZ in schedule, use timeZone field instead",
+                ));
+            } else if s.contains("TZ") && time_zone.is_some() {
+                c.push(Cause::invalid(
+                    "spec.schedule",
+                    &json!(s),
+                    "cannot use both timeZone field and TZ or CRON_TZ in schedule",
+                ));
+            }
+        }
+    }
+    if let Some(tz) = time_zone {
+        let bad_part = tz.split('/').any(|p| {
+            // Upstream's validTimeZoneCharacters: `^[A-Za-z\.\-_0-9+]{1,14}$`.
+            p == "."
+                || p == ".."
+                || p.starts_with('-')
+                || !(1..=14).contains(&p.len())
+                || !p
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "._-+".contains(ch))
+        });
+        let detail = if tz.is_empty() {
+            Some("timeZone must be nil or non-empty string".to_string())
+        } else if bad_part {
+            Some(format!("unknown time zone {tz}"))
+        } else if tz.eq_ignore_ascii_case("Local") {
+            Some("timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones".into())
+        } else {
+            skiff_machinery::cron::load_zone(tz).err()
+        };
+        if let Some(d) = detail {
+            c.push(Cause::invalid("spec.timeZone", &json!(tz), d));
+        }
+    }
+    if let Some(p) = spec.get("concurrencyPolicy").and_then(Value::as_str) {
+        if !matches!(p, "Allow" | "Forbid" | "Replace") {
+            c.push(Cause::not_supported(
+                "spec.concurrencyPolicy",
+                &json!(p),
+                &["Allow", "Forbid", "Replace"],
+            ));
+        }
+    }
+    for f in [
+        "startingDeadlineSeconds",
+        "successfulJobsHistoryLimit",
+        "failedJobsHistoryLimit",
+    ] {
+        non_negative(spec, f, &format!("spec.{f}"), c);
+    }
+    if let Some(tmpl) = spec.pointer("/jobTemplate/spec") {
+        validate_template(tmpl, "spec.jobTemplate.spec.template", c);
+    }
 }
 
 fn validate_metadata(res: &Resource, obj: &Value, c: &mut Vec<Cause>) {
