@@ -1,7 +1,8 @@
 //! skiff benchmarks. Each area prints its figures and, last, one `RESULT`
-//! line. `cargo run --release -p skiff-bench -- api|scheduler`
+//! line. `cargo run --release -p skiff-bench -- api|scheduler|controllers`
 
 mod api;
+mod controllers;
 mod procs;
 mod scheduler;
 
@@ -13,8 +14,9 @@ fn main() -> anyhow::Result<()> {
     match area.as_str() {
         "api" => rt.block_on(api::run()),
         "scheduler" => rt.block_on(scheduler::run()),
+        "controllers" => rt.block_on(controllers::run()),
         _ => {
-            eprintln!("usage: skiff-bench api|scheduler");
+            eprintln!("usage: skiff-bench api|scheduler|controllers");
             std::process::exit(2);
         }
     }

@@ -112,25 +112,41 @@ pub fn start_etcd() -> Result<(Proc, String)> {
     ))
 }
 
+/// The API server alone: the scheduler and controllers have their own benchmarks.
 pub fn start_server(bin: &Path, datastore: Option<&str>) -> Result<(Proc, PathBuf)> {
+    start_server_with(
+        bin,
+        datastore,
+        &["--disable-controller-manager", "--disable-scheduler"],
+    )
+}
+
+/// The whole control plane (API server, scheduler, controllers).
+pub fn start_control_plane(bin: &Path) -> Result<(Proc, PathBuf)> {
+    start_server_with(bin, None, &["--scheduler-metrics-address", ""])
+}
+
+fn start_server_with(
+    bin: &Path,
+    datastore: Option<&str>,
+    extra: &[&str],
+) -> Result<(Proc, PathBuf)> {
     let dir = tempfile::tempdir()?;
     let port = free_port()?;
     let mut cmd = Command::new(bin);
-    // The API server alone: the controllers get their own benchmark (`cluster`).
-    cmd.args([
-        "server",
-        "--disable-controller-manager",
-        "--disable-scheduler",
-        "--bind-address",
-        "127.0.0.1",
-        "--https-listen-port",
-        &port.to_string(),
-    ])
-    .arg("--data-dir")
-    .arg(dir.path())
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .env("SKIFF_LOG", "warn");
+    cmd.arg("server")
+        .args(extra)
+        .args([
+            "--bind-address",
+            "127.0.0.1",
+            "--https-listen-port",
+            &port.to_string(),
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .env("SKIFF_LOG", "warn");
     if let Some(ep) = datastore {
         cmd.args(["--datastore-endpoint", ep]);
     }
@@ -153,6 +169,27 @@ pub fn start_scheduler(bin: &Path, kubeconfig: &Path) -> Result<Proc> {
     let dir = tempfile::tempdir()?;
     let child = Command::new(bin)
         .args(["scheduler", "--scheduler-metrics-address", ""])
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .env("SKIFF_LOG", "warn")
+        .spawn()?;
+    Ok(Proc { child, _dir: dir })
+}
+
+/// `skiff agent --simulate` with `nodes` nodes named `<prefix>-N`.
+pub fn start_simulator(bin: &Path, kubeconfig: &Path, nodes: usize, prefix: &str) -> Result<Proc> {
+    let dir = tempfile::tempdir()?;
+    let child = Command::new(bin)
+        .args([
+            "agent",
+            "--simulate",
+            "--nodes",
+            &nodes.to_string(),
+            "--name-prefix",
+            prefix,
+        ])
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .stdout(Stdio::null())

@@ -87,6 +87,12 @@ async fn end_to_end(bin: &std::path::Path, nodes: usize) -> Result<f64> {
     let _scheduler = procs::start_scheduler(bin, &kubeconfig)?;
     let (first, last) = tokio::time::timeout(Duration::from_secs(600), watch).await??;
     let secs = (last - first).as_secs_f64().max(1e-3);
+    // Events are written in the background and dropped when they pile up
+    // (as upstream's recorder does): say how many made it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(c.clone(), "bench");
+    let written = events.list_metadata(&Default::default()).await?.items.len();
+    println!("  {nodes} nodes: {written} of {PODS} Scheduled events written");
     Ok((PODS - 1) as f64 / secs)
 }
 

@@ -392,8 +392,17 @@ fn server_side_apply(s: &Server) {
         stdout(&out).trim(),
         "deployment.apps/ssa serverside-applied"
     );
-    // Applying the same again writes nothing.
-    let rv = get("deploy", "ssa", "{.metadata.resourceVersion}");
+    // Applying the same again writes nothing. (First let the deployment
+    // controller finish writing its status and revision.)
+    let mut rv = get("deploy", "ssa", "{.metadata.resourceVersion}");
+    for _ in 0..40 {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let now = get("deploy", "ssa", "{.metadata.resourceVersion}");
+        if now == rv {
+            break;
+        }
+        rv = now;
+    }
     assert!(apply(SSA_DEPLOYMENT, &[]).status.success());
     assert_eq!(get("deploy", "ssa", "{.metadata.resourceVersion}"), rv);
 
