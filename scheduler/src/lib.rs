@@ -17,6 +17,8 @@ pub mod preemption;
 pub mod queue;
 pub mod resources;
 pub mod schedule;
+#[cfg(test)]
+mod tests;
 
 use cache::Cache;
 use framework::Profile;
