@@ -17,8 +17,8 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 
 const REPLICAS: i32 = 1000;
-/// 110 pods fit a node: enough nodes for every replica with room to surge.
-const NODES: usize = 12;
+/// 110 pods fit a node: room for the reference pods, every replica and the surge.
+const NODES: usize = 30;
 
 async fn until(
     what: &str,

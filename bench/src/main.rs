@@ -1,7 +1,8 @@
 //! skiff benchmarks. Each area prints its figures and, last, one `RESULT`
-//! line. `cargo run --release -p skiff-bench -- api|scheduler|controllers`
+//! line. `cargo run --release -p skiff-bench -- api|scheduler|controllers|cluster`
 
 mod api;
+mod cluster;
 mod controllers;
 mod procs;
 mod scheduler;
@@ -15,8 +16,9 @@ fn main() -> anyhow::Result<()> {
         "api" => rt.block_on(api::run()),
         "scheduler" => rt.block_on(scheduler::run()),
         "controllers" => rt.block_on(controllers::run()),
+        "cluster" => rt.block_on(cluster::run()),
         _ => {
-            eprintln!("usage: skiff-bench api|scheduler|controllers");
+            eprintln!("usage: skiff-bench api|scheduler|controllers|cluster");
             std::process::exit(2);
         }
     }

@@ -380,3 +380,96 @@ async fn drain_respects_disruption_budgets() {
     })
     .await;
 }
+
+/// 100 simulated nodes; the machines behind 10 of them die. Those nodes go
+/// Unknown and tainted, their pods are evicted once their toleration runs
+/// out, and the Deployment's ReplicaSet recreates them on the other 90.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_of_lost_nodes_are_recreated_elsewhere() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use std::collections::HashSet;
+
+    let s = Server::start_with(None, &["--node-monitor-grace-period", "3s"]);
+    let c = s.client().await;
+    let _most = Simulator::start(&s, 90, "stay");
+    let doomed = Simulator::start(&s, 10, "doomed");
+    let nodes: Api<Node> = Api::all(c.clone());
+    nodes_with_cidrs(&nodes, 100).await;
+    default_service_account(&c).await;
+
+    // One pod per node (spread by hostname; tainted nodes, such as lost ones,
+    // do not count as domains), tolerating a lost node for 2 s instead of
+    // the default 300 s.
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "fleet"},
+        "spec": {"replicas": 100, "selector": {"matchLabels": {"app": "fleet"}},
+                 "template": {"metadata": {"labels": {"app": "fleet"}}, "spec": {
+                     "tolerations": [{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 2}],
+                     "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule", "nodeTaintsPolicy": "Honor", "labelSelector": {"matchLabels": {"app": "fleet"}}}],
+                     "containers": [{"name": "c", "image": "busybox"}]}}}
+    }))
+    .unwrap();
+    let deployments: Api<Deployment> = Api::namespaced(c.clone(), "default");
+    deployments
+        .create(&PostParams::default(), &deployment)
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
+    let placement = async || -> Vec<(String, bool)> {
+        pods.list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .map(|p| {
+                let node = p.spec.and_then(|s| s.node_name).unwrap_or_default();
+                let doomed = node.starts_with("doomed-");
+                (node, doomed)
+            })
+            .collect()
+    };
+    eventually("100 running pods, one per node", 60, async || {
+        let p = placement().await;
+        p.len() == 100 && p.iter().map(|(n, _)| n).collect::<HashSet<_>>().len() == 100
+    })
+    .await;
+
+    drop(doomed);
+    eventually("the 10 lost nodes Unknown and tainted", 60, async || {
+        let list = nodes.list(&Default::default()).await.unwrap().items;
+        let lost: Vec<&Node> = list
+            .iter()
+            .filter(|n| n.name_any().starts_with("doomed-"))
+            .collect();
+        lost.len() == 10
+            && lost.iter().all(|n| {
+                ready(n) == "Unknown"
+                    && taint_keys(n)
+                        .contains(&"node.kubernetes.io/unreachable:NoExecute".to_string())
+            })
+    })
+    .await;
+    // Evicted pods stay Terminating (no kubelet confirms on a dead node),
+    // but the ReplicaSet counts only live ones and replaces them.
+    eventually(
+        "100 running pods again, all on live nodes",
+        90,
+        async || {
+            let p = placement().await;
+            p.len() == 100 && p.iter().all(|(_, doomed)| !doomed)
+        },
+    )
+    .await;
+    eventually("the deployment available again", 30, async || {
+        let d = deployments
+            .get("fleet")
+            .await
+            .unwrap()
+            .status
+            .unwrap_or_default();
+        d.available_replicas == Some(100) && d.ready_replicas == Some(100)
+    })
+    .await;
+}
