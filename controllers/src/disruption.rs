@@ -36,7 +36,7 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
         pods,
     });
     controller
-        .watches_stream(pod_events, move |pod| {
+        .watches_shared_stream(pod_events, move |pod| {
             let ns = pod.namespace().unwrap_or_default();
             budgets
                 .state()

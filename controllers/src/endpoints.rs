@@ -43,7 +43,7 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
     });
     controller
         // A pod change concerns the services of its namespace that select it.
-        .watches_stream(pod_events, move |pod| {
+        .watches_shared_stream(pod_events, move |pod| {
             let ns = pod.namespace().unwrap_or_default();
             services
                 .state()

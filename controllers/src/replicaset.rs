@@ -52,7 +52,7 @@ pub async fn run(client: Client, recorder: Recorder) -> anyhow::Result<()> {
     });
     controller
         // A pod concerns its controller, or, orphaned, every set that selects it.
-        .watches_stream(pod_events, move |pod: Pod| {
+        .watches_shared_stream(pod_events, move |pod: Arc<Pod>| {
             let ns = pod.namespace().unwrap_or_default();
             match pods::controller_of(&pod.metadata) {
                 Some(r) if r.kind == "ReplicaSet" => vec![ObjectRef::new(&r.name).within(&ns)],

@@ -28,7 +28,10 @@ where
         let uid = |o: &K| o.meta().uid.clone().unwrap_or_default();
         let mut known: HashMap<String, Arc<K>> = HashMap::new();
         let mut relisted: Option<HashMap<String, Arc<K>>> = None;
-        let mut events = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
+        // managedFields are most of an object's size and nothing here reads them.
+        let mut events = std::pin::pin!(watcher(api, watcher::Config::default())
+            .modify(|o| o.meta_mut().managed_fields = None)
+            .default_backoff());
         while let Some(event) = events.next().await {
             match event {
                 Ok(watcher::Event::Init) => relisted = Some(HashMap::new()),

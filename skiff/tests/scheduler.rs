@@ -320,9 +320,12 @@ async fn one_leader_among_two_schedulers() {
     );
     let c = s.client().await;
     default_service_account(&c).await;
-    let spawn = |log: &str| {
+    let metrics_ports = [common::free_port(), common::free_port()];
+    let spawn = |i: usize| {
+        let log = format!("s{i}.log");
         Command::new(env!("CARGO_BIN_EXE_skiff"))
-            .args(["scheduler", "--scheduler-metrics-address", ""])
+            .args(["scheduler", "--scheduler-metrics-address"])
+            .arg(format!("127.0.0.1:{}", metrics_ports[i]))
             .arg("--kubeconfig")
             .arg(s.kubeconfig())
             .stdout(Stdio::null())
@@ -331,7 +334,7 @@ async fn one_leader_among_two_schedulers() {
             .map(Spawned)
             .unwrap()
     };
-    let mut schedulers = [spawn("s0.log"), spawn("s1.log")];
+    let mut schedulers = [spawn(0), spawn(1)];
     node(&c, "n", "8", json!({}), json!([])).await;
     pod(&c, "first", json!({}), json!({})).await;
     assert_eq!(bound(&c, "first").await, "n");
@@ -356,6 +359,20 @@ async fn one_leader_among_two_schedulers() {
         })
         .collect();
     assert_eq!(leading.len(), 1, "exactly one leader");
+    // The leader's /metrics counts the binding and shows empty queues.
+    let metrics = metrics_text(metrics_ports[leading[0]]);
+    assert!(
+        metrics.contains("scheduler_schedule_attempts_total{profile=\"default-scheduler\",result=\"scheduled\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("scheduler_pending_pods{queue=\"active\"} 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("scheduler_pod_scheduling_sli_duration_seconds_count 1\n"),
+        "{metrics}"
+    );
     let _ = schedulers[leading[0]].0.kill();
     let _ = schedulers[leading[0]].0.wait();
 
@@ -366,4 +383,15 @@ async fn one_leader_among_two_schedulers() {
     })
     .await;
     assert_ne!(holder().await, first_holder);
+}
+
+/// GET /metrics over plain HTTP on loopback.
+fn metrics_text(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    conn.read_to_string(&mut body).unwrap();
+    body
 }

@@ -56,7 +56,7 @@ pub async fn run(client: Client, recorder: Recorder) -> anyhow::Result<()> {
     );
     let ctx = Arc::new(Ctx::new(client, jobs, recorder, crate::job::system_clock()));
     controller
-        .watches_stream(job_events, |job| {
+        .watches_shared_stream(job_events, |job| {
             let owner = crate::job::pods::controller_of(&job.metadata)
                 .filter(|o| o.kind == "CronJob" && o.api_version == "batch/v1")?;
             Some(ObjectRef::<CronJob>::new(&owner.name).within(&job.namespace()?))

@@ -57,7 +57,7 @@ pub async fn run(client: Client, recorder: Recorder) -> anyhow::Result<()> {
     controller
         // A replica set concerns its deployment, or, orphaned, every
         // deployment that selects it.
-        .watches_stream(set_events, move |rs: ReplicaSet| {
+        .watches_shared_stream(set_events, move |rs: Arc<ReplicaSet>| {
             let ns = rs.namespace().unwrap_or_default();
             match pods::controller_of(&rs.metadata) {
                 Some(r) if r.kind == "Deployment" => vec![ObjectRef::new(&r.name).within(&ns)],
@@ -76,7 +76,7 @@ pub async fn run(client: Client, recorder: Recorder) -> anyhow::Result<()> {
             }
         })
         // Pods going away let a Recreate rollout proceed.
-        .watches_stream(pod_events, move |pod: Pod| {
+        .watches_shared_stream(pod_events, move |pod: Arc<Pod>| {
             let ns = pod.namespace().unwrap_or_default();
             let Some(r) = pods::controller_of(&pod.metadata).filter(|r| r.kind == "ReplicaSet")
             else {

@@ -79,7 +79,7 @@ pub async fn run(client: Client, recorder: Recorder) -> anyhow::Result<()> {
     controller
         // A pod event concerns the Job controlling it; a tracked pod whose
         // Job is gone only needs its finalizer removed.
-        .watches_stream(pod_events, move |pod| {
+        .watches_shared_stream(pod_events, move |pod| {
             observer.expectations.observe(&pod);
             let owner = controller_of(&pod.metadata)
                 .filter(|o| o.kind == "Job" && o.api_version == "batch/v1")?;
@@ -88,7 +88,7 @@ pub async fn run(client: Client, recorder: Recorder) -> anyhow::Result<()> {
                 .get(&key)
                 .is_some_and(|j| j.uid().as_deref() == Some(owner.uid.as_str()));
             if has_finalizer(&pod) && !known {
-                let _ = orphans.send(pod.clone());
+                let _ = orphans.send((*pod).clone());
             }
             Some(key)
         })
