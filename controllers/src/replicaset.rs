@@ -92,12 +92,11 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
     let spec = rs.spec.clone().unwrap_or_default();
     let ns = rs.namespace().unwrap_or_default();
     let selector = pods::selector_of(&spec.selector);
-    let candidates: Vec<Arc<Pod>> = ctx
-        .pods
-        .state()
-        .into_iter()
-        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()) && pods::is_active(p))
-        .collect();
+    let candidates: Vec<Arc<Pod>> =
+        crate::resources::owned_or_orphaned::<Pod>(&rs.uid().unwrap_or_default(), &ns)
+            .into_iter()
+            .filter(|p| pods::is_active(p))
+            .collect();
     let mine = pods::claim(&ctx.client, &*rs, &selector, candidates).await?;
     let key = key(&rs);
     let mut failure = None;

@@ -2,13 +2,13 @@
 
 use futures::{Stream, StreamExt};
 use kube::core::{ApiResource, DynamicObject, PartialObjectMeta};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 use skiff_machinery::catalog::{self, Resource};
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 pub fn api_resource(res: &Resource) -> ApiResource {
     ApiResource {
@@ -47,6 +47,28 @@ pub fn metadata_api(client: &Client, res: &Resource) -> Api<PartialObjectMeta<Dy
 struct Shared<K: kube::Resource<DynamicType = ()> + Clone + 'static> {
     store: Store<K>,
     events: tokio::sync::broadcast::Sender<Arc<K>>,
+    owners: Arc<RwLock<OwnerIndex<K>>>,
+}
+
+/// Objects by the uid of their controller (or `orphan/<namespace>` when they
+/// have none), then by their own uid: a controller reads its own objects
+/// without scanning every object of the kind.
+type OwnerIndex<K> = HashMap<String, HashMap<String, Arc<K>>>;
+
+fn owner_key(meta: &kube::api::ObjectMeta) -> String {
+    match crate::pods::controller_of(meta) {
+        Some(r) => r.uid.clone(),
+        None => format!("orphan/{}", meta.namespace.as_deref().unwrap_or_default()),
+    }
+}
+
+fn index_remove<K>(index: &mut OwnerIndex<K>, owner: &str, uid: &str) {
+    if let Some(bucket) = index.get_mut(owner) {
+        bucket.remove(uid);
+        if bucket.is_empty() {
+            index.remove(owner);
+        }
+    }
 }
 
 /// Changes a slow subscriber may fall behind by before it is resynced.
@@ -75,29 +97,98 @@ where
     }
     let (store, mut writer) = reflector::store::<K>();
     let (events, _) = tokio::sync::broadcast::channel(SHARED_BACKLOG);
-    let tx = events.clone();
+    let owners: Arc<RwLock<OwnerIndex<K>>> = Default::default();
+    let (tx, index, reader) = (events.clone(), owners.clone(), store.clone());
     let api = Api::<K>::all(client.clone());
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(watcher(api, watcher::Config::default())
             .modify(|o| o.meta_mut().managed_fields = None)
             .default_backoff());
+        // Where each object sits in the owner index, by uid.
+        let mut placed: HashMap<String, String> = HashMap::new();
         while let Some(ev) = stream.next().await {
             let Ok(ev) = ev else { continue };
             writer.apply_watcher_event(&ev);
-            // Subscribers hear of a change only once the store shows it.
-            match ev {
-                watcher::Event::Apply(o)
-                | watcher::Event::Delete(o)
-                | watcher::Event::InitApply(o) => {
-                    let _ = tx.send(Arc::new(o));
+            let mut index = index.write().unwrap_or_else(|e| e.into_inner());
+            let touched = match ev {
+                watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
+                    // The store's own copy, so the index and subscribers share it.
+                    let Some(obj) = reader.get(&ObjectRef::from_obj(&o)) else {
+                        continue;
+                    };
+                    let uid = obj.meta().uid.clone().unwrap_or_default();
+                    let owner = owner_key(obj.meta());
+                    if let Some(old) = placed.insert(uid.clone(), owner.clone()) {
+                        index_remove(&mut index, &old, &uid);
+                    }
+                    index.entry(owner).or_default().insert(uid, obj.clone());
+                    obj
                 }
-                _ => {}
-            }
+                watcher::Event::Delete(o) => {
+                    let uid = o.meta().uid.clone().unwrap_or_default();
+                    if let Some(old) = placed.remove(&uid) {
+                        index_remove(&mut index, &old, &uid);
+                    }
+                    Arc::new(o)
+                }
+                watcher::Event::InitDone => {
+                    // A relist may have dropped objects: rebuild from the store.
+                    index.clear();
+                    placed.clear();
+                    for obj in reader.state() {
+                        let uid = obj.meta().uid.clone().unwrap_or_default();
+                        let owner = owner_key(obj.meta());
+                        placed.insert(uid.clone(), owner.clone());
+                        index.entry(owner).or_default().insert(uid, obj);
+                    }
+                    continue;
+                }
+                watcher::Event::Init => continue,
+            };
+            drop(index);
+            // Subscribers hear of a change only once the store shows it.
+            let _ = tx.send(touched);
         }
     });
-    let s = Arc::new(Shared { store, events });
+    let s = Arc::new(Shared {
+        store,
+        events,
+        owners,
+    });
     reg.insert(TypeId::of::<K>(), s.clone());
     s
+}
+
+/// The cached objects of a kind that the object with uid `owner` controls.
+/// Empty until some controller asked for the kind's cache.
+pub fn owned_by<K>(owner: &str) -> Vec<Arc<K>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    let shared = registry()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&TypeId::of::<K>())
+        .cloned()
+        .and_then(|s| s.downcast::<Shared<K>>().ok());
+    let Some(shared) = shared else {
+        return Vec::new();
+    };
+    let index = shared.owners.read().unwrap_or_else(|e| e.into_inner());
+    index
+        .get(owner)
+        .map(|bucket| bucket.values().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// What `owner` controls plus the orphans of its namespace it may adopt.
+pub fn owned_or_orphaned<K>(owner: &str, namespace: &str) -> Vec<Arc<K>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    let mut v = owned_by::<K>(owner);
+    v.extend(owned_by::<K>(&format!("orphan/{namespace}")));
+    v
 }
 
 /// The shared cache of a kind, returned once the first list is in.

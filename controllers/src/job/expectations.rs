@@ -5,7 +5,6 @@
 
 use super::pods::{controller_of, has_finalizer};
 use k8s_openapi::api::core::v1::Pod;
-use kube::runtime::reflector::Store;
 use kube::ResourceExt;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -69,7 +68,7 @@ impl Expectations {
 
     /// Drops what the cache now shows, and returns the uids whose finalizer
     /// removal is still unseen; `None` while a create or delete is unseen.
-    pub fn check(&self, job: &str, namespace: &str, pods: &Store<Pod>) -> (bool, HashSet<String>) {
+    pub fn check(&self, job: &str, namespace: &str) -> (bool, HashSet<String>) {
         let mut map = self.0.lock().unwrap();
         let Some(p) = map.get_mut(job) else {
             return (true, HashSet::new());
@@ -78,11 +77,9 @@ impl Expectations {
             map.remove(job);
             return (true, HashSet::new());
         }
-        let by_uid: HashMap<String, std::sync::Arc<Pod>> = pods
-            .state()
+        let by_uid: HashMap<String, std::sync::Arc<Pod>> = crate::resources::owned_by::<Pod>(job)
             .into_iter()
             .filter(|x| x.metadata.namespace.as_deref() == Some(namespace))
-            .filter(|x| controller_of(&x.metadata).is_some_and(|o| o.uid == job))
             .map(|x| (x.uid().unwrap_or_default(), x))
             .collect();
         let names: HashSet<String> = by_uid.values().map(|x| x.name_any()).collect();

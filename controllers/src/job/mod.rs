@@ -233,6 +233,10 @@ struct JobSync<'a> {
 }
 
 pub async fn reconcile(shared: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, kube::Error> {
+    // Until the first pod list is in, no pods would mean "none exist".
+    if ctx.pods.wait_until_ready().await.is_err() {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
     let uid = shared.uid().unwrap_or_default();
     let rv: Option<u64> = shared.resource_version().and_then(|v| v.parse().ok());
     if let (Some(rv), Some(w)) = (rv, ctx.written.lock().unwrap().get(&uid).copied()) {
@@ -247,7 +251,7 @@ pub async fn reconcile(shared: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, kube::
         ctx.expectations.forget(&uid);
         // A finished Job's pods must not keep their finalizer (upstream's
         // cleanupPodFinalizers).
-        for p in owned_pods(&shared, &ctx.pods) {
+        for p in owned_pods(&shared) {
             if has_finalizer(&p) {
                 remove_finalizer(&ctx.client, &p).await?;
             }
@@ -283,8 +287,8 @@ pub async fn reconcile(shared: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, kube::
     let (uncounted_succeeded, uncounted_failed) =
         (set(&uncounted.succeeded), set(&uncounted.failed));
     let ns = job.namespace().unwrap_or_default();
-    let (satisfied, expected_rm) = ctx.expectations.check(&uid, &ns, &ctx.pods);
-    let pods = owned_pods(&job, &ctx.pods);
+    let (satisfied, expected_rm) = ctx.expectations.check(&uid, &ns);
+    let pods = owned_pods(&job);
     let now = (ctx.now)();
     let completions = spec.completions.unwrap_or(0);
     let indexed = mode == "Indexed";
@@ -521,14 +525,9 @@ fn failed_from(target: &JobCondition, now: Timestamp) -> JobCondition {
 }
 
 /// The pods this Job controls, from the cache.
-fn owned_pods(job: &Job, pods: &Store<Pod>) -> Vec<Arc<Pod>> {
-    let uid = job.uid().unwrap_or_default();
-    let ns = job.namespace();
-    pods.state()
-        .into_iter()
-        .filter(|p| p.metadata.namespace == ns)
-        .filter(|p| controller_of(&p.metadata).is_some_and(|o| o.uid == uid))
-        .collect()
+/// The job's pods, from the shared pod cache's owner index.
+fn owned_pods(job: &Job) -> Vec<Arc<Pod>> {
+    crate::resources::owned_by::<Pod>(&job.uid().unwrap_or_default())
 }
 
 impl JobSync<'_> {
