@@ -1,6 +1,13 @@
 //! skiff: a complete, small Kubernetes in one binary.
 
 use anyhow::Result;
+
+/// mimalloc instead of glibc's malloc: the server allocates and frees many
+/// small JSON values per request, where glibc spends its time consolidating
+/// and fragments memory under many threads (cluster benchmark: 2.0 instead
+/// of 2.8 GB, and more pods running, at the same point of the run).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
 use std::net::IpAddr;
 use std::path::PathBuf;
