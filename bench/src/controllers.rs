@@ -1,15 +1,17 @@
 //! `controllers`: the workload controllers end to end on a release control
 //! plane with simulated nodes (pods run and turn Ready at once): how long a
 //! 1,000-replica Deployment takes to become fully available, and a rolling
-//! update of it (maxSurge 25%) to finish, and 1,000 one-pod Jobs to complete. The reference, measured in the same
-//! run, is creating the same 1,000 pods directly through the API: the
-//! controllers' overhead is the ratio between the two.
+//! update of it (maxSurge 25%) to finish, 1,000 one-pod Jobs to complete,
+//! and a DaemonSet across 1,000 more simulated nodes to have every pod
+//! available. The reference, measured in the same run, is creating the same
+//! 1,000 pods directly through the API: the controllers' overhead is the
+//! ratio between the two.
 
 use crate::api::{client, make_namespace};
 use crate::procs;
 use anyhow::Result;
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
@@ -21,6 +23,8 @@ const REPLICAS: i32 = 1000;
 /// 110 pods fit a node: room for the reference pods, every replica, the
 /// surge and the jobs.
 const NODES: usize = 40;
+/// Nodes of the second simulator, each to run one daemon pod.
+const DS_NODES: usize = 1000;
 
 async fn until(
     what: &str,
@@ -116,6 +120,46 @@ async fn thousand_jobs(c: &Client) -> Result<f64> {
     Ok(start.elapsed().as_secs_f64())
 }
 
+/// Seconds for a DaemonSet to have an available pod on each of `DS_NODES`
+/// fresh simulated nodes (kept off the first simulator's, which hold the
+/// other figures' pods, by a node affinity on their hostname label).
+async fn daemon_set(
+    c: &Client,
+    bin: &std::path::Path,
+    kubeconfig: &std::path::Path,
+) -> Result<f64> {
+    let _sim = procs::start_simulator(bin, kubeconfig, DS_NODES, "ds")?;
+    let nodes: Api<Node> = Api::all(c.clone());
+    until("daemon set nodes", Duration::from_secs(300), async || {
+        Ok(nodes.list(&ListParams::default()).await?.items.len() == NODES + DS_NODES)
+    })
+    .await?;
+    let others: Vec<String> = (0..NODES).map(|i| format!("bench-{i}")).collect();
+    let sets: Api<DaemonSet> = Api::namespaced(c.clone(), "default");
+    let ds: DaemonSet = serde_json::from_value(json!({
+        "metadata": {"name": "daemon"},
+        "spec": {"selector": {"matchLabels": {"app": "daemon"}},
+                 "template": {"metadata": {"labels": {"app": "daemon"}},
+                              "spec": {"containers": [{"name": "c", "image": "busybox"}],
+                                       "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                                           "nodeSelectorTerms": [{"matchExpressions": [
+                                               {"key": "kubernetes.io/hostname", "operator": "NotIn", "values": others}]}]}}}}}}
+    }))?;
+    let start = Instant::now();
+    sets.create(&PostParams::default(), &ds).await?;
+    until(
+        "daemon pods available",
+        Duration::from_secs(900),
+        async || {
+            let s = sets.get("daemon").await?.status.unwrap_or_default();
+            Ok(s.desired_number_scheduled == DS_NODES as i32
+                && s.number_available == Some(DS_NODES as i32))
+        },
+    )
+    .await?;
+    Ok(start.elapsed().as_secs_f64())
+}
+
 pub async fn run() -> Result<()> {
     let bin = procs::skiff_binary()?;
     let (_server, kubeconfig) = procs::start_control_plane(&bin)?;
@@ -174,7 +218,8 @@ pub async fn run() -> Result<()> {
     println!("rolling update of {REPLICAS} replicas (maxSurge 25%): {rollout:.1} s");
     let jobs = thousand_jobs(&c).await?;
     println!("{REPLICAS} one-pod jobs (pods exit 0 after 1 s) complete: {jobs:.1} s");
-    println!("daemonset figure: not measured yet (its controller is not built)");
-    println!("RESULT deploy_1000_available_s={available:.1} rollout_1000_s={rollout:.1} jobs_1000_s={jobs:.1} direct_1000_pods_s={reference:.1}");
+    let daemons = daemon_set(&c, &bin, &kubeconfig).await?;
+    println!("daemon set across {DS_NODES} nodes, every pod available: {daemons:.1} s");
+    println!("RESULT deploy_1000_available_s={available:.1} rollout_1000_s={rollout:.1} jobs_1000_s={jobs:.1} ds_1000_nodes_s={daemons:.1} direct_1000_pods_s={reference:.1}");
     Ok(())
 }

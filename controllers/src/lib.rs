@@ -2,6 +2,7 @@
 //! compares desired and observed state, and acts only through the API.
 
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
 pub mod endpoints;
@@ -59,6 +60,7 @@ async fn run_all(client: Client, cfg: &Config) -> anyhow::Result<()> {
         r = nodelifecycle::run(client.clone(), cfg.node_monitor_grace_period) => r,
         r = replicaset::run(client.clone(), recorder("replicaset-controller")) => r,
         r = deployment::run(client.clone(), recorder("deployment-controller")) => r,
+        r = daemonset::run(client.clone(), recorder("daemonset-controller")) => r,
         r = job::run(client.clone(), recorder("job-controller")) => r,
         r = cronjob::run(client.clone(), recorder("cronjob-controller")) => r,
     }
