@@ -270,13 +270,18 @@ fn write_kubeconfig(
     let yaml = serde_yaml::to_string(&doc)?;
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    // Written aside and renamed into place: whoever waits for the file (a
+    // user, a test, an agent) never reads half of it.
+    let tmp = path.with_extension("tmp");
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(true)
         .write(true)
         .mode(0o600)
-        .open(path)?;
+        .open(&tmp)?;
     f.write_all(yaml.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
     Ok(())
 }
 
