@@ -56,8 +56,8 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     percentile(&v, 0.5)
 }
 
-/// Creates a namespace and its default service account, which pods need (the
-/// servers here run without controllers, to measure the API server alone).
+/// Creates a namespace and its default service account, which pods need
+/// (unless the service account controller, when running, made it first).
 pub async fn make_namespace(c: &Client, name: &str) -> Result<()> {
     let nss: Api<Namespace> = Api::all(c.clone());
     nss.create(
@@ -66,12 +66,17 @@ pub async fn make_namespace(c: &Client, name: &str) -> Result<()> {
     )
     .await?;
     let sas: Api<ServiceAccount> = Api::namespaced(c.clone(), name);
-    sas.create(
-        &PostParams::default(),
-        &serde_json::from_value(json!({"metadata": {"name": "default"}}))?,
-    )
-    .await?;
-    Ok(())
+    match sas
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "default"}}))?,
+        )
+        .await
+    {
+        // With the controllers running, the service account controller may be first.
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        r => r.map(|_| ()).map_err(Into::into),
+    }
 }
 
 struct Creates {
