@@ -111,7 +111,9 @@ where
             writer.apply_watcher_event(&ev);
             let mut index = index.write().unwrap_or_else(|e| e.into_inner());
             let touched = match ev {
-                watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
+                // Listed objects reach the store (and so the index) at InitDone.
+                watcher::Event::InitApply(_) | watcher::Event::Init => continue,
+                watcher::Event::Apply(o) => {
                     // The store's own copy, so the index and subscribers share it.
                     let Some(obj) = reader.get(&ObjectRef::from_obj(&o)) else {
                         continue;
@@ -132,18 +134,24 @@ where
                     Arc::new(o)
                 }
                 watcher::Event::InitDone => {
-                    // A relist may have dropped objects: rebuild from the store.
+                    // The store takes a (re)list whole only now: rebuild the
+                    // index from it, and tell subscribers of every object, as
+                    // the listed ones were not announced one by one.
                     index.clear();
                     placed.clear();
-                    for obj in reader.state() {
+                    let listed = reader.state();
+                    for obj in &listed {
                         let uid = obj.meta().uid.clone().unwrap_or_default();
                         let owner = owner_key(obj.meta());
                         placed.insert(uid.clone(), owner.clone());
-                        index.entry(owner).or_default().insert(uid, obj);
+                        index.entry(owner).or_default().insert(uid, obj.clone());
+                    }
+                    drop(index);
+                    for obj in listed {
+                        let _ = tx.send(obj);
                     }
                     continue;
                 }
-                watcher::Event::Init => continue,
             };
             drop(index);
             // Subscribers hear of a change only once the store shows it.
