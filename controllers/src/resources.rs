@@ -39,6 +39,29 @@ pub fn metadata_api(client: &Client, res: &Resource) -> Api<PartialObjectMeta<Dy
     Api::all_with(client.clone(), &api_resource(res))
 }
 
+/// What a shared cache can hold: any built-in kind.
+pub trait Cacheable:
+    kube::Resource<DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Cacheable for K where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// One watch and one cache per kind for the whole process, shared by every
 /// controller that asks (upstream's shared informers): tens of thousands of
 /// pods are held once, not once per controller. Objects are cached without
@@ -81,13 +104,7 @@ fn registry() -> &'static Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>> {
 
 fn shared<K>(client: &Client) -> Arc<Shared<K>>
 where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Cacheable,
 {
     let mut reg = registry().lock().unwrap_or_else(|e| e.into_inner());
     if let Some(existing) = reg.get(&TypeId::of::<K>()) {
@@ -171,7 +188,7 @@ where
 /// Empty until some controller asked for the kind's cache.
 pub fn owned_by<K>(owner: &str) -> Vec<Arc<K>>
 where
-    K: kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+    K: Cacheable,
 {
     let shared = registry()
         .lock()
@@ -192,7 +209,7 @@ where
 /// What `owner` controls plus the orphans of its namespace it may adopt.
 pub fn owned_or_orphaned<K>(owner: &str, namespace: &str) -> Vec<Arc<K>>
 where
-    K: kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+    K: Cacheable,
 {
     let mut v = owned_by::<K>(owner);
     v.extend(owned_by::<K>(&format!("orphan/{namespace}")));
@@ -202,13 +219,7 @@ where
 /// The shared cache of a kind, returned once the first list is in.
 pub async fn cached<K>(client: &Client) -> anyhow::Result<Store<K>>
 where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Cacheable,
 {
     let store = shared::<K>(client).store.clone();
     store.wait_until_ready().await?;
@@ -224,13 +235,7 @@ where
 /// Wait on `Store::wait_until_ready` before trusting the store.
 pub fn reflected<K>(client: &Client) -> (Store<K>, impl Stream<Item = Arc<K>> + Send + 'static)
 where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Cacheable,
 {
     use tokio::sync::broadcast::error::RecvError;
     let s = shared::<K>(client);
