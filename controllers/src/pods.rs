@@ -200,6 +200,24 @@ pub async fn create_pod(client: &Client, pod: &Pod) -> Result<Pod, kube::Error> 
         .await
 }
 
+/// Deletes a pod by uid (so a namesake created since is safe); a pod
+/// already gone counts as deleted.
+pub async fn delete_pod(client: &Client, p: Arc<Pod>) -> Result<Arc<Pod>, kube::Error> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), &p.namespace().unwrap_or_default());
+    let dp = kube::api::DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: p.uid(),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match api.delete(&p.name_any(), &dp).await {
+        Ok(_) => Ok(p),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(p),
+        Err(e) => Err(e),
+    }
+}
+
 /// Creates or deletes run in batches of 1, 2, 4, … and stop at the first
 /// failure, so a broken template costs one error, not hundreds (upstream's
 /// slowStartBatch). Returns how many succeeded and the first error.

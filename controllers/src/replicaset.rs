@@ -10,7 +10,7 @@ use crate::pods::{self, Expectations};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
@@ -147,26 +147,8 @@ async fn manage(
     } else if have > want {
         let victims = pods_to_delete(mine, have - want);
         let n = victims.len().min(BURST);
-        let (deleted, err) = pods::slow_start(n, |i| {
-            let p = victims[i].clone();
-            let api: Api<Pod> =
-                Api::namespaced(ctx.client.clone(), &p.namespace().unwrap_or_default());
-            async move {
-                let dp = DeleteParams {
-                    preconditions: Some(Preconditions {
-                        uid: p.uid(),
-                        resource_version: None,
-                    }),
-                    ..Default::default()
-                };
-                match api.delete(&p.name_any(), &dp).await {
-                    Ok(_) => Ok(p),
-                    Err(kube::Error::Api(e)) if e.code == 404 => Ok(p),
-                    Err(e) => Err(e),
-                }
-            }
-        })
-        .await;
+        let (deleted, err) =
+            pods::slow_start(n, |i| pods::delete_pod(&ctx.client, victims[i].clone())).await;
         for p in &deleted {
             ctx.recorder.record(
                 rs,

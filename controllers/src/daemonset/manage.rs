@@ -11,7 +11,6 @@ use super::{Ctx, Error, NodePods};
 use crate::pods;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, DeleteParams, Preconditions};
 use kube::ResourceExt;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -209,23 +208,11 @@ pub async fn sync_nodes(
         );
     }
     // Deletes go out all at once, as upstream's.
-    let results = futures::future::join_all(delete.iter().map(|p| {
-        let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &p.namespace().unwrap_or_default());
-        async move {
-            let dp = DeleteParams {
-                preconditions: Some(Preconditions {
-                    uid: p.uid(),
-                    resource_version: None,
-                }),
-                ..Default::default()
-            };
-            match api.delete(&p.name_any(), &dp).await {
-                Ok(_) => Ok(p),
-                Err(kube::Error::Api(e)) if e.code == 404 => Ok(p),
-                Err(e) => Err(e),
-            }
-        }
-    }))
+    let results = futures::future::join_all(
+        delete
+            .iter()
+            .map(|p| pods::delete_pod(&ctx.client, p.clone())),
+    )
     .await;
     let mut deleted = Vec::new();
     let mut delete_err = None;

@@ -3,9 +3,10 @@
 //! the tracking finalizer, completion indexes, the order in which surplus
 //! pods are removed, and a new pod from the Job's template.
 
+pub use crate::pods::{controller_of, is_active, is_ready};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::ResourceExt;
 use std::cmp::Ordering;
 
@@ -28,23 +29,9 @@ pub fn succeeded(p: &Pod) -> bool {
     phase(p) == "Succeeded"
 }
 
-/// Not finished and not being deleted (`FilterActivePods`).
-pub fn is_active(p: &Pod) -> bool {
-    !matches!(phase(p), "Succeeded" | "Failed") && p.metadata.deletion_timestamp.is_none()
-}
-
 /// Being deleted but not finished (`CountTerminatingPods`).
 pub fn is_terminating(p: &Pod) -> bool {
     !matches!(phase(p), "Succeeded" | "Failed") && p.metadata.deletion_timestamp.is_some()
-}
-
-pub fn is_ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .into_iter()
-        .flatten()
-        .any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
 /// Only failed pods are replaced: podReplacementPolicy Failed, or any pod
@@ -89,13 +76,6 @@ pub fn annotation_count(p: &Pod, key: &str) -> i32 {
         .get(key)
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
-}
-
-pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
-    meta.owner_references
-        .iter()
-        .flatten()
-        .find(|r| r.controller == Some(true))
 }
 
 fn restarts(p: &Pod) -> i32 {
