@@ -77,6 +77,15 @@ pub fn random_suffix() -> String {
 }
 
 /// Sets `metadata.resourceVersion` (the stored form carries none).
+/// Drops the object's resourceVersion: the stored form carries none, and a
+/// read-modify-write through `Registry::update_with` without one stores
+/// over the version it read instead of checking a version nobody asked for.
+pub fn clear_resource_version(obj: &mut Value) {
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+    }
+}
+
 pub fn set_resource_version(obj: &mut Value, rev: i64) {
     metadata_mut(obj).insert("resourceVersion".into(), Value::String(rev.to_string()));
 }

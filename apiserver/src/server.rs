@@ -328,12 +328,7 @@ async fn bootstrap(reg: &Registry, port: u16) -> anyhow::Result<()> {
                 |cur| {
                     let mut next = cur.clone();
                     next["spec"]["ports"][0]["targetPort"] = json!(port);
-                    if let Some(m) = next
-                        .get_mut("metadata")
-                        .and_then(serde_json::Value::as_object_mut)
-                    {
-                        m.remove("resourceVersion");
-                    }
+                    crate::meta::clear_resource_version(&mut next);
                     Ok(next)
                 },
             )
@@ -394,12 +389,7 @@ async fn publish_endpoints(reg: &Registry, ip: IpAddr, port: u16) -> anyhow::Res
                                 next[k] = v.clone();
                             }
                         }
-                        if let Some(m) = next
-                            .get_mut("metadata")
-                            .and_then(serde_json::Value::as_object_mut)
-                        {
-                            m.remove("resourceVersion");
-                        }
+                        crate::meta::clear_resource_version(&mut next);
                         Ok(next)
                     },
                 )

@@ -45,9 +45,7 @@ pub fn apply_patch(
     }
     let unchanged = crate::meta::resource_version(&doc) == crate::meta::resource_version(current);
     if unchanged {
-        if let Some(m) = doc.get_mut("metadata").and_then(Value::as_object_mut) {
-            m.remove("resourceVersion");
-        }
+        crate::meta::clear_resource_version(&mut doc);
     }
     Ok(doc)
 }
@@ -188,9 +186,7 @@ async fn server_side_apply(
                 .update_with(sres, ns, name, part, &opts, "Apply", |cur| {
                     // Only a version the configuration names is a precondition.
                     let mut live = conversion::from_storage(res, cur.clone());
-                    if let Some(m) = live.get_mut("metadata").and_then(Value::as_object_mut) {
-                        m.remove("resourceVersion");
-                    }
+                    crate::meta::clear_resource_version(&mut live);
                     let mut obj = apply_config(res, part, &opts, &live, &config, &manager, force)?;
                     strategy::apply_defaults(res, &mut obj);
                     Ok(conversion::to_storage(res, obj))

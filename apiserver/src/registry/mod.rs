@@ -125,9 +125,7 @@ pub enum Part {
 /// Stored form: the object without its resourceVersion (the store's revision is it).
 fn encode(obj: &Value) -> Bytes {
     let mut stored = obj.clone();
-    if let Some(m) = stored.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("resourceVersion");
-    }
+    crate::meta::clear_resource_version(&mut stored);
     Bytes::from(serde_json::to_vec(&stored).unwrap_or_default())
 }
 

@@ -90,8 +90,8 @@ pub async fn update_scale(
             let mut next = cur.clone();
             if let Some(rv) = meta::resource_version(&scale) {
                 meta::set_resource_version(&mut next, rv.parse().unwrap_or(-1));
-            } else if let Some(m) = next.get_mut("metadata").and_then(Value::as_object_mut) {
-                m.remove("resourceVersion");
+            } else {
+                meta::clear_resource_version(&mut next);
             }
             next["spec"]["replicas"] = replicas;
             Ok(next)
@@ -129,9 +129,7 @@ pub async fn bind(
             return Err(ApiError::conflict(pods, name, &format!("pod {name} is already assigned to node {existing:?}")));
         }
         let mut next = cur.clone();
-        if let Some(m) = next.get_mut("metadata").and_then(Value::as_object_mut) {
-            m.remove("resourceVersion");
-        }
+        meta::clear_resource_version(&mut next);
         next["spec"]["nodeName"] = json!(node);
         let mut conditions: Vec<Value> = next.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
         conditions.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
