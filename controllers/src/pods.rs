@@ -314,3 +314,49 @@ impl Expectations {
             .remove(key);
     }
 }
+
+/// The strategic merge patch a ControllerRevision holds for a pod template
+/// (upstream's getPatch for DaemonSets and StatefulSets):
+/// `{"spec":{"template":{…,"$patch":"replace"}}}`, keys in Go's order and
+/// the template's zero creationTimestamp written as null, so the real
+/// `kubectl rollout history|undo`, which compares bytes, recognises it.
+pub fn revision_patch(template: &PodTemplateSpec) -> serde_json::Value {
+    let mut t = serde_json::to_value(template).unwrap_or_else(|_| json!({}));
+    if let Some(m) = t.as_object_mut() {
+        m.insert("$patch".into(), json!("replace"));
+        let meta = m.entry("metadata").or_insert_with(|| json!({}));
+        if let Some(meta) = meta.as_object_mut() {
+            meta.entry("creationTimestamp")
+                .or_insert(serde_json::Value::Null);
+        }
+    }
+    go_key_order(json!({"spec": {"template": t}}))
+}
+
+/// The template a revision's patch restores (the inverse of `revision_patch`).
+pub fn template_of_patch(patch: &serde_json::Value) -> Option<PodTemplateSpec> {
+    let mut t = patch.pointer("/spec/template")?.clone();
+    if let Some(m) = t.as_object_mut() {
+        m.remove("$patch");
+    }
+    serde_json::from_value(t).ok()
+}
+
+/// Maps rebuilt with their keys in byte order, as Go's encoder writes them.
+fn go_key_order(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            let mut entries: Vec<(String, Value)> = m.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, go_key_order(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(go_key_order).collect()),
+        v => v,
+    }
+}
