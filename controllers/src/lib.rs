@@ -16,6 +16,7 @@ pub mod pods;
 pub mod replicaset;
 pub mod resources;
 pub mod serviceaccount;
+pub mod statefulset;
 pub mod ttlafterfinished;
 
 use kube::Client;
@@ -61,6 +62,7 @@ async fn run_all(client: Client, cfg: &Config) -> anyhow::Result<()> {
         r = replicaset::run(client.clone(), recorder("replicaset-controller")) => r,
         r = deployment::run(client.clone(), recorder("deployment-controller")) => r,
         r = daemonset::run(client.clone(), recorder("daemonset-controller")) => r,
+        r = statefulset::run(client.clone(), recorder("statefulset-controller")) => r,
         r = job::run(client.clone(), recorder("job-controller")) => r,
         r = cronjob::run(client.clone(), recorder("cronjob-controller")) => r,
     }
