@@ -152,10 +152,15 @@ fn image(p: &Pod) -> String {
 
 /// Plays the kubelet: the pod runs and is Ready.
 async fn mark_ready(c: &Client, pod: &str) {
+    set_ready(c, pod, "True").await;
+}
+
+/// Plays the kubelet: the pod runs, Ready ("True") or not ("False").
+async fn set_ready(c: &Client, pod: &str, ready: &str) {
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
     let status = json!({"status": {"phase": "Running", "conditions": [
-        {"type": "Ready", "status": "True", "lastTransitionTime": now},
-        {"type": "ContainersReady", "status": "True", "lastTransitionTime": now}]}});
+        {"type": "Ready", "status": ready, "lastTransitionTime": now},
+        {"type": "ContainersReady", "status": ready, "lastTransitionTime": now}]}});
     Api::<Pod>::namespaced(c.clone(), "default")
         .patch_status(pod, &PatchParams::default(), &Patch::Merge(status))
         .await
@@ -397,8 +402,21 @@ async fn ordered_ready_one_pod_at_a_time() {
         "{out}"
     );
 
-    // Scale down: highest ordinal first, the next only once it is gone.
+    // No scale-down while a pod that stays is unhealthy...
+    set_ready(&c, "web-0", "False").await;
+    eventually("web-0 seen unready", 20, async || {
+        counts(&c, "web")
+            .await
+            .is_some_and(|(_, ready, ..)| ready == 2)
+    })
+    .await;
     patch_set(&c, "web", json!({"spec": {"replicas": 1}})).await;
+    stays("nothing deleted while web-0 is not ready", 2, async || {
+        terminating(&c, "web").await.is_empty()
+    })
+    .await;
+    // ...then highest ordinal first, the next only once it is gone.
+    mark_ready(&c, "web-0").await;
     for name in ["web-2", "web-1"] {
         eventually(&format!("{name} deleted"), 20, async || {
             terminating(&c, "web").await == strings(&[name])
@@ -857,4 +875,40 @@ async fn on_delete_and_failed_pods() {
         counts(&c, "od").await == Some((2, 2, 0, 2, 2))
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_ready_seconds_hold_the_next_pod() {
+    let (_s, c, _sim) = cluster(1, "m").await;
+    create(
+        &c,
+        "slow",
+        json!({"replicas": 2, "minReadySeconds": 3}),
+        json!({}),
+    )
+    .await;
+    eventually("both available", 40, async || {
+        counts(&c, "slow").await == Some((2, 2, 2, 2, 2))
+    })
+    .await;
+    let pods = pods_of(&c, "slow").await;
+    let ready_since = pods["slow-0"]
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+        .and_then(|c| c.last_transition_time.clone())
+        .unwrap()
+        .0;
+    let made = pods["slow-1"]
+        .metadata
+        .creation_timestamp
+        .clone()
+        .unwrap()
+        .0;
+    let waited = made.duration_since(ready_since);
+    assert!(
+        waited >= k8s_openapi::jiff::SignedDuration::from_secs(3),
+        "slow-1 made {waited:?} after slow-0 was ready"
+    );
 }
