@@ -778,6 +778,9 @@ async fn rolling_update_in_reverse_with_partition() {
     );
     let (_, st) = status(&c, "web").await;
     assert_eq!(st.current_revision.as_deref(), Some(rev1.as_str()));
+    // kubectl recognises the revision the set already runs.
+    let again = s.ok(&["rollout", "undo", "sts/web", "--to-revision=3"]);
+    assert!(again.contains("skipped rollback"), "{again}");
 
     // maxUnavailable 2: two pods may be replaced at once, never three.
     patch_set(
