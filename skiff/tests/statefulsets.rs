@@ -878,6 +878,47 @@ async fn on_delete_and_failed_pods() {
         counts(&c, "od").await == Some((2, 2, 0, 2, 2))
     })
     .await;
+
+    // Deleted leaving its pods, and made again: the new set adopts the pods
+    // (and their revision), replacing none.
+    let before: BTreeMap<String, String> = pods_of(&c, "od")
+        .await
+        .into_iter()
+        .map(|(n, p)| (n, p.uid().unwrap()))
+        .collect();
+    s.ok(&["delete", "sts", "od", "--cascade=orphan"]);
+    eventually("the pods orphaned", 20, async || {
+        pods_of(&c, "od")
+            .await
+            .values()
+            .all(|p| p.owner_references().is_empty())
+    })
+    .await;
+    create(
+        &c,
+        "od",
+        json!({"replicas": 2, "updateStrategy": {"type": "OnDelete"}}),
+        json!({}),
+    )
+    .await;
+    s.ok(&["set", "image", "sts/od", "c=busybox:2"]);
+    let (set, _) = status(&c, "od").await;
+    eventually("the pods adopted", 20, async || {
+        pods_of(&c, "od").await.values().all(|p| {
+            p.owner_references()
+                .first()
+                .is_some_and(|r| Some(&r.uid) == set.uid().as_ref())
+        }) && counts(&c, "od")
+            .await
+            .is_some_and(|(n, ready, _, updated, _)| (n, ready, updated) == (2, 2, 2))
+    })
+    .await;
+    let after: BTreeMap<String, String> = pods_of(&c, "od")
+        .await
+        .into_iter()
+        .map(|(n, p)| (n, p.uid().unwrap()))
+        .collect();
+    assert_eq!(before, after);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
