@@ -53,7 +53,7 @@ async fn run_all(client: Client, cfg: &Config) -> anyhow::Result<()> {
         r = namespace::run(client.clone()) => r,
         r = garbagecollector::run(client.clone()) => r,
         r = serviceaccount::run(client.clone()) => r,
-        r = nodeipam::run(client.clone(), cidrs) => r,
+        r = nodeipam::run(client.clone(), cidrs, recorder("cidrAllocator")) => r,
         r = endpoints::run(client.clone()) => r,
         r = disruption::run(client.clone()) => r,
         r = podgc::run(client.clone(), cfg.terminated_pod_gc_threshold) => r,

@@ -1,15 +1,17 @@
 //! Node IPAM: every node gets a `spec.podCIDR` — a /24 of the cluster CIDR
-//! that no other node has. What is taken is read from the nodes themselves,
-//! so a deleted node's range is free again with no bookkeeping.
+//! that no other node has. What is taken is read from the cached nodes
+//! themselves (plus ranges just written), so a deleted node's range is free
+//! again with no bookkeeping.
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::reflector::Store;
 use kube::Client;
 use serde_json::json;
-use std::collections::HashSet;
+use skiff_machinery::client::events::Recorder;
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,18 +56,23 @@ impl PodCidrs {
 struct Ctx {
     client: Client,
     cidrs: PodCidrs,
-    /// One allocation at a time, so two new nodes never get the same range.
-    lock: tokio::sync::Mutex<()>,
+    nodes: Store<Node>,
+    /// Ranges written to nodes the cache does not show with them yet, by
+    /// node name; held across the whole allocation so no range goes twice.
+    pending: tokio::sync::Mutex<HashMap<String, String>>,
+    recorder: Recorder,
 }
 
-pub async fn run(client: Client, cidrs: PodCidrs) -> anyhow::Result<()> {
-    let nodes: Api<Node> = Api::all(client.clone());
+pub async fn run(client: Client, cidrs: PodCidrs, recorder: Recorder) -> anyhow::Result<()> {
+    let (nodes, node_events) = crate::resources::reflected::<Node>(&client);
     let ctx = Arc::new(Ctx {
         client,
         cidrs,
-        lock: Default::default(),
+        nodes: nodes.clone(),
+        pending: Default::default(),
+        recorder,
     });
-    Controller::new(nodes, watcher::Config::default())
+    Controller::for_shared_stream(node_events, nodes)
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;
@@ -73,8 +80,14 @@ pub async fn run(client: Client, cidrs: PodCidrs) -> anyhow::Result<()> {
 }
 
 fn error_policy(_: Arc<Node>, err: &Error, _: Arc<Ctx>) -> Action {
-    tracing::warn!(error = %err, "node IPAM reconcile failed");
-    Action::requeue(Duration::from_secs(2))
+    match err {
+        // Reported on the node as an event; retried when ranges may have freed up.
+        Error::Exhausted => Action::requeue(Duration::from_secs(60)),
+        Error::Kube(e) => {
+            tracing::warn!(error = %e, "node IPAM reconcile failed");
+            Action::requeue(Duration::from_secs(2))
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,55 +98,58 @@ pub enum Error {
     Exhausted,
 }
 
+fn pod_cidr(node: &Node) -> Option<&String> {
+    node.spec.as_ref()?.pod_cidr.as_ref()
+}
+
 async fn reconcile(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    if node
-        .spec
-        .as_ref()
-        .and_then(|s| s.pod_cidr.as_ref())
-        .is_some()
-    {
+    if pod_cidr(&node).is_some() {
         return Ok(Action::await_change());
     }
     let name = node.metadata.name.clone().unwrap_or_default();
-    let _guard = ctx.lock.lock().await;
-    let nodes: Api<Node> = Api::all(ctx.client.clone());
-    // A fresh list, not the cache: the range just given to another node counts,
-    // and so does one this node already got (the cache may be behind).
-    let all = nodes.list(&ListParams::default()).await?.items;
-    let Some(current) = all
-        .iter()
-        .find(|n| n.metadata.name.as_deref() == Some(name.as_str()))
-    else {
-        return Ok(Action::await_change());
-    };
-    if current
-        .spec
-        .as_ref()
-        .and_then(|s| s.pod_cidr.as_ref())
-        .is_some()
-    {
+    let mut pending = ctx.pending.lock().await;
+    let cached = ctx.nodes.state();
+    // A pending range counts until the cache shows its node with a range, or
+    // without the node (deleted).
+    pending.retain(|pending_node, _| {
+        cached
+            .iter()
+            .any(|n| n.metadata.name.as_ref() == Some(pending_node) && pod_cidr(n).is_none())
+    });
+    if pending.contains_key(&name) {
+        // Already given one; the cache has not caught up.
         return Ok(Action::await_change());
     }
-    let taken: HashSet<String> = all
-        .iter()
-        .filter_map(|n| n.spec.as_ref()?.pod_cidr.clone())
-        .collect();
-    let cidr = ctx.cidrs.first_free(&taken).ok_or(Error::Exhausted)?;
-    // Written only over the version just read, so a concurrent writer wins cleanly.
-    let rv = current.metadata.resource_version.clone();
+    let mut taken: HashSet<String> = cached.iter().filter_map(|n| pod_cidr(n).cloned()).collect();
+    taken.extend(pending.values().cloned());
+    let Some(cidr) = ctx.cidrs.first_free(&taken) else {
+        ctx.recorder.record(
+            &*node,
+            "Normal",
+            "CIDRNotAvailable",
+            "CIDRNotAvailable",
+            format!("Node {name} status is now: CIDRNotAvailable"),
+        );
+        return Err(Error::Exhausted);
+    };
+    // Written only over the version read, so a node the cache shows stale is retried.
+    let rv = node.metadata.resource_version.clone();
     let patch =
         json!({"metadata": {"resourceVersion": rv}, "spec": {"podCIDR": cidr, "podCIDRs": [cidr]}});
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
     match nodes
         .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
         .await
     {
         Ok(_) => {}
         Err(kube::Error::Api(s)) if s.code == 409 => {
-            return Ok(Action::requeue(std::time::Duration::from_millis(100)))
+            return Ok(Action::requeue(Duration::from_millis(100)))
         }
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Action::await_change()),
         Err(e) => return Err(e.into()),
     }
     tracing::info!(node = %name, %cidr, "allocated pod CIDR");
+    pending.insert(name, cidr);
     Ok(Action::await_change())
 }
 
