@@ -119,156 +119,205 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
         }
     });
 
-    let ours: HashMap<String, String> = infos
-        .iter()
-        .map(|n| (n.name.clone(), n.internal_ip.clone()))
-        .collect();
-    let mut cidrs: HashMap<String, String> = HashMap::new();
-    let mut used_ips: HashMap<String, HashSet<u8>> = HashMap::new();
-    let mut pods: HashMap<String, PodState> = HashMap::new();
-    let mut deleting: HashSet<String> = HashSet::new();
-    // Pods waiting for their node's podCIDR.
-    let mut waiting: Vec<Pod> = Vec::new();
+    let mut sim = Sim {
+        client,
+        limit,
+        tx,
+        ours: infos
+            .iter()
+            .map(|n| (n.name.clone(), n.internal_ip.clone()))
+            .collect(),
+        cidrs: HashMap::new(),
+        used_ips: HashMap::new(),
+        pods: HashMap::new(),
+        deleting: HashSet::new(),
+        waiting: HashMap::new(),
+    };
     while let Some(msg) = rx.recv().await {
         match msg {
-            Msg::Node(watcher::Event::Apply(n) | watcher::Event::InitApply(n)) => {
-                let name = n.name_any();
-                if let Some(cidr) = n
-                    .spec
-                    .and_then(|s| s.pod_cidr)
-                    .filter(|_| ours.contains_key(&name))
-                {
-                    cidrs.insert(name, cidr);
-                    for p in std::mem::take(&mut waiting) {
-                        let _ = tx.try_send(Msg::Pod(watcher::Event::Apply(p)));
-                    }
-                }
-            }
+            Msg::Node(watcher::Event::Apply(n) | watcher::Event::InitApply(n)) => sim.on_node(n),
             Msg::Node(_) => {}
-            Msg::Pod(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => {
-                let Some(node_name) = p.spec.as_ref().and_then(|s| s.node_name.clone()) else {
-                    continue;
-                };
-                let Some(host_ip) = ours.get(&node_name) else {
-                    continue;
-                };
-                let uid = p.uid().unwrap_or_default();
-                if p.metadata.deletion_timestamp.is_some() {
-                    // Containers stop at once; the deletion completes with grace 0.
-                    if deleting.insert(uid.clone()) {
-                        spawn_call(&limit, finish_deletion(client.clone(), p));
-                    }
-                    continue;
-                }
-                let phase = p
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.phase.clone())
-                    .unwrap_or_default();
-                if pods.contains_key(&uid) || phase == "Succeeded" || phase == "Failed" {
-                    if let Some(st) = pods.get_mut(&uid) {
-                        st.pod = serde_json::to_value(&p).unwrap_or_default();
-                    }
-                    continue;
-                }
-                let Some(cidr) = cidrs.get(&node_name) else {
-                    waiting.push(p);
-                    continue;
-                };
-                let Some(ip) = allocate_ip(cidr, used_ips.entry(node_name.clone()).or_default())
-                else {
-                    tracing::warn!(node = %node_name, "no pod IP left");
-                    continue;
-                };
-                let pod = serde_json::to_value(&p).unwrap_or_default();
-                let exit = annotation(&pod, EXIT_CODE).and_then(|s| s.parse::<i64>().ok());
-                if exit.is_some() {
-                    schedule_exit(&tx, &uid, &pod);
-                }
-                let status = podstatus::status(&pod, &Containers::Running, &ip, host_ip, "sim");
-                spawn_call(
-                    &limit,
-                    write_status(
-                        client.clone(),
-                        p.namespace().unwrap_or_default(),
-                        p.name_any(),
-                        status,
-                    ),
-                );
-                pods.insert(
-                    uid,
-                    PodState {
-                        pod,
-                        node: node_name,
-                        ip,
-                        restarts: 0,
-                        finished: false,
-                    },
-                );
-            }
-            Msg::Pod(watcher::Event::Delete(p)) => {
-                let uid = p.uid().unwrap_or_default();
-                deleting.remove(&uid);
-                if let Some(st) = pods.remove(&uid) {
-                    release_ip(&st.ip, used_ips.entry(st.node).or_default());
-                }
-            }
+            Msg::Pod(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => sim.on_pod(p),
+            Msg::Pod(watcher::Event::Delete(p)) => sim.on_pod_gone(&p),
             Msg::Pod(_) => {}
-            Msg::Restart(uid) => {
-                let Some(st) = pods.get_mut(&uid) else {
-                    continue;
-                };
-                st.restarts += 1;
-                schedule_exit(&tx, &uid, &st.pod);
-                let code = annotation(&st.pod, EXIT_CODE)
-                    .and_then(|s| s.parse::<i64>().ok())
-                    .unwrap_or(0);
-                let containers = Containers::Restarted {
-                    exit_code: code,
-                    restarts: st.restarts,
-                };
-                let host_ip = ours.get(&st.node).map(String::as_str).unwrap_or("");
-                spawn_call(&limit, report(client.clone(), st, &containers, host_ip));
-            }
-            Msg::Exit(uid) => {
-                let Some(st) = pods.get_mut(&uid) else {
-                    continue;
-                };
-                if st.finished {
-                    continue;
-                }
-                let code = annotation(&st.pod, EXIT_CODE)
-                    .and_then(|s| s.parse::<i64>().ok())
-                    .unwrap_or(0);
-                let policy = st
-                    .pod
-                    .pointer("/spec/restartPolicy")
-                    .and_then(Value::as_str)
-                    .unwrap_or("Always");
-                let restart = policy == "Always" || (policy == "OnFailure" && code != 0);
-                let containers = if restart {
-                    // Upstream's CrashLoopBackOff: 10 s, doubling, at most 5 min.
-                    let delay_secs = (10u64 << st.restarts.min(5)).min(300);
-                    let (tx, uid) = (tx.clone(), uid.clone());
-                    tokio::spawn(async move {
-                        tokio::time::sleep(Duration::from_secs(delay_secs)).await;
-                        let _ = tx.send(Msg::Restart(uid)).await;
-                    });
-                    Containers::BackOff {
-                        exit_code: code,
-                        restarts: st.restarts,
-                        delay_secs,
-                    }
-                } else {
-                    st.finished = true;
-                    Containers::Exited(code)
-                };
-                let host_ip = ours.get(&st.node).map(String::as_str).unwrap_or("");
-                spawn_call(&limit, report(client.clone(), st, &containers, host_ip));
-            }
+            Msg::Restart(uid) => sim.on_restart(&uid),
+            Msg::Exit(uid) => sim.on_exit(&uid),
         }
     }
     Ok(())
+}
+
+/// The simulated nodes' runtime state, owned by the event loop.
+struct Sim {
+    client: Client,
+    limit: Arc<Semaphore>,
+    tx: mpsc::Sender<Msg>,
+    /// Our nodes' names and addresses.
+    ours: HashMap<String, String>,
+    /// Our nodes' pod CIDRs, once node IPAM gave them.
+    cidrs: HashMap<String, String>,
+    used_ips: HashMap<String, HashSet<u8>>,
+    /// Running (or finished) pods by uid.
+    pods: HashMap<String, PodState>,
+    deleting: HashSet<String>,
+    /// Pods bound to a node that has no pod CIDR yet, by node.
+    waiting: HashMap<String, Vec<Pod>>,
+}
+
+impl Sim {
+    fn on_node(&mut self, n: Node) {
+        let name = n.name_any();
+        if !self.ours.contains_key(&name) {
+            return;
+        }
+        if let Some(cidr) = n.spec.and_then(|s| s.pod_cidr) {
+            self.cidrs.insert(name.clone(), cidr);
+            for p in self.waiting.remove(&name).unwrap_or_default() {
+                self.on_pod(p);
+            }
+        }
+    }
+
+    fn on_pod(&mut self, p: Pod) {
+        let Some(node_name) = p.spec.as_ref().and_then(|s| s.node_name.clone()) else {
+            return;
+        };
+        let Some(host_ip) = self.ours.get(&node_name) else {
+            return;
+        };
+        let uid = p.uid().unwrap_or_default();
+        if p.metadata.deletion_timestamp.is_some() {
+            // Containers stop at once; the deletion completes with grace 0.
+            if self.deleting.insert(uid.clone()) {
+                spawn_call(&self.limit, finish_deletion(self.client.clone(), p));
+            }
+            return;
+        }
+        let phase = p
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default();
+        if self.pods.contains_key(&uid) || phase == "Succeeded" || phase == "Failed" {
+            if let Some(st) = self.pods.get_mut(&uid) {
+                st.pod = serde_json::to_value(&p).unwrap_or_default();
+            }
+            return;
+        }
+        let Some(cidr) = self.cidrs.get(&node_name) else {
+            let waiting = self.waiting.entry(node_name).or_default();
+            // The same pod seen again (an update, a re-list) replaces its earlier copy.
+            waiting.retain(|w| w.metadata.uid != p.metadata.uid);
+            waiting.push(p);
+            return;
+        };
+        let Some(ip) = allocate_ip(cidr, self.used_ips.entry(node_name.clone()).or_default())
+        else {
+            tracing::warn!(node = %node_name, "no pod IP left");
+            return;
+        };
+        let pod = serde_json::to_value(&p).unwrap_or_default();
+        let exit = annotation(&pod, EXIT_CODE).and_then(|s| s.parse::<i64>().ok());
+        if exit.is_some() {
+            schedule_exit(&self.tx, &uid, &pod);
+        }
+        let status = podstatus::status(&pod, &Containers::Running, &ip, host_ip, "sim");
+        spawn_call(
+            &self.limit,
+            write_status(
+                self.client.clone(),
+                p.namespace().unwrap_or_default(),
+                p.name_any(),
+                status,
+            ),
+        );
+        self.pods.insert(
+            uid,
+            PodState {
+                pod,
+                node: node_name,
+                ip,
+                restarts: 0,
+                finished: false,
+            },
+        );
+    }
+
+    fn on_pod_gone(&mut self, p: &Pod) {
+        let uid = p.uid().unwrap_or_default();
+        self.deleting.remove(&uid);
+        if let Some(st) = self.pods.remove(&uid) {
+            release_ip(&st.ip, self.used_ips.entry(st.node).or_default());
+        }
+        if let Some(waiting) = p
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_ref())
+            .and_then(|n| self.waiting.get_mut(n))
+        {
+            waiting.retain(|w| w.metadata.uid != p.metadata.uid);
+        }
+    }
+
+    fn on_restart(&mut self, uid: &str) {
+        let Some(st) = self.pods.get_mut(uid) else {
+            return;
+        };
+        st.restarts += 1;
+        schedule_exit(&self.tx, uid, &st.pod);
+        let code = annotation(&st.pod, EXIT_CODE)
+            .and_then(|s| s.parse::<i64>().ok())
+            .unwrap_or(0);
+        let containers = Containers::Restarted {
+            exit_code: code,
+            restarts: st.restarts,
+        };
+        let host_ip = self.ours.get(&st.node).map(String::as_str).unwrap_or("");
+        spawn_call(
+            &self.limit,
+            report(self.client.clone(), st, &containers, host_ip),
+        );
+    }
+
+    fn on_exit(&mut self, uid: &str) {
+        let Some(st) = self.pods.get_mut(uid) else {
+            return;
+        };
+        if st.finished {
+            return;
+        }
+        let code = annotation(&st.pod, EXIT_CODE)
+            .and_then(|s| s.parse::<i64>().ok())
+            .unwrap_or(0);
+        let policy = st
+            .pod
+            .pointer("/spec/restartPolicy")
+            .and_then(Value::as_str)
+            .unwrap_or("Always");
+        let restart = policy == "Always" || (policy == "OnFailure" && code != 0);
+        let containers = if restart {
+            // Upstream's CrashLoopBackOff: 10 s, doubling, at most 5 min.
+            let delay_secs = (10u64 << st.restarts.min(5)).min(300);
+            let (tx, uid) = (self.tx.clone(), uid.to_string());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(delay_secs)).await;
+                let _ = tx.send(Msg::Restart(uid)).await;
+            });
+            Containers::BackOff {
+                exit_code: code,
+                restarts: st.restarts,
+                delay_secs,
+            }
+        } else {
+            st.finished = true;
+            Containers::Exited(code)
+        };
+        let host_ip = self.ours.get(&st.node).map(String::as_str).unwrap_or("");
+        spawn_call(
+            &self.limit,
+            report(self.client.clone(), st, &containers, host_ip),
+        );
+    }
 }
 
 fn annotation<'a>(pod: &'a Value, key: &str) -> Option<&'a str> {
