@@ -7,6 +7,7 @@ pub mod discovery;
 pub mod error;
 pub mod fieldvalidation;
 pub mod http;
+pub mod listsnapshots;
 pub mod meta;
 pub mod metrics;
 pub mod openapi;

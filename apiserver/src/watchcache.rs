@@ -4,6 +4,7 @@
 //! `resourceVersion=0`, consistent lists when current, and every client watch
 //! are served from memory, as upstream's cacher does.
 
+use crate::listsnapshots::ListSnapshots;
 use crate::storage::{EventKind, KeyValue, Storage, StorageError, WatchEvent};
 use bytes::Bytes;
 use serde_json::{Map, Value};
@@ -12,11 +13,16 @@ use skiff_machinery::labels::Selector as LabelSelector;
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, watch};
 
-/// Events kept for watches that start from an older resourceVersion.
-const HISTORY: usize = 10_000;
+/// Events kept for watches that resume from an older resourceVersion: all
+/// of the last `HISTORY_FRESH` (upstream's cacher keeps 75 s so a watcher
+/// that fell behind in a burst can catch up rather than re-list), never
+/// fewer than `HISTORY_MIN` events nor more than `HISTORY_MAX`.
+const HISTORY_FRESH: Duration = Duration::from_secs(75);
+const HISTORY_MIN: usize = 10_000;
+const HISTORY_MAX: usize = 100_000;
 
 /// One object as served: pre-serialized (with its resourceVersion) for lists
 /// and watches, plus just what selectors look at. The parsed form is made on
@@ -119,6 +125,8 @@ pub struct CacheEvent {
     pub entry: Arc<Entry>,
     pub prev: Option<Arc<Entry>>,
     pub revision: i64,
+    /// When the cache saw it; ages the history.
+    seen: Instant,
 }
 
 #[derive(Default)]
@@ -137,6 +145,8 @@ pub struct WatchCache {
     state: RwLock<State>,
     events: broadcast::Sender<Arc<CacheEvent>>,
     revision: watch::Sender<i64>,
+    /// Snapshots that paged lists are served from.
+    pub snapshots: ListSnapshots,
 }
 
 /// What a watch starts with: events since its revision, then the live feed.
@@ -168,6 +178,7 @@ impl WatchCache {
             state: RwLock::new(State::default()),
             events,
             revision,
+            snapshots: ListSnapshots::default(),
         });
         let feeder = cache.clone();
         tokio::spawn(async move { feeder.feed(storage).await });
@@ -288,11 +299,15 @@ impl WatchCache {
             entry,
             prev,
             revision,
+            seen: Instant::now(),
         });
-        if st.history.len() >= HISTORY {
-            if let Some(old) = st.history.pop_front() {
-                st.floor = old.revision;
+        while let Some(oldest) = st.history.front() {
+            let len = st.history.len();
+            if len < HISTORY_MAX && (len < HISTORY_MIN || oldest.seen.elapsed() < HISTORY_FRESH) {
+                break;
             }
+            st.floor = oldest.revision;
+            st.history.pop_front();
         }
         st.history.push_back(ev.clone());
         let _ = self.events.send(ev);
@@ -349,6 +364,7 @@ impl WatchCache {
                         entry: e.clone(),
                         prev: None,
                         revision: e.mod_revision,
+                        seen: Instant::now(),
                     })
                 })
                 .collect();

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher;
-use kube::{Client, Config};
+use kube::{Client, Config, ResourceExt};
 use serde_json::json;
 use std::time::Duration;
 
@@ -107,12 +107,33 @@ async fn typed_verbs_and_errors() {
     }
     let page = cms.list(&ListParams::default().limit(3)).await.unwrap();
     assert_eq!(page.items.len(), 3);
+    assert_eq!(page.metadata.remaining_item_count, Some(4));
     let token = page.metadata.continue_.clone().expect("continue token");
+    // The later pages show the list as it was at the first page.
+    cms.delete("p4", &DeleteParams::default()).await.unwrap();
+    cms.create(&PostParams::default(), &cm("p5", "x"))
+        .await
+        .unwrap();
     let rest = cms
         .list(&ListParams::default().limit(10).continue_token(&token))
         .await
         .unwrap();
-    assert_eq!(page.items.len() + rest.items.len(), 7);
+    assert_eq!(
+        rest.metadata.resource_version,
+        page.metadata.resource_version
+    );
+    assert_eq!(rest.metadata.continue_.as_deref().unwrap_or(""), "");
+    let names: Vec<String> = page
+        .items
+        .iter()
+        .chain(&rest.items)
+        .map(|c| c.name_any())
+        .collect();
+    assert_eq!(names, ["a", "b", "p0", "p1", "p2", "p3", "p4"]);
+    cms.delete("p5", &DeleteParams::default()).await.unwrap();
+    cms.create(&PostParams::default(), &cm("p4", "x"))
+        .await
+        .unwrap();
     let labelled = cms
         .list(&ListParams::default().labels("app=t"))
         .await

@@ -175,7 +175,7 @@ pub async fn serve(
         if send_initial && tx.send(Ok(filter.bookmark(last_rev, true))).await.is_err() {
             return;
         }
-        let backlog_end = sub
+        let mut backlog_end = sub
             .backlog
             .iter()
             .map(|e| e.revision)
@@ -204,8 +204,26 @@ pub async fn serve(
                             if tx.send(Ok(b)).await.is_err() { return; }
                         }
                     }
-                    // Too slow to keep up: end the watch; the client re-lists, as upstream's cacher forces.
-                    Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return,
+                    // Fell behind the live feed: catch up from the cache's history
+                    // when it still reaches back far enough, else end the watch and
+                    // let the client resume (or re-list on 410) as upstream's cacher forces.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let Ok(sub) = cache.subscribe(last_rev, &filter.prefix) else {
+                            tracing::warn!(resource = filter.res.plural, last_rev, "closing a watch too slow to keep up: the history no longer reaches its last revision");
+                            return;
+                        };
+                        for ev in &sub.backlog {
+                            last_rev = ev.revision;
+                            if let Some(b) = filter.translate(ev) {
+                                if tx.send(Ok(b)).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        backlog_end = last_rev;
+                        live = sub.live;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
                 }
             }
         }

@@ -137,6 +137,40 @@ fn decode(kv: &crate::storage::KeyValue) -> Result<Value, ApiError> {
 }
 
 /// The continue token, as upstream encodes it: base64 of `{"v","rv","start"}`.
+/// One page of a snapshot at `rev`: up to `opts.limit` matching objects
+/// after the key `start_after`, with a continue token when keys remain (and,
+/// without selectors, how many, as upstream's remainingItemCount).
+fn page(
+    snapshot: &[Arc<Entry>],
+    rev: i64,
+    start_after: Option<&str>,
+    opts: &ListOptions,
+) -> ListResult {
+    let from = start_after.map_or(0, |k| snapshot.partition_point(|e| e.key.as_str() <= k));
+    let mut items = Vec::new();
+    let mut next = from;
+    for e in &snapshot[from..] {
+        next += 1;
+        if e.matches(&opts.labels, &opts.fields) {
+            items.push(e.clone());
+            if opts.limit > 0 && items.len() == opts.limit {
+                break;
+            }
+        }
+    }
+    let more = next < snapshot.len();
+    let unfiltered = opts.labels.is_empty() && opts.fields.is_empty();
+    ListResult {
+        continue_token: items
+            .last()
+            .filter(|_| more)
+            .map(|e| encode_continue(rev, &e.key)),
+        remaining: (more && unfiltered).then(|| (snapshot.len() - next) as i64),
+        items,
+        revision: rev,
+    }
+}
+
 fn encode_continue(rev: i64, start_after: &str) -> String {
     use base64::Engine;
     let token = json!({"v": "meta.k8s.io/v1", "rv": rev, "start": start_after});
@@ -220,8 +254,9 @@ impl Registry {
 
     /// Lists with upstream's resourceVersion semantics: `0` (or NotOlderThan)
     /// from the cache at once; unset (consistent) from the cache once it has
-    /// caught up with storage, else from storage; paged and exact reads from
-    /// storage at the requested revision.
+    /// caught up with storage, else from storage. Paged lists are cut from a
+    /// cache snapshot their continuations reuse; exact reads and
+    /// continuations whose snapshot is gone read storage at their revision.
     pub async fn list(
         &self,
         res: &Resource,
@@ -232,6 +267,9 @@ impl Registry {
         let cache = self.cache(res);
         if let Some(token) = &opts.continue_token {
             let (rev, start) = decode_continue(token)?;
+            if let Some(snapshot) = cache.snapshots.at(&prefix, rev) {
+                return Ok(page(&snapshot, rev, Some(&start), opts));
+            }
             return self
                 .list_from_storage(res, &prefix, opts, rev, Some(start))
                 .await;
@@ -241,6 +279,9 @@ impl Registry {
         match rv {
             Some(rv) if exact => {
                 let rev = parse_rv(rv)?;
+                if let Some(snapshot) = cache.snapshots.at(&prefix, rev) {
+                    return Ok(page(&snapshot, rev, None, opts));
+                }
                 self.list_from_storage(res, &prefix, opts, rev, None).await
             }
             Some(rv) => {
@@ -254,17 +295,17 @@ impl Registry {
                 }
                 Ok(self.list_from_cache(res, &prefix, opts))
             }
-            None if opts.limit > 0 => {
-                let rev = self.storage.current_revision().await?;
-                self.list_from_storage(res, &prefix, opts, rev, None).await
-            }
             None => {
                 let rev = self.storage.current_revision().await?;
-                if cache.wait_for(rev, Duration::from_millis(100)).await {
-                    Ok(self.list_from_cache(res, &prefix, opts))
-                } else {
-                    self.list_from_storage(res, &prefix, opts, rev, None).await
+                if !cache.wait_for(rev, Duration::from_millis(100)).await {
+                    return self.list_from_storage(res, &prefix, opts, rev, None).await;
                 }
+                if opts.limit == 0 {
+                    return Ok(self.list_from_cache(res, &prefix, opts));
+                }
+                let (all, revision) = cache.list(&prefix);
+                let snapshot = cache.snapshots.keep(&prefix, revision, all);
+                Ok(page(&snapshot, revision, None, opts))
             }
         }
     }
