@@ -13,6 +13,10 @@ pub fn free_port() -> Result<u16> {
 
 /// Builds the release skiff binary and returns its path.
 pub fn skiff_binary() -> Result<PathBuf> {
+    // A binary built beforehand (e.g. while others edit the tree) skips the build.
+    if let Some(bin) = std::env::var_os("SKIFF_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .args(["build", "--release", "-q", "-p", "skiff"])
@@ -121,9 +125,20 @@ pub fn start_server(bin: &Path, datastore: Option<&str>) -> Result<(Proc, PathBu
     )
 }
 
-/// The whole control plane (API server, scheduler, controllers).
+/// The whole control plane (API server, scheduler, controllers), with a
+/// cluster CIDR of 4096 node ranges: the default /16 has 256, too few for
+/// the thousand-node runs (nodes without a range cannot start pods).
 pub fn start_control_plane(bin: &Path) -> Result<(Proc, PathBuf)> {
-    start_server_with(bin, None, &["--scheduler-metrics-address", ""])
+    start_server_with(
+        bin,
+        None,
+        &[
+            "--scheduler-metrics-address",
+            "",
+            "--cluster-cidr",
+            "10.32.0.0/12",
+        ],
+    )
 }
 
 fn start_server_with(
@@ -145,7 +160,7 @@ fn start_server_with(
         .arg("--data-dir")
         .arg(dir.path())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log_sink("server")?)
         .env("SKIFF_LOG", "warn");
     if let Some(ep) = datastore {
         cmd.args(["--datastore-endpoint", ep]);
@@ -172,7 +187,7 @@ pub fn start_scheduler(bin: &Path, kubeconfig: &Path) -> Result<Proc> {
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log_sink("scheduler")?)
         .env("SKIFF_LOG", "warn")
         .spawn()?;
     Ok(Proc { child, _dir: dir })
@@ -193,8 +208,22 @@ pub fn start_simulator(bin: &Path, kubeconfig: &Path, nodes: usize, prefix: &str
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log_sink(&format!("simulator-{prefix}"))?)
         .env("SKIFF_LOG", "warn")
         .spawn()?;
     Ok(Proc { child, _dir: dir })
+}
+
+/// Where a skiff process's warnings go: `$SKIFF_BENCH_LOGS/<name>.log` when
+/// that folder is set (to see why a run stalls), else nowhere.
+fn log_sink(name: &str) -> Result<Stdio> {
+    match std::env::var_os("SKIFF_BENCH_LOGS") {
+        Some(dir) => {
+            let path = Path::new(&dir).join(format!("{name}.log"));
+            Ok(std::fs::File::create(&path)
+                .with_context(|| format!("creating {}", path.display()))?
+                .into())
+        }
+        None => Ok(Stdio::null()),
+    }
 }
