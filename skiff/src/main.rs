@@ -33,6 +33,9 @@ enum Command {
     Server(Box<ServerArgs>),
     /// Run the scheduler alone, against any API server.
     Scheduler(SchedulerArgs),
+    /// Run the controllers alone (garbage collector, namespaces, nodes,
+    /// endpoints, workloads, …), against any API server.
+    ControllerManager(ControllerManagerArgs),
     /// Run a node agent. Today only simulated nodes (`--simulate`).
     Agent(AgentArgs),
     /// Print the skiff version and the Kubernetes API version it implements.
@@ -125,6 +128,46 @@ impl SchedulerFlags {
 }
 
 #[derive(clap::Args)]
+struct ControllerManagerArgs {
+    /// Kubeconfig to reach the API server with.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: PathBuf,
+    /// Range pod addresses come from (each node gets a /24).
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: String,
+    #[command(flatten)]
+    common: ControllerFlags,
+}
+
+/// Controller settings, for `skiff controller-manager` and the controllers inside `skiff server`.
+#[derive(clap::Args)]
+struct ControllerFlags {
+    /// How long a node may miss heartbeats before it is marked Unknown and tainted (e.g. 40s, 5s).
+    #[arg(long, default_value = "40s", value_parser = parse_duration)]
+    node_monitor_grace_period: std::time::Duration,
+    /// Finished pods kept before pod GC deletes the oldest.
+    #[arg(long, default_value_t = 12500)]
+    terminated_pod_gc_threshold: usize,
+}
+
+impl ControllerFlags {
+    /// Starts the controllers in the background.
+    fn spawn(&self, client: kube::Client, cluster_cidr: String, identity: String) {
+        let cfg = skiff_controllers::Config {
+            cluster_cidr,
+            node_monitor_grace_period: self.node_monitor_grace_period,
+            terminated_pod_gc_threshold: self.terminated_pod_gc_threshold,
+            identity,
+        };
+        tokio::spawn(async move {
+            if let Err(e) = skiff_controllers::run(client, cfg).await {
+                tracing::error!(error = %e, "controller manager stopped");
+            }
+        });
+    }
+}
+
+#[derive(clap::Args)]
 struct ServerArgs {
     /// Folder for state: the embedded store, certificates, kubeconfig.
     #[arg(long, env = "SKIFF_DATA_DIR", default_value = "/var/lib/skiff")]
@@ -156,12 +199,8 @@ struct ServerArgs {
     /// Address other nodes and pods reach the API server at [default: the bind address, or 127.0.0.1].
     #[arg(long)]
     advertise_address: Option<IpAddr>,
-    /// How long a node may miss heartbeats before it is marked Unknown and tainted (e.g. 40s, 5s).
-    #[arg(long, default_value = "40s", value_parser = parse_duration)]
-    node_monitor_grace_period: std::time::Duration,
-    /// Finished pods kept before pod GC deletes the oldest.
-    #[arg(long, default_value_t = 12500)]
-    terminated_pod_gc_threshold: usize,
+    #[command(flatten)]
+    controllers: ControllerFlags,
     /// Do not run the controllers (garbage collector, namespace, …) in this process.
     #[arg(long)]
     disable_controller_manager: bool,
@@ -265,6 +304,13 @@ async fn main() -> Result<()> {
             tokio::signal::ctrl_c().await?;
             Ok(())
         }
+        Command::ControllerManager(a) => {
+            init_logging(&cli.log_format);
+            let client = component_client(&a.kubeconfig).await?;
+            a.common.spawn(client, a.cluster_cidr, identity(None));
+            tokio::signal::ctrl_c().await?;
+            Ok(())
+        }
         Command::Server(a) => {
             init_logging(&cli.log_format);
             let server_identity = identity(Some(&a.data_dir));
@@ -281,8 +327,6 @@ async fn main() -> Result<()> {
                 advertise_address: a.advertise_address,
             };
             let cluster_cidr = cfg.cluster_cidr.clone();
-            let node_monitor_grace_period = a.node_monitor_grace_period;
-            let terminated_pod_gc_threshold = a.terminated_pod_gc_threshold;
             let running = skiff_apiserver::server::start(cfg).await?;
             if !a.disable_scheduler {
                 let kubeconfig =
@@ -298,22 +342,11 @@ async fn main() -> Result<()> {
                     "system:kube-controller-manager",
                     &[],
                 )?;
-                let client = component_client(&kubeconfig).await?;
-                tokio::spawn(async move {
-                    if let Err(e) = skiff_controllers::run(
-                        client,
-                        skiff_controllers::Config {
-                            cluster_cidr,
-                            node_monitor_grace_period,
-                            terminated_pod_gc_threshold,
-                            identity: server_identity,
-                        },
-                    )
-                    .await
-                    {
-                        tracing::error!(error = %e, "controller manager stopped");
-                    }
-                });
+                a.controllers.spawn(
+                    component_client(&kubeconfig).await?,
+                    cluster_cidr,
+                    server_identity,
+                );
             }
             eprintln!(
                 "skiff server ready on https://{}; kubeconfig: {}",
