@@ -222,3 +222,82 @@ pub async fn create_missing(
     }
     Ok(Missing::Done)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn set(policy: Value) -> StatefulSet {
+        serde_json::from_value(json!({
+            "metadata": {"name": "db", "namespace": "ns", "uid": "set-uid"},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "db"}},
+                "persistentVolumeClaimRetentionPolicy": policy,
+                "volumeClaimTemplates": [{"metadata": {"name": "data", "labels": {"tier": "x"}}}],
+                "template": {}}}))
+        .unwrap()
+    }
+
+    fn pod(ordinal: i64) -> Pod {
+        serde_json::from_value(
+            json!({"metadata": {"name": format!("db-{ordinal}"), "uid": format!("pod-{ordinal}")}}),
+        )
+        .unwrap()
+    }
+
+    fn owners(set: &StatefulSet, ordinal: i64) -> Vec<String> {
+        let claim = claims_for(set, ordinal).remove(0);
+        wanted_refs(set, &pod(ordinal), &claim)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.uid)
+            .collect()
+    }
+
+    #[test]
+    fn claims_are_named_and_labelled_per_pod() {
+        let s = set(json!({}));
+        let c = &claims_for(&s, 1)[0];
+        assert_eq!(c.name_any(), "data-db-1");
+        assert_eq!(c.labels()["tier"], "x");
+        assert_eq!(c.labels()["app"], "db");
+    }
+
+    #[test]
+    fn owners_follow_the_retention_policy() {
+        let retain = set(json!({"whenDeleted": "Retain", "whenScaled": "Retain"}));
+        assert!(owners(&retain, 1).is_empty() && owners(&retain, 5).is_empty());
+        let on_delete = set(json!({"whenDeleted": "Delete", "whenScaled": "Retain"}));
+        assert_eq!(owners(&on_delete, 1), ["set-uid"]);
+        assert_eq!(owners(&on_delete, 5), ["set-uid"]);
+        let on_scale = set(json!({"whenDeleted": "Retain", "whenScaled": "Delete"}));
+        assert!(owners(&on_scale, 1).is_empty());
+        assert_eq!(owners(&on_scale, 5), ["pod-5"]);
+        let both = set(json!({"whenDeleted": "Delete", "whenScaled": "Delete"}));
+        assert_eq!(owners(&both, 1), ["set-uid"]);
+        assert_eq!(owners(&both, 5), ["pod-5"]);
+    }
+
+    #[test]
+    fn other_controllers_and_stale_owners_are_left_alone() {
+        let both = set(json!({"whenDeleted": "Delete", "whenScaled": "Delete"}));
+        let mut claim = claims_for(&both, 0).remove(0);
+        // A set of this name from before: the garbage collector's business.
+        claim.metadata.owner_references = Some(vec![OwnerReference {
+            uid: "old-set".into(),
+            ..owner_ref(&both)
+        }]);
+        assert!(wanted_refs(&both, &pod(0), &claim).is_none());
+        // Another controller keeps the claim; our reference is dropped.
+        let other = OwnerReference {
+            api_version: "example.com/v1".into(),
+            kind: "Keeper".into(),
+            name: "k".into(),
+            uid: "keeper".into(),
+            controller: Some(true),
+            block_owner_deletion: None,
+        };
+        claim.metadata.owner_references = Some(vec![other.clone(), owner_ref(&both)]);
+        assert_eq!(wanted_refs(&both, &pod(0), &claim), Some(vec![other]));
+    }
+}

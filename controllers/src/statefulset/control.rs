@@ -443,3 +443,28 @@ impl Sync<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn set(strategy: serde_json::Value) -> StatefulSet {
+        serde_json::from_value(json!({"metadata": {"name": "s"}, "spec": {"replicas": 10,
+            "selector": {}, "template": {}, "updateStrategy": strategy}}))
+        .unwrap()
+    }
+
+    #[test]
+    fn max_unavailable_rounds_down_but_is_at_least_one() {
+        assert_eq!(max_unavailable(&set(json!({"type": "RollingUpdate"}))), 1);
+        let pct =
+            |p: &str| set(json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": p}}));
+        assert_eq!(max_unavailable(&pct("25%")), 2);
+        assert_eq!(max_unavailable(&pct("5%")), 1);
+        let s = set(json!({"type": "RollingUpdate",
+            "rollingUpdate": {"maxUnavailable": 3, "partition": 4}}));
+        assert_eq!((max_unavailable(&s), partition(&s)), (3, 4));
+        assert!(!is_rolling_update(&set(json!({"type": "OnDelete"}))));
+    }
+}

@@ -138,8 +138,10 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, kube:
         .expect(&key, outcome.created.clone(), outcome.deleted.clone());
     let status = status::compute(&set, &revs, &mine, outcome.deleted_for_update);
     let recheck = status::write(&set, &status, &ctx).await?;
+    // History is kept within its limit even when the sync failed.
+    let truncated = history::truncate(&set, &revs, &mine, &ctx).await;
     result?;
-    history::truncate(&set, &revs, &mine, &ctx).await?;
+    truncated?;
     let next = [outcome.requeue, recheck].into_iter().flatten().min();
     Ok(next.map_or_else(Action::await_change, Action::requeue))
 }
