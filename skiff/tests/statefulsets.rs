@@ -620,7 +620,7 @@ async fn claims_from_templates_and_retention() {
         strings(&["data-keep-0", "data-keep-1"])
     );
     // Scaled up again: keep-1 gets its old claim back.
-    patch_set(&c, "keep", json!({"spec": {"replicas": 2}})).await;
+    s.ok(&["scale", "sts/keep", "--replicas=2"]);
     eventually("keep back to two", 40, async || {
         counts(&c, "keep").await == Some((2, 2, 2, 2, 2))
     })
