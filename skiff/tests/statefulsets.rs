@@ -112,23 +112,30 @@ async fn pods_of(c: &Client, name: &str) -> BTreeMap<String, Pod> {
         .collect()
 }
 
-/// Names of the pods of `name` that are not being deleted.
-async fn live(c: &Client, name: &str) -> Vec<String> {
+/// Names of the pods of `name` being deleted (`deleting`) or not.
+async fn names(c: &Client, name: &str, deleting: bool) -> Vec<String> {
     pods_of(c, name)
         .await
         .into_iter()
-        .filter(|(_, p)| p.metadata.deletion_timestamp.is_none())
+        .filter(|(_, p)| p.metadata.deletion_timestamp.is_some() == deleting)
         .map(|(n, _)| n)
         .collect()
 }
 
-/// Names of the pods of `name` being deleted.
+async fn live(c: &Client, name: &str) -> Vec<String> {
+    names(c, name, false).await
+}
+
 async fn terminating(c: &Client, name: &str) -> Vec<String> {
+    names(c, name, true).await
+}
+
+/// The uids of the pods of `name`, by pod name.
+async fn uids(c: &Client, name: &str) -> BTreeMap<String, String> {
     pods_of(c, name)
         .await
         .into_iter()
-        .filter(|(_, p)| p.metadata.deletion_timestamp.is_some())
-        .map(|(n, _)| n)
+        .map(|(n, p)| (n, p.uid().unwrap()))
         .collect()
 }
 
@@ -821,13 +828,8 @@ async fn rolling_update_in_reverse_with_partition() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_delete_and_failed_pods() {
     let (s, c, _sim) = cluster(2, "o").await;
-    create(
-        &c,
-        "od",
-        json!({"replicas": 2, "updateStrategy": {"type": "OnDelete"}}),
-        json!({}),
-    )
-    .await;
+    let spec = json!({"replicas": 2, "updateStrategy": {"type": "OnDelete"}});
+    create(&c, "od", spec.clone(), json!({})).await;
     eventually("two running", 40, async || {
         counts(&c, "od").await == Some((2, 2, 2, 2, 2))
     })
@@ -881,11 +883,7 @@ async fn on_delete_and_failed_pods() {
 
     // Deleted leaving its pods, and made again: the new set adopts the pods
     // (and their revision), replacing none.
-    let before: BTreeMap<String, String> = pods_of(&c, "od")
-        .await
-        .into_iter()
-        .map(|(n, p)| (n, p.uid().unwrap()))
-        .collect();
+    let before = uids(&c, "od").await;
     s.ok(&["delete", "sts", "od", "--cascade=orphan"]);
     eventually("the pods orphaned", 20, async || {
         pods_of(&c, "od")
@@ -894,13 +892,7 @@ async fn on_delete_and_failed_pods() {
             .all(|p| p.owner_references().is_empty())
     })
     .await;
-    create(
-        &c,
-        "od",
-        json!({"replicas": 2, "updateStrategy": {"type": "OnDelete"}}),
-        json!({}),
-    )
-    .await;
+    create(&c, "od", spec, json!({})).await;
     s.ok(&["set", "image", "sts/od", "c=busybox:2"]);
     let (set, _) = status(&c, "od").await;
     eventually("the pods adopted", 20, async || {
@@ -913,11 +905,7 @@ async fn on_delete_and_failed_pods() {
             .is_some_and(|(n, ready, _, updated, _)| (n, ready, updated) == (2, 2, 2))
     })
     .await;
-    let after: BTreeMap<String, String> = pods_of(&c, "od")
-        .await
-        .into_iter()
-        .map(|(n, p)| (n, p.uid().unwrap()))
-        .collect();
+    let after = uids(&c, "od").await;
     assert_eq!(before, after);
 }
 
