@@ -5,12 +5,13 @@
 //! Expected pods are the pods the budget selects (upstream asks their
 //! controllers' scale; with plain pods the two agree).
 
+use crate::metrics::Controller;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
@@ -27,6 +28,7 @@ struct Ctx {
 pub async fn run(client: Client) -> anyhow::Result<()> {
     let (pods, pod_events) = crate::resources::reflected::<Pod>(&client);
     let controller = Controller::new(
+        "disruption",
         Api::<PodDisruptionBudget>::all(client.clone()),
         watcher::Config::default(),
     );

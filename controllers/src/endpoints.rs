@@ -4,11 +4,12 @@
 //! endpointslice controllers write them. Services without a selector keep
 //! whatever endpoints their users manage.
 
+use crate::metrics::Controller;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
@@ -32,6 +33,7 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
     let nodes = crate::resources::cached::<Node>(&client).await?;
 
     let controller = Controller::new(
+        "endpoint",
         Api::<Service>::all(client.clone()),
         watcher::Config::default(),
     );

@@ -155,6 +155,7 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
     let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
     let skipped: Arc<Mutex<HashSet<String>>> = Arc::default();
     let workers = Arc::new(Semaphore::new(WORKERS));
+    let queue = crate::metrics::queue("garbagecollector");
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while let Ok(m) = rx.try_recv() {
@@ -222,16 +223,18 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
                     }
                     continue;
                 }
-                let (client, in_flight, skipped, workers, tx) = (
+                queue.add(uid.clone());
+                let (client, in_flight, skipped, workers, tx, queue) = (
                     client.clone(),
                     in_flight.clone(),
                     skipped.clone(),
                     workers.clone(),
                     tx.clone(),
+                    queue.clone(),
                 );
                 tokio::spawn(async move {
                     let _permit = workers.acquire().await;
-                    if let Err(e) = act(&client, &action).await {
+                    if let Err(e) = queue.work(&uid, act(&client, &action)).await {
                         tracing::debug!(error = %e, object = %action.name(), "garbage collector action failed; retried on the next change");
                     }
                     if let Ok(mut f) = in_flight.lock() {

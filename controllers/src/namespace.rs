@@ -2,11 +2,12 @@
 //! deleted, reports what remains in its conditions, and once empty gives up
 //! its `kubernetes` finalizer, so the API server removes it.
 
+use crate::metrics::Controller;
 use crate::resources;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::watcher;
 use kube::Client;
 use serde_json::json;
@@ -25,7 +26,7 @@ pub enum Error {
 
 pub async fn run(client: Client) -> anyhow::Result<()> {
     let nss: Api<Namespace> = Api::all(client.clone());
-    Controller::new(nss, watcher::Config::default())
+    Controller::new("namespace", nss, watcher::Config::default())
         .run(reconcile, error_policy, Arc::new(client))
         .for_each(|_| async {})
         .await;

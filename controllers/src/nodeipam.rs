@@ -3,10 +3,11 @@
 //! themselves (plus ranges just written), so a deleted node's range is free
 //! again with no bookkeeping.
 
+use crate::metrics::Controller;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::Client;
 use serde_json::json;
@@ -72,7 +73,7 @@ pub async fn run(client: Client, cidrs: PodCidrs, recorder: Recorder) -> anyhow:
         pending: Default::default(),
         recorder,
     });
-    Controller::for_shared_stream(node_events, nodes)
+    Controller::for_shared_stream("nodeipam", node_events, nodes)
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;

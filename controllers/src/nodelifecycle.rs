@@ -22,10 +22,11 @@ pub const UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
 const MONITOR_PERIOD: Duration = Duration::from_secs(2);
 
 pub async fn run(client: Client, grace: Duration) -> anyhow::Result<()> {
+    let queue = crate::metrics::queue("nodelifecycle");
     let mut tick = tokio::time::interval(MONITOR_PERIOD);
     loop {
         tick.tick().await;
-        if let Err(e) = monitor(&client, grace).await {
+        if let Err(e) = queue.pass(monitor(&client, grace)).await {
             tracing::warn!(error = %e, "node lifecycle pass failed");
         }
     }

@@ -12,10 +12,11 @@ use std::time::Duration;
 const PERIOD: Duration = Duration::from_secs(20);
 
 pub async fn run(client: Client, terminated_threshold: usize) -> anyhow::Result<()> {
+    let queue = crate::metrics::queue("podgc");
     let mut tick = tokio::time::interval(PERIOD);
     loop {
         tick.tick().await;
-        if let Err(e) = collect(&client, terminated_threshold).await {
+        if let Err(e) = queue.pass(collect(&client, terminated_threshold)).await {
             tracing::warn!(error = %e, "pod GC pass failed");
         }
     }

@@ -6,12 +6,13 @@
 //! availableReplicas / observedGeneration. Expectations keep a slow watch
 //! from causing double creates.
 
+use crate::metrics::Controller;
 use crate::pods::{self, Expectations};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
@@ -40,6 +41,7 @@ pub enum Error {
 pub async fn run(client: Client, recorder: Recorder) -> anyhow::Result<()> {
     let (pods, pod_events) = crate::resources::reflected::<Pod>(&client);
     let controller = Controller::new(
+        "replicaset",
         Api::<ReplicaSet>::all(client.clone()),
         watcher::Config::default(),
     );

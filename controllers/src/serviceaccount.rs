@@ -2,10 +2,11 @@
 //! ServiceAccount, created again if deleted (upstream's
 //! serviceaccounts_controller). Tokens come with the auth issue.
 
+use crate::metrics::Controller;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{Api, PostParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::Client;
@@ -17,7 +18,7 @@ const DEFAULT: &str = "default";
 pub async fn run(client: Client) -> anyhow::Result<()> {
     let nss: Api<Namespace> = Api::all(client.clone());
     let sas: Api<ServiceAccount> = Api::all(client.clone());
-    Controller::new(nss, watcher::Config::default())
+    Controller::new("serviceaccount", nss, watcher::Config::default())
         // A deleted default account brings its namespace back for a look.
         .watches(
             sas,

@@ -10,10 +10,11 @@ use std::time::Duration;
 const PERIOD: Duration = Duration::from_secs(2);
 
 pub async fn run(client: Client) -> anyhow::Result<()> {
+    let queue = crate::metrics::queue("ttlafterfinished");
     let mut tick = tokio::time::interval(PERIOD);
     loop {
         tick.tick().await;
-        if let Err(e) = collect(&client).await {
+        if let Err(e) = queue.pass(collect(&client)).await {
             tracing::warn!(error = %e, "TTL-after-finished pass failed");
         }
     }

@@ -148,11 +148,23 @@ struct ControllerFlags {
     /// Finished pods kept before pod GC deletes the oldest.
     #[arg(long, default_value_t = 12500)]
     terminated_pod_gc_threshold: usize,
+    /// Where the controllers serve /metrics and /healthz over plain HTTP ("" turns it off).
+    #[arg(long, default_value = "127.0.0.1:10252")]
+    controller_metrics_address: String,
 }
 
 impl ControllerFlags {
-    /// Starts the controllers in the background.
-    fn spawn(&self, client: kube::Client, cluster_cidr: String, identity: String) {
+    /// Starts the controllers in the background (their metrics too, when
+    /// the address is free).
+    fn spawn(&self, client: kube::Client, cluster_cidr: String, identity: String) -> Result<()> {
+        if !self.controller_metrics_address.is_empty() {
+            let addr: std::net::SocketAddr = self.controller_metrics_address.parse()?;
+            tokio::spawn(async move {
+                if let Err(e) = skiff_controllers::metrics::serve(addr).await {
+                    tracing::warn!(%addr, error = %e, "controller metrics not served");
+                }
+            });
+        }
         let cfg = skiff_controllers::Config {
             cluster_cidr,
             node_monitor_grace_period: self.node_monitor_grace_period,
@@ -164,6 +176,7 @@ impl ControllerFlags {
                 tracing::error!(error = %e, "controller manager stopped");
             }
         });
+        Ok(())
     }
 }
 
@@ -307,7 +320,7 @@ async fn main() -> Result<()> {
         Command::ControllerManager(a) => {
             init_logging(&cli.log_format);
             let client = component_client(&a.kubeconfig).await?;
-            a.common.spawn(client, a.cluster_cidr, identity(None));
+            a.common.spawn(client, a.cluster_cidr, identity(None))?;
             tokio::signal::ctrl_c().await?;
             Ok(())
         }
@@ -346,7 +359,7 @@ async fn main() -> Result<()> {
                     component_client(&kubeconfig).await?,
                     cluster_cidr,
                     server_identity,
-                );
+                )?;
             }
             eprintln!(
                 "skiff server ready on https://{}; kubeconfig: {}",

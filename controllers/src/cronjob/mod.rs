@@ -10,6 +10,7 @@
 pub mod schedule;
 
 use crate::job::{is_finished, Clock};
+use crate::metrics::Controller;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -17,7 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference,
 use k8s_openapi::jiff::tz::TimeZone;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, PostParams, PropagationPolicy};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
@@ -51,6 +52,7 @@ impl Ctx {
 pub async fn run(client: Client, recorder: Recorder) -> anyhow::Result<()> {
     let (jobs, job_events) = crate::resources::reflected::<Job>(&client);
     let controller = Controller::new(
+        "cronjob",
         Api::<CronJob>::all(client.clone()),
         watcher::Config::default(),
     );

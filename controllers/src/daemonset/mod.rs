@@ -16,12 +16,13 @@ mod status;
 mod update;
 pub mod util;
 
+use crate::metrics::Controller;
 use crate::pods::{self, Expectations};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::Api;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
@@ -58,6 +59,7 @@ pub async fn run(client: Client, recorder: Recorder) -> anyhow::Result<()> {
     let (nodes, node_events) = crate::resources::reflected::<Node>(&client);
     let (revisions, revision_events) = crate::resources::reflected::<ControllerRevision>(&client);
     let controller = Controller::new(
+        "daemonset",
         Api::<DaemonSet>::all(client.clone()),
         watcher::Config::default(),
     );

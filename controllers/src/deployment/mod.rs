@@ -10,12 +10,13 @@ mod rollout;
 mod status;
 pub mod util;
 
+use crate::metrics::Controller;
 use crate::pods;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, PostParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
@@ -43,6 +44,7 @@ pub async fn run(client: Client, recorder: Recorder) -> anyhow::Result<()> {
     let (sets, set_events) = crate::resources::reflected::<ReplicaSet>(&client);
     let (pods, pod_events) = crate::resources::reflected::<Pod>(&client);
     let controller = Controller::new(
+        "deployment",
         Api::<Deployment>::all(client.clone()),
         watcher::Config::default(),
     );

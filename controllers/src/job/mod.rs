@@ -16,6 +16,7 @@ mod failure_policy;
 mod indexes;
 pub mod pods;
 
+use crate::metrics::Controller;
 use expectations::Expectations;
 use futures::StreamExt;
 use indexes::Indexes;
@@ -24,7 +25,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
@@ -62,7 +63,11 @@ pub struct Ctx {
 
 pub async fn run(client: Client, recorder: Recorder) -> anyhow::Result<()> {
     let (pods, pod_events) = crate::resources::reflected::<Pod>(&client);
-    let controller = Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default());
+    let controller = Controller::new(
+        "job",
+        Api::<Job>::all(client.clone()),
+        watcher::Config::default(),
+    );
     let jobs = controller.store();
     let ctx = Arc::new(Ctx {
         client: client.clone(),

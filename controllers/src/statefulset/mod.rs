@@ -15,12 +15,13 @@ mod history;
 mod identity;
 mod status;
 
+use crate::metrics::Controller;
 use crate::pods::{self, Expectations};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::Api;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
@@ -52,6 +53,7 @@ pub async fn run(client: Client, recorder: Recorder) -> anyhow::Result<()> {
     // Claims are read from the cache; their changes wake no set.
     let (claims, _) = crate::resources::reflected::<PersistentVolumeClaim>(&client);
     let controller = Controller::new(
+        "statefulset",
         Api::<StatefulSet>::all(client.clone()),
         watcher::Config::default(),
     );
