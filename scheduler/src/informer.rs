@@ -1,69 +1,54 @@
-//! A watch of every object of a kind that tells the scheduler about each
-//! change, including objects that vanished while the watch was re-listing
-//! (which kube-rs reports only as a fresh list).
+//! The scheduler's view of a kind: the process-wide shared informer (one
+//! cache of pods for the scheduler and the controllers when they run in one
+//! process), turned into a call per change that says whether the object is
+//! gone, including objects that vanished while the watch was re-listing.
 
 use futures::StreamExt;
-use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Api, Resource};
-use serde::de::DeserializeOwned;
+use kube::Client;
+use skiff_machinery::client::informers::{self, Cacheable, Change};
 use std::collections::HashMap;
-use std::fmt::Debug;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
-/// Spawns the watch into `set`; `on(object, gone)` runs for every change.
-/// The receiver resolves once the first full list has been delivered.
-pub fn spawn<K>(
+/// Spawns the subscription into `set`; `on(object, gone)` runs for every
+/// change. The receiver resolves once the whole cache has been delivered.
+pub fn spawn<K: Cacheable>(
     set: &mut JoinSet<()>,
-    api: Api<K>,
+    client: &Client,
     mut on: impl FnMut(Arc<K>, bool) + Send + 'static,
-) -> oneshot::Receiver<()>
-where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-{
+) -> oneshot::Receiver<()> {
     let (synced_tx, synced) = oneshot::channel();
+    let (store, changes) = informers::subscribe::<K>(client);
     set.spawn(async move {
         let mut synced_tx = Some(synced_tx);
         let uid = |o: &K| o.meta().uid.clone().unwrap_or_default();
+        // What was handed to `on`, so a resync can tell what disappeared.
         let mut known: HashMap<String, Arc<K>> = HashMap::new();
-        let mut relisted: Option<HashMap<String, Arc<K>>> = None;
-        // managedFields are most of an object's size and nothing here reads them.
-        let mut events = std::pin::pin!(watcher(api, watcher::Config::default())
-            .modify(|o| o.meta_mut().managed_fields = None)
-            .default_backoff());
-        while let Some(event) = events.next().await {
-            match event {
-                Ok(watcher::Event::Init) => relisted = Some(HashMap::new()),
-                Ok(watcher::Event::InitApply(o)) => {
-                    let o = Arc::new(o);
-                    relisted
-                        .get_or_insert_with(HashMap::new)
-                        .insert(uid(&o), o.clone());
+        let mut changes = std::pin::pin!(changes);
+        while let Some(change) = changes.next().await {
+            match change {
+                Change::Applied(o) => {
+                    known.insert(uid(&o), o.clone());
                     on(o, false);
                 }
-                Ok(watcher::Event::InitDone) => {
-                    let fresh = relisted.take().unwrap_or_default();
-                    for (k, o) in known.drain() {
-                        if !fresh.contains_key(&k) {
-                            on(o, true);
+                Change::Deleted(o) => {
+                    known.remove(&uid(&o));
+                    on(o, true);
+                }
+                Change::Resynced => {
+                    let present = informers::uids(&store);
+                    known.retain(|k, o| {
+                        let keep = present.contains(k);
+                        if !keep {
+                            on(o.clone(), true);
                         }
-                    }
-                    known = fresh;
+                        keep
+                    });
                     if let Some(tx) = synced_tx.take() {
                         let _ = tx.send(());
                     }
                 }
-                Ok(watcher::Event::Apply(o)) => {
-                    let o = Arc::new(o);
-                    known.insert(uid(&o), o.clone());
-                    on(o, false);
-                }
-                Ok(watcher::Event::Delete(o)) => {
-                    known.remove(&uid(&o));
-                    on(Arc::new(o), true);
-                }
-                Err(e) => tracing::warn!(error = %e, "scheduler watch"),
             }
         }
     });

@@ -25,7 +25,7 @@ use framework::Profile;
 use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
-use kube::{Api, Client, ResourceExt};
+use kube::{Client, ResourceExt};
 use podinfo::PodInfo;
 use queue::{Outcome, Queue};
 use schedule::{Algorithm, Decision};
@@ -119,97 +119,71 @@ impl Scheduler {
         let (nodes_synced, pods_synced);
         {
             let s2 = s.clone();
-            nodes_synced = informer::spawn(
-                &mut watches,
-                Api::<Node>::all(client.clone()),
-                move |n, gone| s2.on_node(n, gone),
-            );
+            nodes_synced =
+                informer::spawn::<Node>(&mut watches, &client, move |n, gone| s2.on_node(n, gone));
             let s2 = s.clone();
-            pods_synced = informer::spawn(
-                &mut watches,
-                Api::<Pod>::all(client.clone()),
-                move |p, gone| s2.on_pod(p, gone),
-            );
+            pods_synced =
+                informer::spawn::<Pod>(&mut watches, &client, move |p, gone| s2.on_pod(p, gone));
             let s2 = s.clone();
-            informer::spawn(
-                &mut watches,
-                Api::<Namespace>::all(client.clone()),
-                move |ns, gone| {
-                    s2.with_state(|st| {
-                        let labels = ns.labels().clone().into_iter().collect();
-                        let changed = st.cache.namespaces.get(&ns.name_any()) != Some(&labels);
-                        if gone {
-                            st.cache.namespaces.remove(&ns.name_any());
-                        } else {
-                            st.cache.namespaces.insert(ns.name_any(), labels);
-                        }
-                        if changed {
-                            st.queue.move_unschedulable(Some(&["InterPodAffinity"]));
-                        }
-                    })
-                },
-            );
+            informer::spawn::<Namespace>(&mut watches, &client, move |ns, gone| {
+                s2.with_state(|st| {
+                    let labels = ns.labels().clone().into_iter().collect();
+                    let changed = st.cache.namespaces.get(&ns.name_any()) != Some(&labels);
+                    if gone {
+                        st.cache.namespaces.remove(&ns.name_any());
+                    } else {
+                        st.cache.namespaces.insert(ns.name_any(), labels);
+                    }
+                    if changed {
+                        st.queue.move_unschedulable(Some(&["InterPodAffinity"]));
+                    }
+                })
+            });
             let s2 = s.clone();
-            informer::spawn(
-                &mut watches,
-                Api::<PersistentVolumeClaim>::all(client.clone()),
-                move |c, gone| {
-                    let key = format!("{}/{}", c.namespace().unwrap_or_default(), c.name_any());
-                    s2.with_state(|st| {
-                        if gone {
-                            st.cache.claims.remove(&key);
-                        } else {
-                            st.cache.claims.insert(key, c);
-                            st.queue.move_unschedulable(Some(&["VolumeBinding"]));
-                        }
-                    })
-                },
-            );
+            informer::spawn::<PersistentVolumeClaim>(&mut watches, &client, move |c, gone| {
+                let key = format!("{}/{}", c.namespace().unwrap_or_default(), c.name_any());
+                s2.with_state(|st| {
+                    if gone {
+                        st.cache.claims.remove(&key);
+                    } else {
+                        st.cache.claims.insert(key, c);
+                        st.queue.move_unschedulable(Some(&["VolumeBinding"]));
+                    }
+                })
+            });
             let s2 = s.clone();
-            informer::spawn(
-                &mut watches,
-                Api::<PersistentVolume>::all(client.clone()),
-                move |v, gone| {
-                    s2.with_state(|st| {
-                        if gone {
-                            st.cache.volumes.remove(&v.name_any());
-                        } else {
-                            st.cache.volumes.insert(v.name_any(), v);
-                            st.queue.move_unschedulable(Some(&["VolumeBinding"]));
-                        }
-                    })
-                },
-            );
+            informer::spawn::<PersistentVolume>(&mut watches, &client, move |v, gone| {
+                s2.with_state(|st| {
+                    if gone {
+                        st.cache.volumes.remove(&v.name_any());
+                    } else {
+                        st.cache.volumes.insert(v.name_any(), v);
+                        st.queue.move_unschedulable(Some(&["VolumeBinding"]));
+                    }
+                })
+            });
             let s2 = s.clone();
-            informer::spawn(
-                &mut watches,
-                Api::<StorageClass>::all(client.clone()),
-                move |c, gone| {
-                    s2.with_state(|st| {
-                        if gone {
-                            st.cache.classes.remove(&c.name_any());
-                        } else {
-                            st.cache.classes.insert(c.name_any(), c);
-                            st.queue.move_unschedulable(Some(&["VolumeBinding"]));
-                        }
-                    })
-                },
-            );
+            informer::spawn::<StorageClass>(&mut watches, &client, move |c, gone| {
+                s2.with_state(|st| {
+                    if gone {
+                        st.cache.classes.remove(&c.name_any());
+                    } else {
+                        st.cache.classes.insert(c.name_any(), c);
+                        st.queue.move_unschedulable(Some(&["VolumeBinding"]));
+                    }
+                })
+            });
             let s2 = s.clone();
-            informer::spawn(
-                &mut watches,
-                Api::<PodDisruptionBudget>::all(client.clone()),
-                move |b, gone| {
-                    let key = format!("{}/{}", b.namespace().unwrap_or_default(), b.name_any());
-                    s2.with_state(|st| {
-                        if gone {
-                            st.cache.budgets.remove(&key);
-                        } else {
-                            st.cache.budgets.insert(key, b);
-                        }
-                    })
-                },
-            );
+            informer::spawn::<PodDisruptionBudget>(&mut watches, &client, move |b, gone| {
+                let key = format!("{}/{}", b.namespace().unwrap_or_default(), b.name_any());
+                s2.with_state(|st| {
+                    if gone {
+                        st.cache.budgets.remove(&key);
+                    } else {
+                        st.cache.budgets.insert(key, b);
+                    }
+                })
+            });
         }
         // Decide only once the cluster is known, as upstream waits for its caches.
         let _ = nodes_synced.await;
