@@ -138,6 +138,20 @@ struct State {
     floor: i64,
 }
 
+impl State {
+    /// Drops the events the history no longer needs to keep.
+    fn trim_history(&mut self) {
+        while let Some(oldest) = self.history.front() {
+            let len = self.history.len();
+            if len <= HISTORY_MAX && (len <= HISTORY_MIN || oldest.seen.elapsed() < HISTORY_FRESH) {
+                break;
+            }
+            self.floor = oldest.revision;
+            self.history.pop_front();
+        }
+    }
+}
+
 pub struct WatchCache {
     pub prefix: String,
     /// The selectable fields of the resources stored under this prefix.
@@ -182,6 +196,16 @@ impl WatchCache {
         });
         let feeder = cache.clone();
         tokio::spawn(async move { feeder.feed(storage).await });
+        // A burst's events age out even when no new event comes to push them.
+        let aging = Arc::downgrade(&cache);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                let Some(cache) = aging.upgrade() else { return };
+                cache.state.write().expect("cache lock").trim_history();
+            }
+        });
         cache
     }
 
@@ -301,15 +325,8 @@ impl WatchCache {
             revision,
             seen: Instant::now(),
         });
-        while let Some(oldest) = st.history.front() {
-            let len = st.history.len();
-            if len < HISTORY_MAX && (len < HISTORY_MIN || oldest.seen.elapsed() < HISTORY_FRESH) {
-                break;
-            }
-            st.floor = oldest.revision;
-            st.history.pop_front();
-        }
         st.history.push_back(ev.clone());
+        st.trim_history();
         let _ = self.events.send(ev);
     }
 
