@@ -6,6 +6,7 @@
 //! the taint, or once their tolerationSeconds run out, as upstream's taint
 //! manager does.
 
+use crate::resources::cached;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
 use k8s_openapi::jiff::Timestamp;
@@ -32,21 +33,21 @@ pub async fn run(client: Client, grace: Duration) -> anyhow::Result<()> {
     }
 }
 
-async fn monitor(client: &Client, grace: Duration) -> Result<(), kube::Error> {
+async fn monitor(client: &Client, grace: Duration) -> anyhow::Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
-    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
-    let renewals: HashMap<String, Timestamp> = leases
-        .list(&ListParams::default())
+    // The shared caches, not lists: a pass runs every 2 s over every node.
+    let renewals: HashMap<String, Timestamp> = cached::<Lease>(client)
         .await?
-        .items
+        .state()
         .into_iter()
+        .filter(|l| l.metadata.namespace.as_deref() == Some("kube-node-lease"))
         .filter_map(|l| {
             let t = l.spec.as_ref()?.renew_time.as_ref()?.0;
             Some((l.name_any(), t))
         })
         .collect();
     let now = Timestamp::now();
-    for node in nodes.list(&ListParams::default()).await?.items {
+    for node in cached::<Node>(client).await?.state() {
         let name = node.name_any();
         let conditions = node
             .status

@@ -2,8 +2,9 @@
 //! longer exist and terminating pods that were never scheduled are force
 //! deleted; finished pods beyond the threshold are deleted, oldest first.
 
+use crate::resources::cached;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, DeleteParams, ListParams, Preconditions};
+use kube::api::{Api, DeleteParams, Preconditions};
 use kube::{Client, ResourceExt};
 use std::collections::HashSet;
 use std::time::Duration;
@@ -22,20 +23,17 @@ pub async fn run(client: Client, terminated_threshold: usize) -> anyhow::Result<
     }
 }
 
-pub async fn collect(client: &Client, terminated_threshold: usize) -> Result<(), kube::Error> {
-    let nodes: HashSet<String> = Api::<Node>::all(client.clone())
-        .list(&ListParams::default())
+pub async fn collect(client: &Client, terminated_threshold: usize) -> anyhow::Result<()> {
+    // The shared caches, not lists: tens of thousands of pods every 20 s.
+    let nodes: HashSet<String> = cached::<Node>(client)
         .await?
-        .items
+        .state()
         .iter()
         .map(|n| n.name_any())
         .collect();
-    let pods = Api::<Pod>::all(client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items;
+    let pods = cached::<Pod>(client).await?.state();
     let mut terminated: Vec<&Pod> = Vec::new();
-    for pod in &pods {
+    for pod in pods.iter().map(|p| &**p) {
         let node = pod
             .spec
             .as_ref()
