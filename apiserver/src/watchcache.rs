@@ -19,10 +19,16 @@ use tokio::sync::{broadcast, watch};
 /// Events kept for watches that resume from an older resourceVersion: all
 /// of the last `HISTORY_FRESH` (upstream's cacher keeps 75 s so a watcher
 /// that fell behind in a burst can catch up rather than re-list), never
-/// fewer than `HISTORY_MIN` events nor more than `HISTORY_MAX`.
+/// fewer than `HISTORY_MIN` events nor more than `HISTORY_MAX`, and never
+/// objects of more than `HISTORY_MAX_BYTES` in all: a burst of large
+/// objects must not hold the memory of every version of each (a watcher
+/// that falls further behind re-lists, from the cache).
 const HISTORY_FRESH: Duration = Duration::from_secs(75);
 const HISTORY_MIN: usize = 10_000;
 const HISTORY_MAX: usize = 100_000;
+const HISTORY_MAX_BYTES: usize = 64 << 20;
+/// Events a watcher may trail the live feed by before it reads the history.
+const LIVE_BUFFER: usize = 512;
 
 /// One object as served: pre-serialized (with its resourceVersion) for lists
 /// and watches, plus just what selectors look at. The parsed form is made on
@@ -134,6 +140,8 @@ struct State {
     items: BTreeMap<String, Arc<Entry>>,
     revision: i64,
     history: VecDeque<Arc<CacheEvent>>,
+    /// The serialized size of the objects in `history`.
+    history_bytes: usize,
     /// Watches may start from any revision at or above this one.
     floor: i64,
 }
@@ -143,10 +151,12 @@ impl State {
     fn trim_history(&mut self) {
         while let Some(oldest) = self.history.front() {
             let len = self.history.len();
-            if len <= HISTORY_MAX && (len <= HISTORY_MIN || oldest.seen.elapsed() < HISTORY_FRESH) {
+            let too_many = len > HISTORY_MAX || self.history_bytes > HISTORY_MAX_BYTES;
+            if !too_many && (len <= HISTORY_MIN || oldest.seen.elapsed() < HISTORY_FRESH) {
                 break;
             }
             self.floor = oldest.revision;
+            self.history_bytes -= oldest.entry.json.len();
             self.history.pop_front();
         }
     }
@@ -173,7 +183,9 @@ pub struct Subscription {
 impl WatchCache {
     /// Starts the cache and the task that feeds it from storage.
     pub fn start(storage: Arc<dyn Storage>, prefix: String) -> Arc<WatchCache> {
-        let (events, _) = broadcast::channel(4096);
+        // Small: a watcher that falls behind the live feed catches up from
+        // the history, and every slot is allocated up front, per resource.
+        let (events, _) = broadcast::channel(LIVE_BUFFER);
         let (revision, _) = watch::channel(0);
         let mut fields: Vec<&'static str> = Vec::new();
         for res in skiff_machinery::catalog::RESOURCES
@@ -325,6 +337,7 @@ impl WatchCache {
             revision,
             seen: Instant::now(),
         });
+        st.history_bytes += ev.entry.json.len();
         st.history.push_back(ev.clone());
         st.trim_history();
         let _ = self.events.send(ev);
