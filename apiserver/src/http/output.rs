@@ -44,7 +44,8 @@ pub fn negotiate(accept: Option<&str>, include: Option<&str>) -> Format {
     })
 }
 
-pub fn json_response(code: StatusCode, body: Vec<u8>) -> Response {
+pub fn json_response(code: StatusCode, body: impl Into<Bytes>) -> Response {
+    let body: Bytes = body.into();
     (
         code,
         [(http::header::CONTENT_TYPE, "application/json")],
@@ -112,6 +113,9 @@ pub fn table(
     })
 }
 
+/// How much of a list response is written at a time.
+const LIST_CHUNK: usize = 256 << 10;
+
 /// A list response, written from pre-serialized items without re-encoding them.
 pub fn list_response(
     res: &Resource,
@@ -146,8 +150,6 @@ pub fn list_response(
         );
         return value_response(StatusCode::OK, &t);
     }
-    let total: usize = list.items.iter().map(|e| e.json.len() + 1).sum();
-    let mut out = BytesMut::with_capacity(total + 256);
     let mut md = json!({"resourceVersion": rv});
     if let Some(c) = &list.continue_token {
         md["continue"] = json!(c);
@@ -155,23 +157,46 @@ pub fn list_response(
     if let Some(r) = list.remaining {
         md["remainingItemCount"] = json!(r);
     }
-    out.put_slice(
-        format!(
-            "{{\"kind\":\"{}\",\"apiVersion\":\"{}\",\"metadata\":{},\"items\":[",
-            res.list_kind(),
-            api_version,
-            md
-        )
-        .as_bytes(),
+    let head = format!(
+        "{{\"kind\":\"{}\",\"apiVersion\":\"{}\",\"metadata\":{},\"items\":[",
+        res.list_kind(),
+        api_version,
+        md
     );
-    for (i, e) in list.items.iter().enumerate() {
-        if i > 0 {
-            out.put_u8(b',');
+    // Streamed in chunks rather than built whole: a list of 10,000 pods is
+    // tens of megabytes, which would otherwise all be in memory at once.
+    let items: std::sync::Arc<[_]> = list.items.clone().into();
+    let chunks = futures::stream::unfold(Some((items, 0usize)), move |state| {
+        let head = (state.as_ref().map(|s| s.1) == Some(0)).then(|| head.clone());
+        async move {
+            let (items, start) = state?;
+            let mut out = BytesMut::with_capacity(LIST_CHUNK + 4096);
+            if let Some(head) = head {
+                out.put_slice(head.as_bytes());
+            }
+            let mut i = start;
+            while i < items.len() && out.len() < LIST_CHUNK {
+                if i > 0 {
+                    out.put_u8(b',');
+                }
+                out.put_slice(&items[i].json);
+                i += 1;
+            }
+            let rest = if i < items.len() {
+                Some((items, i))
+            } else {
+                out.put_slice(b"]}");
+                None
+            };
+            Some((Ok::<_, std::convert::Infallible>(out.freeze()), rest))
         }
-        out.put_slice(&e.json);
-    }
-    out.put_slice(b"]}");
-    json_response(StatusCode::OK, out.freeze().to_vec())
+    });
+    (
+        StatusCode::OK,
+        [(http::header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::from_stream(chunks),
+    )
+        .into_response()
 }
 
 /// One object, as JSON or as a one-row Table.
