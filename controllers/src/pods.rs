@@ -107,6 +107,26 @@ where
         + serde::de::DeserializeOwned
         + std::fmt::Debug,
 {
+    claim_with_finalizers(client, owner, selector, candidates, &[]).await
+}
+
+/// `claim`, where adopting also adds `finalizers` and releasing removes
+/// them, in the same patch (upstream's ref manager with finalizers, as the
+/// Job controller uses for its tracking finalizer).
+pub async fn claim_with_finalizers<O, K>(
+    client: &Client,
+    owner: &O,
+    selector: &Selector,
+    candidates: Vec<Arc<K>>,
+    finalizers: &[&str],
+) -> Result<Vec<Arc<K>>, kube::Error>
+where
+    O: Resource<DynamicType = ()>,
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
     let uid = owner.uid().unwrap_or_default();
     let ns = owner.namespace().unwrap_or_default();
     let api: Api<K> = Api::namespaced(client.clone(), &ns);
@@ -122,10 +142,14 @@ where
                     claimed.push(obj);
                 } else if obj.meta().deletion_timestamp.is_none() {
                     // Release: drop our reference, uid-checked.
-                    let patch = json!({"metadata": {
+                    let mut patch = json!({"metadata": {
                         "ownerReferences": [{"$patch": "delete", "uid": uid}],
                         "uid": obj.uid(),
                     }});
+                    if !finalizers.is_empty() {
+                        patch["metadata"]["$deleteFromPrimitiveList/finalizers"] =
+                            json!(finalizers);
+                    }
                     match api
                         .patch(
                             &obj.name_any(),
@@ -148,10 +172,13 @@ where
                 {
                     continue;
                 }
-                let patch = json!({"metadata": {
+                let mut patch = json!({"metadata": {
                     "ownerReferences": [owner_ref(owner)],
                     "uid": obj.uid(),
                 }});
+                if !finalizers.is_empty() {
+                    patch["metadata"]["finalizers"] = json!(finalizers);
+                }
                 match api
                     .patch(
                         &obj.name_any(),

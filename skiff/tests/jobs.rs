@@ -617,3 +617,217 @@ async fn cronjobs_with_kubectl() {
     let cells: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(&cells[..3], &["by-hand", "Running", "0/1"], "{row}");
 }
+
+fn controlled_by(p: &Pod, j: &Job) -> bool {
+    p.owner_references().iter().any(|r| {
+        Some(&r.uid) == j.metadata.uid.as_ref()
+            && r.kind == "Job"
+            && r.controller == Some(true)
+            && r.block_owner_deletion == Some(true)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_adopt_matching_orphans_and_release_pods_they_stop_matching() {
+    let s = Server::start(None);
+    let _sim = Simulator::start(&s, 2, "adoptnode");
+    let c = setup(&s, "default").await;
+    let api: Api<Job> = Api::namespaced(c.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
+
+    // An orphan pod that a Job's (manual) selector matches, already running.
+    let stray: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "stray", "labels": {"app": "adopt"}, "annotations": {
+            "sim.skiff.dev/run-seconds": "4", "sim.skiff.dev/exit-code": "0"}},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &stray).await.unwrap();
+    eventually("the orphan running", 30, async || {
+        pods.get("stray")
+            .await
+            .unwrap()
+            .status
+            .and_then(|s| s.phase)
+            == Some("Running".into())
+    })
+    .await;
+    let mut adopter = job(
+        "adopter",
+        0.5,
+        0,
+        json!({"completions": 2, "parallelism": 1, "manualSelector": true,
+               "selector": {"matchLabels": {"app": "adopt"}}}),
+    );
+    adopter
+        .spec
+        .as_mut()
+        .unwrap()
+        .template
+        .metadata
+        .as_mut()
+        .unwrap()
+        .labels = Some([("app".to_string(), "adopt".to_string())].into());
+    let adopter = api.create(&PostParams::default(), &adopter).await.unwrap();
+    // Adopted: a controller reference and the tracking finalizer; it is the
+    // Job's one active pod, so no other is created while it runs.
+    eventually("the orphan adopted", 30, async || {
+        let p = pods.get("stray").await.unwrap();
+        controlled_by(&p, &adopter) && p.finalizers().iter().any(|f| f == FINALIZER)
+    })
+    .await;
+    let lp = ListParams::default().labels("app=adopt");
+    let j = wait_condition(&api, "adopter", "Complete", 60).await;
+    let st = j.status.clone().unwrap();
+    assert_eq!((st.succeeded, st.failed.unwrap_or(0)), (Some(2), 0));
+    let all = pods.list(&lp).await.unwrap().items;
+    assert_eq!(all.len(), 2, "the adopted pod counted as one of two");
+    assert!(all.iter().all(|p| controlled_by(p, &j)));
+    let stray = pods.get("stray").await.unwrap();
+    assert!(!stray.finalizers().iter().any(|f| f == FINALIZER));
+
+    // A pod whose labels stop matching is released: the reference and the
+    // finalizer go, and the Job makes a replacement.
+    let keeper = api
+        .create(&PostParams::default(), &job("keeper", 120.0, 0, json!({})))
+        .await
+        .unwrap();
+    let mut first = None;
+    eventually("the keeper's pod", 30, async || {
+        first = pods_of(&c, "default", "keeper").await.into_iter().next();
+        first.is_some()
+    })
+    .await;
+    let first = first.unwrap().name_any();
+    pods.patch(
+        &first,
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"metadata": {"labels": {"batch.kubernetes.io/controller-uid": null}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    eventually("the pod released", 30, async || {
+        let p = pods.get(&first).await.unwrap();
+        !p.owner_references()
+            .iter()
+            .any(|r| Some(&r.uid) == keeper.metadata.uid.as_ref())
+            && !p.finalizers().iter().any(|f| f == FINALIZER)
+    })
+    .await;
+    eventually("a replacement", 30, async || {
+        let mine: Vec<Pod> = pods_of(&c, "default", "keeper")
+            .await
+            .into_iter()
+            .filter(|p| controlled_by(p, &keeper))
+            .collect();
+        let j = api.get("keeper").await.unwrap();
+        mine.len() == 1 && mine[0].name_any() != first && j.status.and_then(|s| s.active) == Some(1)
+    })
+    .await;
+    // The released pod is no longer the Job's: it keeps running.
+    let p = pods.get(&first).await.unwrap();
+    assert!(p.metadata.deletion_timestamp.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn indexed_jobs_succeed_by_their_success_policy() {
+    if !common::have_kubectl() {
+        return;
+    }
+    let s = Server::start(None);
+    let c = setup(&s, "default").await;
+    let api: Api<Job> = Api::namespaced(c.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
+    // Pods without an exit code run until deleted; the chosen indexes get
+    // one (exit 0 after 1 s) before any node exists to run them.
+    let indexed = |name: &str, rules: Value| {
+        let mut j = job(
+            name,
+            1.0,
+            0,
+            json!({"completions": 5, "parallelism": 5, "completionMode": "Indexed",
+                   "successPolicy": {"rules": rules}}),
+        );
+        let meta = j.spec.as_mut().unwrap().template.metadata.as_mut().unwrap();
+        meta.annotations = None;
+        j
+    };
+    for j in [
+        indexed("by-index", json!([{"succeededIndexes": "0"}])),
+        indexed(
+            "by-count",
+            json!([{"succeededIndexes": "4"}, {"succeededCount": 2}]),
+        ),
+    ] {
+        api.create(&PostParams::default(), &j).await.unwrap();
+    }
+    for (name, winners) in [("by-index", vec!["0"]), ("by-count", vec!["2", "3"])] {
+        let mut mine = Vec::new();
+        eventually(&format!("{name}'s five pods"), 30, async || {
+            mine = pods_of(&c, "default", name).await;
+            mine.len() == 5
+        })
+        .await;
+        for p in &mine {
+            let ix = &p.annotations()["batch.kubernetes.io/job-completion-index"];
+            if winners.contains(&ix.as_str()) {
+                pods.patch(
+                    &p.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"metadata": {"annotations": {
+                        "sim.skiff.dev/run-seconds": "1", "sim.skiff.dev/exit-code": "0"}}})),
+                )
+                .await
+                .unwrap();
+            }
+        }
+    }
+    let _sim = Simulator::start(&s, 3, "spnode");
+
+    for (name, message, succeeded, completed) in [
+        ("by-index", "Matched rules at index 0", 1, "0"),
+        ("by-count", "Matched rules at index 1", 2, "2,3"),
+    ] {
+        let j = wait_condition(&api, name, "Complete", 60).await;
+        assert_eq!(
+            condition(&j, "SuccessCriteriaMet"),
+            Some(("SuccessPolicy".into(), message.into())),
+            "{name}"
+        );
+        assert_eq!(
+            condition(&j, "Complete"),
+            Some(("SuccessPolicy".into(), message.into())),
+            "{name}"
+        );
+        let st = j.status.clone().unwrap();
+        assert_eq!(st.succeeded, Some(succeeded), "{name}");
+        // As upstream, the lingering pods lose their finalizer uncounted
+        // once the criteria are met: they are not failures.
+        assert_eq!(st.failed.unwrap_or(0), 0, "{name}");
+        assert_eq!(st.completed_indexes.as_deref(), Some(completed), "{name}");
+        assert_eq!((st.active, st.terminating), (Some(0), Some(0)), "{name}");
+        assert!(st.completion_time.is_some());
+        // The lingering pods were stopped: only the winners are left.
+        eventually(&format!("{name}'s other pods deleted"), 30, async || {
+            pods_of(&c, "default", name).await.len() == succeeded as usize
+        })
+        .await;
+        for p in pods_of(&c, "default", name).await {
+            assert_eq!(
+                p.status.as_ref().unwrap().phase.as_deref(),
+                Some("Succeeded")
+            );
+            assert!(!p.finalizers().iter().any(|f| f == FINALIZER));
+        }
+        let row = s.ok(&["get", "job", name, "--no-headers"]);
+        let row: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(
+            &row[..3],
+            &[name, "Complete", &format!("{succeeded}/5")],
+            "{row:?}"
+        );
+    }
+    assert!(has_event(&c, "default", "by-index", "Completed").await);
+}

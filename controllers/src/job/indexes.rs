@@ -52,6 +52,25 @@ impl Indexes {
         self.0.iter().any(|&(a, b)| a <= i && i <= b)
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// How many indexes this set shares with `other`.
+    pub fn overlap(&self, other: &Indexes) -> i32 {
+        let (mut i, mut j, mut n) = (0, 0, 0);
+        while i < self.0.len() && j < other.0.len() {
+            let (a, b) = (self.0[i], other.0[j]);
+            n += (a.1.min(b.1) - a.0.max(b.0) + 1).max(0);
+            if a.1 < b.1 {
+                i += 1;
+            } else {
+                j += 1;
+            }
+        }
+        n
+    }
+
     pub fn total(&self) -> i32 {
         self.0.iter().map(|(a, b)| b - a + 1).sum()
     }
@@ -106,5 +125,8 @@ mod tests {
         assert_eq!(i.first_missing(3, 11), vec![1, 5, 6]);
         assert_eq!(i.first_missing(9, 11), vec![1, 5, 6, 7, 8]);
         assert_eq!(Indexes::default().to_string(), "");
+        let other = Indexes::parse("1-3,9", 11);
+        assert_eq!((i.overlap(&other), other.overlap(&i)), (3, 3));
+        assert_eq!(i.overlap(&Indexes::default()), 0);
     }
 }

@@ -8,13 +8,17 @@
 //! `status.uncountedTerminatedPods`, and moves into the counters once the
 //! finalizer is gone. A finishing Job first gets the interim
 //! SuccessCriteriaMet / FailureTarget condition, and Complete / Failed once
-//! no pod is left running or uncounted.
+//! no pod is left running or uncounted. A Job adopts the orphan pods its
+//! selector matches and releases those it no longer matches (upstream's
+//! getPodsForJob), and an Indexed Job with a `successPolicy` succeeds as
+//! soon as one of its rules is met.
 
 mod backoff;
 mod expectations;
 mod failure_policy;
 mod indexes;
 pub mod pods;
+mod success_policy;
 
 use crate::metrics::Controller;
 use expectations::Expectations;
@@ -82,20 +86,47 @@ pub async fn run(client: Client, recorder: Recorder) -> anyhow::Result<()> {
     tokio::spawn(release_orphans(client.clone(), orphan_rx));
     let observer = ctx.clone();
     controller
-        // A pod event concerns the Job controlling it; a tracked pod whose
-        // Job is gone only needs its finalizer removed.
+        // A pod event concerns the Job controlling it, or, orphaned, every
+        // Job whose selector matches it (which may adopt it); a tracked pod
+        // whose Job is gone only needs its finalizer removed.
         .watches_shared_stream(pod_events, move |pod| {
             observer.expectations.observe(&pod);
-            let owner = controller_of(&pod.metadata)
-                .filter(|o| o.kind == "Job" && o.api_version == "batch/v1")?;
-            let key = ObjectRef::<Job>::new(&owner.name).within(&pod.namespace()?);
+            let Some(ns) = pod.namespace() else {
+                return vec![];
+            };
+            let Some(owner) = controller_of(&pod.metadata) else {
+                if pod.metadata.deletion_timestamp.is_some() {
+                    return vec![];
+                }
+                return jobs
+                    .state()
+                    .iter()
+                    .filter(|j| j.namespace().as_deref() == Some(ns.as_str()))
+                    .filter(|j| {
+                        j.spec
+                            .as_ref()
+                            .and_then(|s| s.selector.as_ref())
+                            .is_some_and(|sel| {
+                                crate::pods::labels_match(
+                                    &crate::pods::selector_of(sel),
+                                    pod.labels(),
+                                )
+                            })
+                    })
+                    .map(|j| ObjectRef::from_obj(&**j))
+                    .collect();
+            };
+            if owner.kind != "Job" || owner.api_version != "batch/v1" {
+                return vec![];
+            }
+            let key = ObjectRef::<Job>::new(&owner.name).within(&ns);
             let known = jobs
                 .get(&key)
                 .is_some_and(|j| j.uid().as_deref() == Some(owner.uid.as_str()));
             if has_finalizer(&pod) && !known {
                 let _ = orphans.send((*pod).clone());
             }
-            Some(key)
+            vec![key]
         })
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
@@ -293,7 +324,7 @@ pub async fn reconcile(shared: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, kube::
         (set(&uncounted.succeeded), set(&uncounted.failed));
     let ns = job.namespace().unwrap_or_default();
     let (satisfied, expected_rm) = ctx.expectations.check(&uid, &ns);
-    let pods = owned_pods(&job);
+    let pods = claim_pods(&ctx, &job).await?;
     let now = (ctx.now)();
     let completions = spec.completions.unwrap_or(0);
     let indexed = mode == "Indexed";
@@ -435,6 +466,18 @@ pub async fn reconcile(shared: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, kube::
             s.failed_indexes = Some(failed);
             s.delayed = s.pods_with_delayed_deletion();
         }
+        if s.finished.is_none() {
+            let policy = spec.success_policy.as_ref();
+            if let Some(msg) = success_policy::matched(policy, completions, &s.succeeded_indexes) {
+                s.finished = Some(condition(
+                    "SuccessCriteriaMet",
+                    "True",
+                    "SuccessPolicy",
+                    &msg,
+                    now,
+                ));
+            }
+        }
     }
 
     let mut suspend_changed = false;
@@ -529,10 +572,49 @@ fn failed_from(target: &JobCondition, now: Timestamp) -> JobCondition {
     )
 }
 
-/// The pods this Job controls, from the cache.
 /// The job's pods, from the shared pod cache's owner index.
 fn owned_pods(job: &Job) -> Vec<Arc<Pod>> {
     crate::resources::owned_by::<Pod>(&job.uid().unwrap_or_default())
+}
+
+/// The pods this Job controls and still selects (upstream's getPodsForJob):
+/// controlled pods its selector no longer matches are released (their
+/// tracking finalizer goes with the reference), and matching orphans in its
+/// namespace are adopted with the tracking finalizer, but only while a fresh
+/// read shows the same Job, not being deleted.
+async fn claim_pods(ctx: &Ctx, job: &Job) -> Result<Vec<Arc<Pod>>, kube::Error> {
+    let Some(selector) = job.spec.as_ref().and_then(|s| s.selector.as_ref()) else {
+        return Ok(owned_pods(job));
+    };
+    let selector = crate::pods::selector_of(selector);
+    let uid = job.uid().unwrap_or_default();
+    let ns = job.namespace().unwrap_or_default();
+    let mut candidates = crate::resources::owned_or_orphaned::<Pod>(&uid, &ns);
+    let adoptable = |p: &Pod| {
+        controller_of(&p.metadata).is_none()
+            && p.metadata.deletion_timestamp.is_none()
+            && crate::pods::labels_match(&selector, p.labels())
+    };
+    if job.metadata.deletion_timestamp.is_none() && candidates.iter().any(|p| adoptable(p)) {
+        // The cached Job may be stale: adopt only for the very same Job,
+        // still alive (upstream's RecheckDeletionTimestamp).
+        let api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+        let fresh = api.get_opt(&job.name_any()).await?;
+        let can_adopt = fresh.is_some_and(|f| {
+            f.uid().as_deref() == Some(uid.as_str()) && f.metadata.deletion_timestamp.is_none()
+        });
+        if !can_adopt {
+            candidates.retain(|p| controller_of(&p.metadata).is_some());
+        }
+    }
+    crate::pods::claim_with_finalizers(
+        &ctx.client,
+        job,
+        &selector,
+        candidates,
+        &[TRACKING_FINALIZER],
+    )
+    .await
 }
 
 impl JobSync<'_> {
