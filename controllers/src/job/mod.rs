@@ -590,6 +590,13 @@ async fn claim_pods(ctx: &Ctx, job: &Job) -> Result<Vec<Arc<Pod>>, kube::Error> 
     let uid = job.uid().unwrap_or_default();
     let ns = job.namespace().unwrap_or_default();
     let mut candidates = crate::resources::owned_or_orphaned::<Pod>(&uid, &ns);
+    if job.metadata.deletion_timestamp.is_some() {
+        // A Job being deleted neither adopts nor releases: the pods it no
+        // longer selects are simply not its own for this sync.
+        candidates.retain(|p| {
+            controller_of(&p.metadata).is_some() && crate::pods::labels_match(&selector, p.labels())
+        });
+    }
     let adoptable = |p: &Pod| {
         controller_of(&p.metadata).is_none()
             && p.metadata.deletion_timestamp.is_none()
