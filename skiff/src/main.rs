@@ -6,8 +6,24 @@ use anyhow::Result;
 /// small JSON values per request, where glibc spends its time consolidating
 /// and fragments memory under many threads (cluster benchmark: 2.0 instead
 /// of 2.8 GB, and more pods running, at the same point of the run).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// mimalloc's `mi_option_purge_delay` (mimalloc v3's option numbering, the
+/// version the crate builds): how long freed memory is kept before it goes
+/// back to the OS. The default (10 ms, and ten times that for arenas) kept
+/// about 30 MB more resident with 10,000 pods stored; 0 returns it at once,
+/// at no throughput cost measured.
+#[cfg(feature = "mimalloc")]
+fn return_freed_memory_at_once() {
+    const MI_OPTION_PURGE_DELAY: std::os::raw::c_int = 15;
+    extern "C" {
+        fn mi_option_set(option: std::os::raw::c_int, value: std::os::raw::c_long);
+    }
+    // SAFETY: sets a plain integer option; mimalloc reads it on each purge.
+    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+}
 use clap::{Parser, Subcommand};
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -282,6 +298,8 @@ async fn component_client(path: &std::path::Path) -> Result<kube::Client> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    #[cfg(feature = "mimalloc")]
+    return_freed_memory_at_once();
     let cli = Cli::parse();
     match cli.command {
         Command::Version => {
