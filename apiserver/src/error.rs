@@ -30,6 +30,7 @@ pub enum CauseKind {
     Forbidden,
     Duplicate,
     TooLong,
+    TooMany,
 }
 
 impl Cause {
@@ -90,6 +91,7 @@ impl Cause {
             CauseKind::Forbidden => "FieldValueForbidden",
             CauseKind::Duplicate => "FieldValueDuplicate",
             CauseKind::TooLong => "FieldValueTooLong",
+            CauseKind::TooMany => "FieldValueTooMany",
         }
     }
 }

@@ -5,6 +5,7 @@
 //! validation and the spec/status split.
 
 pub mod ipalloc;
+mod jobsuccess;
 pub mod priority;
 pub mod strategy;
 pub mod subresources;

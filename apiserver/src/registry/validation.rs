@@ -31,6 +31,7 @@ pub fn validate(res: &Resource, obj: &Value, old: Option<&Value>) -> Vec<Cause> 
                 non_negative(spec, f, &format!("spec.{f}"), &mut c);
             }
             validate_template(spec, "spec.template", &mut c);
+            super::jobsuccess::validate(spec, old, &mut c);
             if let Some(old) = old {
                 if old.pointer("/spec/template") != spec.get("template")
                     && old.pointer("/spec/template").is_some()
