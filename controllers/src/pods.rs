@@ -78,6 +78,25 @@ pub fn labels_match(sel: &Selector, labels: &BTreeMap<String, String>) -> bool {
     !sel.is_empty() && sel.matches_with(|k| labels.get(k).map(String::as_str))
 }
 
+/// The objects in `pod`'s namespace whose selector (as `selector` reads it
+/// from each) matches the pod's labels: the controllers that may adopt it
+/// while it is an orphan.
+pub fn selecting<S>(
+    sets: &Store<S>,
+    pod: &Pod,
+    selector: impl Fn(&S) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+) -> Vec<Arc<S>>
+where
+    S: Resource<DynamicType = ()> + Clone,
+{
+    let ns = pod.metadata.namespace.as_deref();
+    sets.state()
+        .into_iter()
+        .filter(|s| s.meta().namespace.as_deref() == ns)
+        .filter(|s| selector(s).is_some_and(|sel| labels_match(&selector_of(sel), pod.labels())))
+        .collect()
+}
+
 /// A controller reference to `owner`.
 pub fn owner_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
     OwnerReference {

@@ -59,15 +59,8 @@ pub async fn run(client: Client, recorder: Recorder) -> anyhow::Result<()> {
             match pods::controller_of(&pod.metadata) {
                 Some(r) if r.kind == "ReplicaSet" => vec![ObjectRef::new(&r.name).within(&ns)],
                 Some(_) => vec![],
-                None => sets
-                    .state()
+                None => pods::selecting(&sets, &pod, |rs| rs.spec.as_ref().map(|s| &s.selector))
                     .iter()
-                    .filter(|rs| rs.namespace().as_deref() == Some(ns.as_str()))
-                    .filter(|rs| {
-                        rs.spec.as_ref().is_some_and(|s| {
-                            pods::labels_match(&pods::selector_of(&s.selector), pod.labels())
-                        })
-                    })
                     .map(|rs| ObjectRef::from_obj(&**rs))
                     .collect(),
             }

@@ -82,16 +82,12 @@ pub async fn run(client: Client, recorder: Recorder) -> anyhow::Result<()> {
             match pods::controller_of(&pod.metadata) {
                 Some(r) if r.kind == "DaemonSet" => vec![ObjectRef::new(&r.name).within(&ns)],
                 Some(_) => vec![],
-                None => pod_sets
-                    .state()
-                    .iter()
-                    .filter(|ds| ds.namespace().as_deref() == Some(ns.as_str()))
-                    .filter(|ds| {
-                        let sel = ds.spec.as_ref().map(|s| pods::selector_of(&s.selector));
-                        sel.is_some_and(|sel| pods::labels_match(&sel, pod.labels()))
-                    })
-                    .map(|ds| ObjectRef::from_obj(&**ds))
-                    .collect(),
+                None => {
+                    pods::selecting(&pod_sets, &pod, |ds| ds.spec.as_ref().map(|s| &s.selector))
+                        .iter()
+                        .map(|ds| ObjectRef::from_obj(&**ds))
+                        .collect()
+                }
             }
         })
         .watches_shared_stream(revision_events, |rev: Arc<ControllerRevision>| {

@@ -98,23 +98,12 @@ pub async fn run(client: Client, recorder: Recorder) -> anyhow::Result<()> {
                 if pod.metadata.deletion_timestamp.is_some() {
                     return vec![];
                 }
-                return jobs
-                    .state()
-                    .iter()
-                    .filter(|j| j.namespace().as_deref() == Some(ns.as_str()))
-                    .filter(|j| {
-                        j.spec
-                            .as_ref()
-                            .and_then(|s| s.selector.as_ref())
-                            .is_some_and(|sel| {
-                                crate::pods::labels_match(
-                                    &crate::pods::selector_of(sel),
-                                    pod.labels(),
-                                )
-                            })
-                    })
-                    .map(|j| ObjectRef::from_obj(&**j))
-                    .collect();
+                return crate::pods::selecting(&jobs, &pod, |j| {
+                    j.spec.as_ref().and_then(|s| s.selector.as_ref())
+                })
+                .iter()
+                .map(|j| ObjectRef::from_obj(&**j))
+                .collect();
             };
             if owner.kind != "Job" || owner.api_version != "batch/v1" {
                 return vec![];

@@ -73,15 +73,9 @@ pub async fn run(client: Client, recorder: Recorder) -> anyhow::Result<()> {
             match pods::controller_of(&pod.metadata) {
                 Some(r) if r.kind == "StatefulSet" => vec![ObjectRef::new(&r.name).within(&ns)],
                 Some(_) => vec![],
-                None => sets
-                    .state()
+                None => pods::selecting(&sets, &pod, |s| s.spec.as_ref().map(|s| &s.selector))
                     .iter()
-                    .filter(|s| s.namespace().as_deref() == Some(ns.as_str()))
                     .filter(|s| identity::is_member(s, &pod))
-                    .filter(|s| {
-                        let sel = s.spec.as_ref().map(|s| pods::selector_of(&s.selector));
-                        sel.is_some_and(|sel| pods::labels_match(&sel, pod.labels()))
-                    })
                     .map(|s| ObjectRef::from_obj(&**s))
                     .collect(),
             }
