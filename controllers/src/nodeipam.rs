@@ -112,11 +112,12 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let cached = ctx.nodes.state();
     // A pending range counts until the cache shows its node with a range, or
     // without the node (deleted).
-    pending.retain(|pending_node, _| {
-        cached
-            .iter()
-            .any(|n| n.metadata.name.as_ref() == Some(pending_node) && pod_cidr(n).is_none())
-    });
+    let without_range: HashSet<&String> = cached
+        .iter()
+        .filter(|n| pod_cidr(n).is_none())
+        .filter_map(|n| n.metadata.name.as_ref())
+        .collect();
+    pending.retain(|pending_node, _| without_range.contains(pending_node));
     if pending.contains_key(&name) {
         // Already given one; the cache has not caught up.
         return Ok(Action::await_change());
