@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{default_service_account, eventually, Server, Simulator};
+use common::{default_service_account, eventually, pod_image, pod_ready, Server, Simulator};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -87,25 +87,11 @@ fn node_of(p: &Pod) -> String {
         .unwrap_or_default()
 }
 
-fn ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-fn image(p: &Pod) -> String {
-    p.spec.as_ref().unwrap().containers[0]
-        .image
-        .clone()
-        .unwrap_or_default()
-}
-
 /// The nodes running a ready pod of `name`, or None while some pod is not
 /// ready or two share a node.
 async fn placed(c: &Client, name: &str) -> Option<Vec<String>> {
     let pods = pods_of(c, name).await;
-    let nodes: Vec<String> = pods.iter().filter(|p| ready(p)).map(node_of).collect();
+    let nodes: Vec<String> = pods.iter().filter(|p| pod_ready(p)).map(node_of).collect();
     let distinct: BTreeSet<&String> = nodes.iter().collect();
     (nodes.len() == pods.len() && distinct.len() == nodes.len())
         .then(|| distinct.into_iter().cloned().collect())
@@ -322,7 +308,7 @@ impl Watched {
                 {
                     let e = per_node.entry(node_of(p)).or_default();
                     e.0 += 1;
-                    e.1 |= ready(p);
+                    e.1 |= pod_ready(p);
                 }
                 let serving = per_node.values().filter(|(_, r)| *r).count();
                 u.fetch_max(nodes.saturating_sub(serving), Ordering::SeqCst);
@@ -374,7 +360,7 @@ spec:
 ";
 
 async fn images(c: &Client, name: &str) -> BTreeSet<String> {
-    pods_of(c, name).await.iter().map(image).collect()
+    pods_of(c, name).await.iter().map(pod_image).collect()
 }
 
 /// Revision numbers of `web`'s ControllerRevisions, by hash.
@@ -517,8 +503,8 @@ async fn on_delete_replaces_only_deleted_pods() {
             let pods = pods_of(&c, "od").await;
             let by_node: BTreeMap<String, (String, String)> = pods
                 .iter()
-                .filter(|p| ready(p))
-                .map(|p| (node_of(p), (p.name_any(), image(p))))
+                .filter(|p| pod_ready(p))
+                .map(|p| (node_of(p), (p.name_any(), pod_image(p))))
                 .collect();
             pods.len() == 2
                 && by_node

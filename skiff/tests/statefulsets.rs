@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{default_service_account, eventually, Server, Simulator};
+use common::{default_service_account, eventually, pod_image, pod_ready, Server, Simulator};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
@@ -143,20 +143,6 @@ fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
-fn ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-fn image(p: &Pod) -> String {
-    p.spec.as_ref().unwrap().containers[0]
-        .image
-        .clone()
-        .unwrap_or_default()
-}
-
 /// Plays the kubelet: the pod runs and is Ready.
 async fn mark_ready(c: &Client, pod: &str) {
     set_ready(c, pod, "True").await;
@@ -267,7 +253,7 @@ impl Timeline {
                     "gone"
                 } else if p.metadata.deletion_timestamp.is_some() {
                     "terminating"
-                } else if ready(&p) {
+                } else if pod_ready(&p) {
                     "ready"
                 } else {
                     "created"
@@ -673,8 +659,8 @@ async fn images(c: &Client, app: &str) -> BTreeMap<String, String> {
     pods_of(c, app)
         .await
         .into_iter()
-        .filter(|(_, p)| p.metadata.deletion_timestamp.is_none() && ready(p))
-        .map(|(n, p)| (n, image(&p)))
+        .filter(|(_, p)| p.metadata.deletion_timestamp.is_none() && pod_ready(p))
+        .map(|(n, p)| (n, pod_image(&p)))
         .collect()
 }
 
@@ -873,7 +859,7 @@ async fn on_delete_and_failed_pods() {
     eventually("od-0 made again", 40, async || {
         let pods = pods_of(&c, "od").await;
         pods.get("od-0")
-            .is_some_and(|p| p.uid().unwrap() != old && ready(p) && image(p) == "busybox:2")
+            .is_some_and(|p| p.uid().unwrap() != old && pod_ready(p) && pod_image(p) == "busybox:2")
     })
     .await;
     eventually("both on the new revision", 20, async || {
