@@ -111,3 +111,12 @@ pub fn normalized_image(name: &str) -> String {
         name.to_string()
     }
 }
+
+impl skiff_machinery::client::nodeaffinity::NodeFacts for NodeInfo {
+    fn label(&self, key: &str) -> Option<&str> {
+        NodeInfo::label(self, key)
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+}

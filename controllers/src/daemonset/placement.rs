@@ -8,10 +8,9 @@
 
 use super::util::add_daemon_tolerations;
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{
-    Node, NodeSelectorRequirement, NodeSelectorTerm, PodSpec, Taint, Toleration,
-};
+use k8s_openapi::api::core::v1::{Node, PodSpec, Taint, Toleration};
 use kube::ResourceExt;
+use skiff_machinery::client::nodeaffinity::required_matches;
 
 /// A DaemonSet's pod spec prepared once per sync, to be checked against
 /// every node.
@@ -41,7 +40,7 @@ impl Placement {
         {
             return (false, false);
         }
-        if !fits_node_affinity(&self.spec, node) {
+        if !required_matches(&self.spec, node) {
             return (false, false);
         }
         let taints = node
@@ -81,68 +80,6 @@ pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
     match t.operator.as_deref().unwrap_or("") {
         "" | "Equal" => t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
         "Exists" => true,
-        _ => false,
-    }
-}
-
-/// The nodeSelector and the required node affinity both hold.
-fn fits_node_affinity(spec: &PodSpec, node: &Node) -> bool {
-    let labels = node.labels();
-    if let Some(sel) = &spec.node_selector {
-        if !sel.iter().all(|(k, v)| labels.get(k) == Some(v)) {
-            return false;
-        }
-    }
-    let required = spec
-        .affinity
-        .as_ref()
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|n| {
-            n.required_during_scheduling_ignored_during_execution
-                .as_ref()
-        });
-    // Terms are ORed; an empty list of terms matches nothing.
-    required.is_none_or(|r| r.node_selector_terms.iter().any(|t| term_matches(t, node)))
-}
-
-/// All requirements of a term hold; a term with none matches nothing.
-fn term_matches(term: &NodeSelectorTerm, node: &Node) -> bool {
-    let exprs = term.match_expressions.as_deref().unwrap_or_default();
-    let fields = term.match_fields.as_deref().unwrap_or_default();
-    if exprs.is_empty() && fields.is_empty() {
-        return false;
-    }
-    let name = node.name_any();
-    exprs
-        .iter()
-        .all(|r| requirement_holds(r, node.labels().get(&r.key).map(String::as_str)))
-        // Only metadata.name is a node field selectors may use.
-        && fields
-            .iter()
-            .all(|r| r.key == "metadata.name" && requirement_holds(r, Some(name.as_str())))
-}
-
-fn requirement_holds(req: &NodeSelectorRequirement, value: Option<&str>) -> bool {
-    let values = req.values.as_deref().unwrap_or_default();
-    let number = |s: &str| s.parse::<i64>().ok();
-    match req.operator.as_str() {
-        "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
-        "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => match (
-            value.and_then(number),
-            values.first().and_then(|b| number(b)),
-        ) {
-            (Some(v), Some(bound)) if values.len() == 1 => {
-                if req.operator == "Gt" {
-                    v > bound
-                } else {
-                    v < bound
-                }
-            }
-            _ => false,
-        },
         _ => false,
     }
 }

@@ -3,76 +3,10 @@
 
 use crate::framework::{default_normalize, relevant, Cycle, Plugin, Rejection, Relevance};
 use crate::nodeinfo::NodeInfo;
-use k8s_openapi::api::core::v1::{
-    NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PodSpec, PreferredSchedulingTerm,
+use k8s_openapi::api::core::v1::{PodSpec, PreferredSchedulingTerm};
+pub use skiff_machinery::client::nodeaffinity::{
+    required_affinity, required_matches, selector_matches, term_matches,
 };
-
-/// One requirement against a node's labels (or, for `matchFields`, its name).
-fn requirement_holds(req: &NodeSelectorRequirement, value: Option<&str>) -> bool {
-    let values = req.values.as_deref().unwrap_or_default();
-    let number = |s: &str| s.parse::<i64>().ok();
-    match req.operator.as_str() {
-        "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
-        "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => {
-            let (Some(v), Some(bound)) = (
-                value.and_then(number),
-                values.first().and_then(|b| number(b)),
-            ) else {
-                return false;
-            };
-            if req.operator == "Gt" {
-                v > bound
-            } else {
-                v < bound
-            }
-        }
-        _ => false,
-    }
-}
-
-/// A term matches when all its requirements hold; an empty term matches nothing.
-pub fn term_matches(term: &NodeSelectorTerm, node: &NodeInfo) -> bool {
-    let exprs = term.match_expressions.as_deref().unwrap_or_default();
-    let fields = term.match_fields.as_deref().unwrap_or_default();
-    if exprs.is_empty() && fields.is_empty() {
-        return false;
-    }
-    exprs
-        .iter()
-        .all(|r| requirement_holds(r, node.label(&r.key)))
-        && fields
-            .iter()
-            .all(|r| r.key == "metadata.name" && requirement_holds(r, Some(node.name.as_str())))
-}
-
-/// Terms are ORed.
-pub fn selector_matches(sel: &NodeSelector, node: &NodeInfo) -> bool {
-    sel.node_selector_terms
-        .iter()
-        .any(|t| term_matches(t, node))
-}
-
-/// `nodeSelector` and required node affinity, both of which must hold.
-pub fn required_matches(spec: &PodSpec, node: &NodeInfo) -> bool {
-    if let Some(sel) = &spec.node_selector {
-        if !sel.iter().all(|(k, v)| node.label(k) == Some(v.as_str())) {
-            return false;
-        }
-    }
-    required_affinity(spec).is_none_or(|required| selector_matches(required, node))
-}
-
-fn required_affinity(spec: &PodSpec) -> Option<&NodeSelector> {
-    spec.affinity
-        .as_ref()?
-        .node_affinity
-        .as_ref()?
-        .required_during_scheduling_ignored_during_execution
-        .as_ref()
-}
 
 fn preferred(spec: &PodSpec) -> &[PreferredSchedulingTerm] {
     spec.affinity
