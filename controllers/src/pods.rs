@@ -7,7 +7,7 @@
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use skiff_machinery::labels::Selector;
@@ -95,6 +95,30 @@ where
         .filter(|s| s.meta().namespace.as_deref() == ns)
         .filter(|s| selector(s).is_some_and(|sel| labels_match(&selector_of(sel), pod.labels())))
         .collect()
+}
+
+/// The sets a pod's change concerns: the one controlling it when that is a
+/// `kind`, none when something else controls it, and for an orphan the
+/// `adopters` that may take it.
+pub fn sets_for_pod<S>(
+    pod: &Pod,
+    kind: &str,
+    adopters: impl FnOnce() -> Vec<Arc<S>>,
+) -> Vec<ObjectRef<S>>
+where
+    S: Resource<DynamicType = ()>,
+{
+    match controller_of(&pod.metadata) {
+        Some(r) if r.kind == kind => {
+            vec![ObjectRef::new(&r.name)
+                .within(pod.metadata.namespace.as_deref().unwrap_or_default())]
+        }
+        Some(_) => vec![],
+        None => adopters()
+            .iter()
+            .map(|s| ObjectRef::from_obj(&**s))
+            .collect(),
+    }
 }
 
 /// A controller reference to `owner`.

@@ -13,7 +13,7 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
@@ -55,15 +55,9 @@ pub async fn run(client: Client, recorder: Recorder) -> anyhow::Result<()> {
     controller
         // A pod concerns its controller, or, orphaned, every set that selects it.
         .watches_shared_stream(pod_events, move |pod: Arc<Pod>| {
-            let ns = pod.namespace().unwrap_or_default();
-            match pods::controller_of(&pod.metadata) {
-                Some(r) if r.kind == "ReplicaSet" => vec![ObjectRef::new(&r.name).within(&ns)],
-                Some(_) => vec![],
-                None => pods::selecting(&sets, &pod, |rs| rs.spec.as_ref().map(|s| &s.selector))
-                    .iter()
-                    .map(|rs| ObjectRef::from_obj(&**rs))
-                    .collect(),
-            }
+            pods::sets_for_pod(&pod, "ReplicaSet", || {
+                pods::selecting(&sets, &pod, |rs| rs.spec.as_ref().map(|s| &s.selector))
+            })
         })
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})

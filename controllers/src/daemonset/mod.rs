@@ -78,17 +78,9 @@ pub async fn run(client: Client, recorder: Recorder) -> anyhow::Result<()> {
     controller
         // A pod concerns its daemon set, or, orphaned, every set that selects it.
         .watches_shared_stream(pod_events, move |pod: Arc<Pod>| {
-            let ns = pod.namespace().unwrap_or_default();
-            match pods::controller_of(&pod.metadata) {
-                Some(r) if r.kind == "DaemonSet" => vec![ObjectRef::new(&r.name).within(&ns)],
-                Some(_) => vec![],
-                None => {
-                    pods::selecting(&pod_sets, &pod, |ds| ds.spec.as_ref().map(|s| &s.selector))
-                        .iter()
-                        .map(|ds| ObjectRef::from_obj(&**ds))
-                        .collect()
-                }
-            }
+            pods::sets_for_pod(&pod, "DaemonSet", || {
+                pods::selecting(&pod_sets, &pod, |ds| ds.spec.as_ref().map(|s| &s.selector))
+            })
         })
         .watches_shared_stream(revision_events, |rev: Arc<ControllerRevision>| {
             let ns = rev.namespace().unwrap_or_default();

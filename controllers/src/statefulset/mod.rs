@@ -69,16 +69,12 @@ pub async fn run(client: Client, recorder: Recorder) -> anyhow::Result<()> {
     controller
         // A pod concerns its set, or, orphaned, every set it would belong to.
         .watches_shared_stream(pod_events, move |pod: Arc<Pod>| {
-            let ns = pod.namespace().unwrap_or_default();
-            match pods::controller_of(&pod.metadata) {
-                Some(r) if r.kind == "StatefulSet" => vec![ObjectRef::new(&r.name).within(&ns)],
-                Some(_) => vec![],
-                None => pods::selecting(&sets, &pod, |s| s.spec.as_ref().map(|s| &s.selector))
-                    .iter()
+            pods::sets_for_pod(&pod, "StatefulSet", || {
+                pods::selecting(&sets, &pod, |s| s.spec.as_ref().map(|s| &s.selector))
+                    .into_iter()
                     .filter(|s| identity::is_member(s, &pod))
-                    .map(|s| ObjectRef::from_obj(&**s))
-                    .collect(),
-            }
+                    .collect()
+            })
         })
         .watches_shared_stream(revision_events, |rev: Arc<ControllerRevision>| {
             let ns = rev.namespace().unwrap_or_default();
