@@ -150,6 +150,26 @@ const fn review(
     res
 }
 
+/// A read-only metrics.k8s.io/v1beta1 resource (`get` and `list`),
+/// computed from the nodes' statistics and never stored, as metrics-server
+/// serves it.
+const fn metrics(kind: &'static str, plural: &'static str, namespaced: bool) -> Resource {
+    let mut res = r(
+        "metrics.k8s.io",
+        "v1beta1",
+        kind,
+        plural,
+        "",
+        namespaced,
+        &[],
+        &[],
+        &[],
+    );
+    res.verbs = &["get", "list"];
+    res.stored = false;
+    res
+}
+
 const fn stored_as(mut res: Resource, storage_plural: &'static str) -> Resource {
     res.storage_plural = storage_plural;
     res
@@ -216,6 +236,9 @@ pub static RESOURCES: &[Resource] = &[
     r("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", CLUSTER, &["pc"], &[], &[]),
     // storage.k8s.io/v1
     r("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", CLUSTER, &["sc"], &[], &[]),
+    // metrics.k8s.io/v1beta1: resource metrics for `kubectl top`, computed, never stored
+    metrics("NodeMetrics", "nodes", CLUSTER),
+    metrics("PodMetrics", "pods", NS),
 ];
 
 /// Groups in discovery order, each with its versions, preferred first.

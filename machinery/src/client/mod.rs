@@ -4,5 +4,5 @@
 
 pub mod events;
 pub mod informers;
-pub mod nodeaffinity;
 pub mod leader;
+pub mod nodeaffinity;
