@@ -9,6 +9,7 @@ use rcgen::{
 };
 use std::path::{Path, PathBuf};
 
+#[derive(Clone)]
 pub struct Pki {
     pub dir: PathBuf,
     pub ca_cert_pem: String,
@@ -20,7 +21,7 @@ pub struct Pair {
     pub key_pem: String,
 }
 
-fn write_private(path: &Path, data: &str) -> anyhow::Result<()> {
+pub(crate) fn write_private(path: &Path, data: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
@@ -107,6 +108,29 @@ impl Pki {
         ];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         self.issue(&mut params)
+    }
+
+    /// A node's client certificate (`system:node:<node>`, group
+    /// `system:nodes`) for the key of a certificate signing request; the
+    /// request's own subject and extensions are not used.
+    pub fn sign_node_csr(&self, csr_pem: &str, node: &str) -> anyhow::Result<String> {
+        let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+            .context("not a certificate signing request")?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, "system:nodes");
+        dn.push(DnType::CommonName, format!("system:node:{node}"));
+        params.distinguished_name = dn;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        validity(&mut params, 365);
+        csr.params = params;
+        let ca_key = KeyPair::from_pem(&self.ca_key_pem)?;
+        let issuer = Issuer::from_ca_cert_pem(&self.ca_cert_pem, ca_key)?;
+        Ok(csr.signed_by(&issuer)?.pem())
     }
 
     /// The serving certificate for these names and addresses, kept in the data

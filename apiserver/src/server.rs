@@ -29,6 +29,9 @@ pub struct Config {
     pub tls_san: Vec<String>,
     /// The address the `kubernetes` Service's endpoints name (the bind address when unset).
     pub advertise_address: Option<IpAddr>,
+    /// The cluster IP of the `kube-dns` Service in kube-system (every
+    /// node's proxy serves it); None creates no such Service.
+    pub cluster_dns: Option<IpAddr>,
 }
 
 impl Config {
@@ -114,7 +117,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         } else {
             cfg.bind_address
         });
-    bootstrap(&registry, addr.port()).await?;
+    bootstrap(&registry, addr.port(), cfg.cluster_dns).await?;
     publish_endpoints(&registry, advertise, addr.port()).await?;
     let mut names: Vec<String> = vec![
         "localhost".into(),
@@ -152,6 +155,12 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         registry: registry.clone(),
         metrics: Default::default(),
         auth: Authenticator::new(cfg.token.clone().into_iter().collect()),
+        kubelet: crate::kubelet::KubeletClient::new(&pki)?,
+        metrics_api: crate::metricsapi::MetricsApi::start(
+            crate::kubelet::KubeletClient::new(&pki)?,
+            registry.clone(),
+        ),
+        join: crate::join::Join::load(&cfg.data_dir.join("server"), &pki, cfg.token.as_deref())?,
     });
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
     let task = tokio::spawn(async move {
@@ -285,8 +294,9 @@ fn write_kubeconfig(
     Ok(())
 }
 
-/// The namespaces every cluster starts with, and the `kubernetes` Service.
-async fn bootstrap(reg: &Registry, port: u16) -> anyhow::Result<()> {
+/// The namespaces every cluster starts with, the `kubernetes` Service, and
+/// the `kube-dns` Service.
+async fn bootstrap(reg: &Registry, port: u16, cluster_dns: Option<IpAddr>) -> anyhow::Result<()> {
     let ns = catalog::lookup("", "v1", "namespaces").expect("catalog");
     let opts = WriteOptions {
         field_manager: Some("skiff-apiserver".into()),
@@ -340,6 +350,27 @@ async fn bootstrap(reg: &Registry, port: u16) -> anyhow::Result<()> {
             Err(e) if e.code == 409 => {}
             Err(e) => anyhow::bail!("creating the kubernetes service: {e}"),
         },
+    }
+    if let Some(ip) = cluster_dns {
+        // No selector: each node's proxy publishes its own DNS server as an
+        // endpoint, and the Local policy keeps lookups on the pod's node.
+        let kube_dns = json!({
+            "metadata": {"name": "kube-dns", "labels": {"k8s-app": "kube-dns",
+                "kubernetes.io/cluster-service": "true", "kubernetes.io/name": "skiff-dns"}},
+            "spec": {"clusterIP": ip.to_string(), "internalTrafficPolicy": "Local",
+                "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                          {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}]},
+        });
+        // Created once; a restarted server keeps what is there (its address
+        // is allocated to it, so creating it again would be refused).
+        if reg.get(svc, Some("kube-system"), "kube-dns").await.is_err() {
+            match reg.create(svc, Some("kube-system"), kube_dns, &opts).await {
+                Ok(_) => {}
+                Err(e) if e.code == 409 => {}
+                // Say why and go on: the API serves without cluster DNS.
+                Err(e) => tracing::warn!("not creating the kube-dns Service at {ip}: {e}"),
+            }
+        }
     }
     Ok(())
 }

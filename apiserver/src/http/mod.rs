@@ -1,5 +1,6 @@
 //! The HTTP surface: authentication, then routing to discovery, OpenAPI,
-//! health and metrics endpoints, or the resource verbs.
+//! health and metrics endpoints, the resource verbs, or the pod
+//! subresources relayed to node agents (`streaming`).
 
 pub mod duplicates;
 pub mod output;
@@ -7,6 +8,7 @@ pub mod patch;
 pub mod request;
 pub mod resources;
 pub mod reviews;
+pub mod streaming;
 pub mod watch;
 
 use crate::auth::{Authenticator, User};
@@ -24,6 +26,12 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub metrics: Metrics,
     pub auth: Authenticator,
+    /// Connections to node agents, for pods' log/exec/attach/portforward.
+    pub kubelet: crate::kubelet::KubeletClient,
+    /// metrics.k8s.io, from the agents' resource metrics.
+    pub metrics_api: crate::metricsapi::MetricsApi,
+    /// Nodes joining with the token.
+    pub join: crate::join::Join,
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -34,6 +42,11 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// comes in as an extension set by the listener.
 pub async fn serve(state: Arc<AppState>, req: Request<hyper::body::Incoming>) -> Response {
     let started = Instant::now();
+    let cert_user = req.extensions().get::<User>().cloned();
+    let req = match state.join.serve(req, cert_user.as_ref()).await {
+        Ok(resp) => return resp,
+        Err(req) => req,
+    };
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let user = state
@@ -106,6 +119,16 @@ async fn route(
         (Method::GET, ["openapi", "v3"]) => simple(json_ok(&openapi::root())),
         (Method::GET, ["openapi", "v3", "api", v]) => simple(openapi_doc("", v)),
         (Method::GET, ["openapi", "v3", "apis", g, v]) => simple(openapi_doc(g, v)),
+        (
+            _,
+            ["api", "v1", "namespaces", ns, "pods", name, sub @ ("log" | "exec" | "attach" | "portforward")],
+        ) => {
+            let (ns, name, sub) = (ns.to_string(), name.to_string(), sub.to_string());
+            let verb = if sub == "log" { "GET" } else { "CONNECT" };
+            let req = Request::from_parts(parts, body);
+            let resp = streaming::handle(state, req, &ns, &name, &sub).await;
+            (verb, "pods".to_string(), resp)
+        }
         (_, ["api" | "apis", ..]) => {
             // Read at most one byte past the limit, so an oversized body costs nothing more.
             let body = match http_body_util::Limited::new(body, request::MAX_BODY + 1)
@@ -140,7 +163,11 @@ async fn route(
                 user: Some(user),
                 body,
             };
-            let resp = resources::handle(state.registry.clone(), call).await;
+            let resp = if crate::metricsapi::MetricsApi::serves(&path) {
+                state.metrics_api.handle(&call).await
+            } else {
+                resources::handle(state.registry.clone(), call).await
+            };
             (verb, resource, resp)
         }
         _ => simple(ApiError::not_found_path().into_response()),

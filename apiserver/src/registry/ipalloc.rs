@@ -81,6 +81,9 @@ impl ServiceAllocator {
                     ports.insert(n as u16);
                 }
             }
+            if let Some(n) = health_check_port(&svc) {
+                ports.insert(n);
+            }
         }
         let now = Instant::now();
         let mut pi = self.pending_ips.lock().expect("lock");
@@ -178,6 +181,63 @@ impl ServiceAllocator {
         if matches!(ty.as_str(), "NodePort" | "LoadBalancer") {
             self.assign_ports(obj, &mut used_ports, None)?;
         }
+        self.assign_health_check_port(obj, &mut used_ports, None)?;
+        Ok(())
+    }
+
+    /// Marks `port` taken, also for allocations not yet in the cache.
+    fn reserve_port(&self, used: &mut HashSet<u16>, port: u16) {
+        used.insert(port);
+        self.pending_ports
+            .lock()
+            .expect("lock")
+            .insert(port, Instant::now());
+    }
+
+    /// spec.healthCheckNodePort, which a LoadBalancer Service with
+    /// externalTrafficPolicy Local needs (and no other may have): the one
+    /// given, the one it had, or a free one. Once set it stays.
+    fn assign_health_check_port(
+        &self,
+        obj: &mut Value,
+        used: &mut HashSet<u16>,
+        old: Option<&Value>,
+    ) -> Result<(), ApiError> {
+        let given = health_check_port(obj);
+        let kept = old
+            .filter(|o| needs_health_check(o))
+            .and_then(health_check_port);
+        let field = "spec.healthCheckNodePort";
+        if !needs_health_check(obj) {
+            match (given, old) {
+                // Updates drop it with the need for it; it is free at once.
+                (Some(g), Some(_)) => {
+                    self.pending_ports.lock().expect("lock").remove(&g);
+                    obj["spec"]
+                        .as_object_mut()
+                        .map(|s| s.remove("healthCheckNodePort"));
+                }
+                (Some(g), None) => {
+                    return Err(svc_res_invalid(obj, Cause::invalid(field, &json!(g),
+                        "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'")));
+                }
+                (None, _) => {}
+            }
+            return Ok(());
+        }
+        let port = match (given, kept) {
+            (Some(g), Some(k)) if g != k => {
+                return Err(svc_res_invalid(
+                    obj,
+                    Cause::invalid(field, &json!(g), "field is immutable"),
+                ));
+            }
+            (_, Some(k)) => k,
+            (Some(g), None) => check_requested_port(obj, field, g, used)?,
+            (None, None) => self.pick_port(used)?,
+        };
+        self.reserve_port(used, port);
+        obj["spec"]["healthCheckNodePort"] = json!(port);
         Ok(())
     }
 
@@ -192,7 +252,8 @@ impl ServiceAllocator {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        let name = meta::name(obj).to_string();
+        // Errors name the Service (`obj` is borrowed for its ports).
+        let named = json!({"metadata": {"name": meta::name(obj)}});
         let Some(ports) = obj.pointer_mut("/spec/ports").and_then(Value::as_array_mut) else {
             return Ok(());
         };
@@ -211,33 +272,11 @@ impl ServiceAllocator {
                     continue;
                 }
                 (Some(g), _) => {
-                    if !(NODE_PORT_RANGE.0..=NODE_PORT_RANGE.1).contains(&g) {
-                        return Err(ApiError::invalid(services(), &name, vec![Cause::invalid(
-                            format!("spec.ports[{i}].nodePort"),
-                            &json!(g),
-                            format!("provided port is not in the valid range. The range of valid ports is {}-{}", NODE_PORT_RANGE.0, NODE_PORT_RANGE.1),
-                        )]));
-                    }
-                    if used.contains(&g) {
-                        return Err(ApiError::invalid(
-                            services(),
-                            &name,
-                            vec![Cause::invalid(
-                                format!("spec.ports[{i}].nodePort"),
-                                &json!(g),
-                                "provided port is already allocated",
-                            )],
-                        ));
-                    }
-                    g
+                    check_requested_port(&named, &format!("spec.ports[{i}].nodePort"), g, used)?
                 }
                 (None, None) => self.pick_port(used)?,
             };
-            used.insert(port);
-            self.pending_ports
-                .lock()
-                .expect("lock")
-                .insert(port, Instant::now());
+            self.reserve_port(used, port);
             p["nodePort"] = json!(port);
         }
         Ok(())
@@ -297,10 +336,19 @@ impl ServiceAllocator {
                     used.remove(&(n as u16));
                 }
             }
+            if let Some(n) = health_check_port(old) {
+                used.remove(&n);
+            }
             self.assign_ports(new, &mut used, Some(old))?;
-        } else if let Some(ports) = new.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
-            for p in ports.iter_mut().filter_map(Value::as_object_mut) {
-                p.remove("nodePort");
+            self.assign_health_check_port(new, &mut used, Some(old))?;
+        } else {
+            if let Some(ports) = new.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
+                for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                    p.remove("nodePort");
+                }
+            }
+            if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.remove("healthCheckNodePort");
             }
         }
         Ok(())
@@ -330,5 +378,54 @@ impl ServiceAllocator {
                 pending.remove(&(n as u16));
             }
         }
+        if let Some(n) = health_check_port(obj) {
+            pending.remove(&n);
+        }
     }
+}
+
+/// A node port a Service asks for (`field`), if it is in the range and free.
+fn check_requested_port(
+    svc: &Value,
+    field: &str,
+    port: u16,
+    used: &HashSet<u16>,
+) -> Result<u16, ApiError> {
+    if !(NODE_PORT_RANGE.0..=NODE_PORT_RANGE.1).contains(&port) {
+        return Err(svc_res_invalid(
+            svc,
+            Cause::invalid(
+                field,
+                &json!(port),
+                format!(
+                    "provided port is not in the valid range. The range of valid ports is {}-{}",
+                    NODE_PORT_RANGE.0, NODE_PORT_RANGE.1
+                ),
+            ),
+        ));
+    }
+    if used.contains(&port) {
+        return Err(svc_res_invalid(
+            svc,
+            Cause::invalid(field, &json!(port), "provided port is already allocated"),
+        ));
+    }
+    Ok(port)
+}
+
+fn health_check_port(svc: &Value) -> Option<u16> {
+    svc.pointer("/spec/healthCheckNodePort")
+        .and_then(Value::as_u64)
+        .filter(|n| *n != 0)
+        .map(|n| n as u16)
+}
+
+/// A LoadBalancer Service keeping its clients' addresses (upstream's
+/// `NeedsHealthCheck`).
+fn needs_health_check(svc: &Value) -> bool {
+    svc.pointer("/spec/type").and_then(Value::as_str) == Some("LoadBalancer")
+        && svc
+            .pointer("/spec/externalTrafficPolicy")
+            .and_then(Value::as_str)
+            == Some("Local")
 }
