@@ -97,6 +97,9 @@ struct Member {
     ip: String,
     node: Option<String>,
     zone: Option<String>,
+    /// The pod's DNS name under the service (`spec.hostname` of a pod whose
+    /// `spec.subdomain` is the service), as StatefulSet pods have.
+    hostname: Option<String>,
     ready: bool,
     serving: bool,
     terminating: bool,
@@ -185,12 +188,20 @@ fn members(svc: &Service, ctx: &Ctx) -> Vec<Member> {
                     ))
                 })
                 .collect();
+            let spec = p.spec.as_ref();
+            let hostname = spec
+                .and_then(|s| s.hostname.clone())
+                .filter(|h| !h.is_empty())
+                .filter(|_| {
+                    spec.and_then(|s| s.subdomain.as_deref()) == svc.metadata.name.as_deref()
+                });
             Some(Member {
                 pod: p.name_any(),
                 uid: p.uid().unwrap_or_default(),
                 ip,
                 node,
                 zone,
+                hostname,
                 ready: (pod_ready || publish_not_ready) && !terminating,
                 serving: pod_ready || publish_not_ready,
                 terminating,
@@ -224,6 +235,9 @@ fn subsets(ns: &str, members: &[Member], publish_not_ready: bool) -> Vec<Value> 
         let mut addr = json!({"ip": m.ip, "targetRef": target_ref(ns, m)});
         if let Some(n) = &m.node {
             addr["nodeName"] = json!(n);
+        }
+        if let Some(h) = &m.hostname {
+            addr["hostname"] = json!(h);
         }
         let entry = groups.entry(m.ports.clone()).or_default();
         if m.ready {
@@ -335,6 +349,9 @@ fn slice_endpoint(ns: &str, m: &Member) -> Value {
     }
     if let Some(z) = &m.zone {
         e["zone"] = json!(z);
+    }
+    if let Some(h) = &m.hostname {
+        e["hostname"] = json!(h);
     }
     e
 }

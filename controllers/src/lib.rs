@@ -17,6 +17,7 @@ pub mod pods;
 pub mod replicaset;
 pub mod resources;
 pub mod serviceaccount;
+pub mod servicelb;
 pub mod statefulset;
 pub mod ttlafterfinished;
 
@@ -32,6 +33,9 @@ pub struct Config {
     pub terminated_pod_gc_threshold: usize,
     /// This process's name in the leader Lease and in its events.
     pub identity: String,
+    /// Run the built-in service load balancer (k3s: `--disable servicelb`
+    /// turns it off, for another load-balancer implementation).
+    pub servicelb: bool,
 }
 
 /// Runs every controller while this process holds the
@@ -66,5 +70,14 @@ async fn run_all(client: Client, cfg: &Config) -> anyhow::Result<()> {
         r = statefulset::run(client.clone(), recorder("statefulset-controller")) => r,
         r = job::run(client.clone(), recorder("job-controller")) => r,
         r = cronjob::run(client.clone(), recorder("cronjob-controller")) => r,
+        r = servicelb(client.clone(), cfg.servicelb) => r,
+    }
+}
+
+async fn servicelb(client: Client, enabled: bool) -> anyhow::Result<()> {
+    if enabled {
+        servicelb::run(client).await
+    } else {
+        std::future::pending().await
     }
 }

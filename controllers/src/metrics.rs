@@ -457,56 +457,14 @@ where
 
 /// Serves `/metrics` and `/healthz` over plain HTTP at `addr` (upstream's
 /// old insecure controller-manager port, 10252, is the default; keep it on
-/// loopback). A minimal HTTP/1 responder: one request per connection.
+/// loopback).
 pub async fn serve(addr: std::net::SocketAddr) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    loop {
-        let (conn, _) = listener.accept().await?;
-        tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(10), respond(conn)).await;
-        });
-    }
-}
-
-async fn respond(mut conn: tokio::net::TcpStream) -> std::io::Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut head = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
-        let n = conn.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    let line = String::from_utf8_lossy(&head);
-    let mut parts = line.lines().next().unwrap_or_default().split(' ');
-    let (method, target) = (
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or("/"),
-    );
-    let path = target.split('?').next().unwrap_or_default();
-    let (status, body) = match (method, path) {
-        ("GET" | "HEAD", "/metrics") => ("200 OK", render()),
-        ("GET" | "HEAD", "/healthz") => ("200 OK", "ok".to_string()),
-        ("GET" | "HEAD", _) => ("404 Not Found", "404 page not found\n".to_string()),
-        _ => ("405 Method Not Allowed", String::new()),
-    };
-    let content_type = if path == "/metrics" {
-        "text/plain; version=0.0.4; charset=utf-8"
-    } else {
-        "text/plain; charset=utf-8"
-    };
-    let mut response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    if method != "HEAD" {
-        response.extend_from_slice(body.as_bytes());
-    }
-    conn.write_all(&response).await?;
-    conn.shutdown().await
+    skiff_machinery::plain_http::serve(addr, |path| match path {
+        "/metrics" => Some(("200 OK", render())),
+        "/healthz" => Some(("200 OK", "ok".to_string())),
+        _ => None,
+    })
+    .await
 }
 
 #[cfg(test)]
