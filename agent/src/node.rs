@@ -8,10 +8,14 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::Client;
 use serde_json::{json, Value};
+use skiff_machinery::quantity::Quantity;
+use std::collections::BTreeMap;
 
 /// How often the Lease is renewed (upstream: 10 s) and for how long it holds.
 pub const LEASE_RENEW_SECS: u64 = 10;
 pub const LEASE_DURATION_SECS: i64 = 40;
+/// The kubelet version nodes report: the Kubernetes version skiff implements.
+pub const KUBELET_VERSION: &str = "v1.32.4+skiff";
 
 /// What a node says about itself.
 #[derive(Debug, Clone)]
@@ -27,6 +31,22 @@ pub struct NodeInfo {
     pub os_image: String,
     pub container_runtime: String,
     pub kubelet_version: String,
+    /// Set aside for the system (kubelet's --system-reserved/--kube-reserved).
+    pub reserved_cpu_millis: i64,
+    pub reserved_memory: i64,
+    /// Images present on the node: their names and size.
+    pub images: Vec<(Vec<String>, u64)>,
+    pub pressure: Pressure,
+    /// Where the node's streaming server listens (status.daemonEndpoints).
+    pub kubelet_port: u16,
+}
+
+/// Resource pressure the node reports in its conditions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pressure {
+    pub memory: bool,
+    pub disk: bool,
+    pub pid: bool,
 }
 
 impl NodeInfo {
@@ -45,22 +65,72 @@ impl NodeInfo {
         })
     }
 
+    /// Capacity less what is reserved, as quantities.
+    pub fn allocatable(&self) -> BTreeMap<String, String> {
+        let less = |total: &str, reserved_millis: i128, milli_unit: bool| {
+            if reserved_millis == 0 {
+                return total.to_string();
+            }
+            let t = Quantity::parse(total).map(|q| q.millis).unwrap_or(0);
+            let left = (t - reserved_millis).max(0);
+            if milli_unit {
+                format!("{left}m")
+            } else {
+                (left / 1000).to_string()
+            }
+        };
+        BTreeMap::from([
+            (
+                "cpu".to_string(),
+                less(&self.cpu, self.reserved_cpu_millis as i128, true),
+            ),
+            (
+                "memory".to_string(),
+                less(&self.memory, self.reserved_memory as i128 * 1000, false),
+            ),
+            ("pods".to_string(), self.pods.to_string()),
+            (
+                "ephemeral-storage".to_string(),
+                self.ephemeral_storage.clone(),
+            ),
+        ])
+    }
+
     /// The status a healthy node reports.
     pub fn status(&self) -> Value {
         let capacity = json!({"cpu": self.cpu, "memory": self.memory, "pods": self.pods.to_string(), "ephemeral-storage": self.ephemeral_storage});
+        let allocatable = json!(self.allocatable());
         let t = now();
         let cond = |ty: &str, status: &str, reason: &str, message: &str| json!({"type": ty, "status": status, "reason": reason, "message": message, "lastHeartbeatTime": t, "lastTransitionTime": t});
+        let images: Vec<Value> = self
+            .images
+            .iter()
+            .map(|(names, size)| json!({"names": names, "sizeBytes": size}))
+            .collect();
         json!({
+            "images": images,
             "capacity": capacity,
-            "allocatable": capacity,
+            "allocatable": allocatable,
             "conditions": [
-                cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-                cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-                cond("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+                if self.pressure.memory {
+                    cond("MemoryPressure", "True", "KubeletHasInsufficientMemory", "kubelet has insufficient memory available")
+                } else {
+                    cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available")
+                },
+                if self.pressure.disk {
+                    cond("DiskPressure", "True", "KubeletHasDiskPressure", "kubelet has disk pressure")
+                } else {
+                    cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure")
+                },
+                if self.pressure.pid {
+                    cond("PIDPressure", "True", "KubeletHasInsufficientPID", "kubelet has insufficient PID available")
+                } else {
+                    cond("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available")
+                },
                 cond("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
             ],
             "addresses": [{"type": "InternalIP", "address": self.internal_ip}, {"type": "Hostname", "address": self.name}],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
             "nodeInfo": {
                 "machineID": "", "systemUUID": "", "bootID": "",
                 "kernelVersion": self.kernel_version, "osImage": self.os_image,

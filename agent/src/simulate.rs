@@ -5,7 +5,7 @@
 //! honouring restartPolicy; graceful deletion finished at once. No process
 //! runs: only the runtime is fake, the node and pod status code is the agent's.
 
-use crate::node::{self, NodeInfo, LEASE_RENEW_SECS};
+use crate::node::{self, NodeInfo, KUBELET_VERSION, LEASE_RENEW_SECS};
 use crate::podstatus::{self, Containers};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -57,7 +57,12 @@ fn info(opts: &Options, i: usize) -> NodeInfo {
         kernel_version: "simulated".into(),
         os_image: "skiff simulated node".into(),
         container_runtime: "sim://0.1.0".into(),
-        kubelet_version: "v1.32.4+skiff".into(),
+        kubelet_version: KUBELET_VERSION.into(),
+        reserved_cpu_millis: 0,
+        reserved_memory: 0,
+        images: Vec::new(),
+        pressure: Default::default(),
+        kubelet_port: 10250,
     }
 }
 
