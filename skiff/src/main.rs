@@ -10,23 +10,42 @@ use anyhow::Result;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc's `mi_option_purge_delay` (mimalloc v3's option numbering, the
-/// version the crate builds): how long freed memory is kept before it goes
-/// back to the OS. The default (10 ms, and ten times that for arenas) kept
-/// about 30 MB more resident with 10,000 pods stored; 0 returns it at once,
-/// at no throughput cost measured.
+/// mimalloc options (v3's numbering, the version the crate builds), set
+/// before the first arena is made:
+/// - `mi_option_purge_delay` 0: freed memory goes back to the OS at once.
+///   The default (10 ms, and ten times that for arenas) kept about 30 MB more
+///   resident with 10,000 pods stored, at no throughput cost measured.
+/// - `mi_option_arena_eager_commit` 0: arenas are committed as they are
+///   used, not up front; eager commit left 20 MB of an idle server (and 4 MB
+///   of every container's shim) resident for nothing.
 #[cfg(feature = "mimalloc")]
-fn return_freed_memory_at_once() {
+extern "C" fn tune_allocator() {
+    const MI_OPTION_ARENA_EAGER_COMMIT: std::os::raw::c_int = 4;
     const MI_OPTION_PURGE_DELAY: std::os::raw::c_int = 15;
     extern "C" {
         fn mi_option_set(option: std::os::raw::c_int, value: std::os::raw::c_long);
     }
-    // SAFETY: sets a plain integer option; mimalloc reads it on each purge.
-    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+    // SAFETY: sets plain integer options mimalloc reads when it needs them.
+    unsafe {
+        mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0);
+        mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+    }
 }
+/// Runs `tune_allocator` as a constructor, before the Rust runtime's first
+/// allocation makes mimalloc's first arena (setting it in `main` is too late).
+#[cfg(feature = "mimalloc")]
+#[used]
+#[link_section = ".init_array"]
+static TUNE_ALLOCATOR: extern "C" fn() = tune_allocator;
+
 use clap::{Parser, Subcommand};
 use std::net::IpAddr;
 use std::path::PathBuf;
+
+mod images_cmd;
+mod lab_cmd;
+mod proxy_cmd;
+mod up_cmd;
 
 #[derive(Parser)]
 #[command(
@@ -45,6 +64,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// A single-node cluster on this machine: the control plane and a node
+    /// in one process, its kubeconfig merged into yours as context `skiff`.
+    Up(Box<up_cmd::UpArgs>),
+    /// A multi-node lab cluster on this machine: a server and N nodes, each
+    /// node in its own network namespace (`lab up|down`, `lab node stop|start`).
+    Lab(lab_cmd::LabArgs),
     /// Run the control plane: the API server, the scheduler and the controllers.
     Server(Box<ServerArgs>),
     /// Run the scheduler alone, against any API server.
@@ -52,17 +77,34 @@ enum Command {
     /// Run the controllers alone (garbage collector, namespaces, nodes,
     /// endpoints, workloads, …), against any API server.
     ControllerManager(ControllerManagerArgs),
-    /// Run a node agent. Today only simulated nodes (`--simulate`).
-    Agent(AgentArgs),
+    /// Run a node agent: this machine's pods as real containers (runc, CNI),
+    /// or with `--simulate` many simulated nodes that run nothing.
+    Agent(Box<AgentArgs>),
+    /// Run the service proxy alone: this node's Services as iptables rules
+    /// (`skiff agent` runs it too).
+    Proxy(proxy_cmd::ProxyArgs),
+    /// Import, list and remove the images of this node's image store.
+    Images(images_cmd::ImagesArgs),
     /// Print the skiff version and the Kubernetes API version it implements.
     Version,
 }
 
 #[derive(clap::Args)]
 struct AgentArgs {
-    /// Kubeconfig to reach the API server with.
-    #[arg(long, env = "KUBECONFIG")]
-    kubeconfig: PathBuf,
+    /// Kubeconfig to reach the API server with (or --server and --token).
+    #[arg(long, env = "KUBECONFIG", required_unless_present = "server")]
+    kubeconfig: Option<PathBuf>,
+    /// The server to join, https://HOST:6443, with --token (as k3s's agents).
+    #[arg(
+        long,
+        env = "SKIFF_URL",
+        requires = "token",
+        conflicts_with = "kubeconfig"
+    )]
+    server: Option<String>,
+    /// The join token: the server's <data-dir>/server/node-token.
+    #[arg(long, env = "SKIFF_TOKEN")]
+    token: Option<String>,
     /// Simulate nodes: register them and play their pods' lifecycle without running anything.
     #[arg(long)]
     simulate: bool,
@@ -79,6 +121,175 @@ struct AgentArgs {
     sim_memory: String,
     #[arg(long, default_value_t = 110)]
     sim_pods: u32,
+    /// This node's name [default: the hostname].
+    #[arg(long)]
+    node_name: Option<String>,
+    /// This node's address [default: the address of the default route's interface].
+    #[arg(long)]
+    node_ip: Option<String>,
+    /// Folder for the agent's state: images, sandboxes, containers.
+    #[arg(long, env = "SKIFF_DATA_DIR", default_value = "/var/lib/skiff")]
+    data_dir: PathBuf,
+    /// Where container logs go (CRI format, as kubelet's /var/log/pods).
+    #[arg(long, default_value = "/var/log/pods")]
+    pod_log_dir: PathBuf,
+    /// The OCI runtime binary.
+    #[arg(long, default_value = "runc")]
+    runtime: PathBuf,
+    /// CNI network configs [default: <data-dir>/agent/etc/cni/net.d].
+    #[arg(long)]
+    cni_conf_dir: Option<PathBuf>,
+    /// Folders with CNI plugin binaries, searched in order.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "/opt/cni/bin,/usr/lib/cni"
+    )]
+    cni_bin_dir: Vec<PathBuf>,
+    /// The whole pod range (traffic inside it is not masqueraded).
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: String,
+    /// Nameservers pods use (the cluster DNS Service's address).
+    #[arg(long, value_delimiter = ',', default_value = "10.43.0.10")]
+    cluster_dns: Vec<String>,
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// Extra node labels, key=value.
+    #[arg(long = "node-label")]
+    node_labels: Vec<String>,
+    /// Resources set aside for the system, e.g. cpu=100m,memory=256Mi.
+    #[arg(long, default_value = "")]
+    system_reserved: String,
+    /// Disk usage (percent) at which unused images are removed.
+    #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(u8).range(0..=100))]
+    image_gc_high_threshold: u8,
+    /// Disk usage (percent) image removal brings it down to.
+    #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
+    image_gc_low_threshold: u8,
+    /// Port of the streaming server (logs, exec, attach, port-forward) the
+    /// API server connects to, as kubelet's --port.
+    #[arg(long, default_value_t = 10250)]
+    kubelet_port: u16,
+    /// Address the streaming server listens on.
+    #[arg(long, default_value = "0.0.0.0")]
+    kubelet_address: IpAddr,
+    /// A registry (host:port) to pull from over plain HTTP; loopback ones
+    /// always are. Repeatable.
+    #[arg(long = "insecure-registry")]
+    insecure_registries: Vec<String>,
+    /// Pull a registry's images from another endpoint: NAME=HOST[:PORT] or
+    /// NAME=URL (e.g. a mirror, or the API host of the default registry).
+    /// Repeatable.
+    #[arg(long = "registry-mirror")]
+    registry_mirrors: Vec<String>,
+    /// Do not run the service proxy on this node (as k3s's flag).
+    #[arg(long)]
+    disable_kube_proxy: bool,
+    #[command(flatten)]
+    proxy: proxy_cmd::ProxyFlags,
+}
+
+impl AgentArgs {
+    fn options(&self) -> Result<skiff_agent::kubelet::Options> {
+        let node_name = match &self.node_name {
+            Some(n) => n.clone(),
+            None => std::fs::read_to_string("/proc/sys/kernel/hostname")?
+                .trim()
+                .to_lowercase(),
+        };
+        let mut labels = std::collections::BTreeMap::new();
+        for l in &self.node_labels {
+            let (k, v) = l
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("--node-label {l:?}: expected key=value"))?;
+            labels.insert(k.to_string(), v.to_string());
+        }
+        let (mut cpu, mut memory) = (0i64, 0i64);
+        for kv in self.system_reserved.split(',').filter(|s| !s.is_empty()) {
+            let (k, v) = kv.split_once('=').ok_or_else(|| {
+                anyhow::anyhow!("--system-reserved {kv:?}: expected name=quantity")
+            })?;
+            let q = skiff_machinery::quantity::Quantity::parse(v)
+                .map_err(|e| anyhow::anyhow!("--system-reserved {kv:?}: {e}"))?;
+            match k {
+                "cpu" => cpu = q.millis as i64,
+                "memory" => memory = (q.millis / 1000) as i64,
+                _ => anyhow::bail!("--system-reserved: unknown resource {k:?} (cpu, memory)"),
+            }
+        }
+        let mut registries = skiff_agent::images::registry::RegistryConfig {
+            insecure: self.insecure_registries.clone(),
+            ..Default::default()
+        };
+        for m in &self.registry_mirrors {
+            let (name, endpoint) = m
+                .split_once('=')
+                .filter(|(n, e)| !n.is_empty() && !e.is_empty())
+                .ok_or_else(|| {
+                    anyhow::anyhow!("--registry-mirror {m:?}: expected NAME=ENDPOINT")
+                })?;
+            registries
+                .mirrors
+                .insert(name.to_string(), endpoint.to_string());
+        }
+        Ok(skiff_agent::kubelet::Options {
+            node_name,
+            node_ip: self.node_ip.clone(),
+            data_dir: self.data_dir.clone(),
+            pod_log_dir: self.pod_log_dir.clone(),
+            runtime: self.runtime.clone(),
+            cni_conf_dir: self
+                .cni_conf_dir
+                .clone()
+                .unwrap_or_else(|| self.data_dir.join("agent/etc/cni/net.d")),
+            cni_bin_dirs: self.cni_bin_dir.clone(),
+            cluster_cidr: self.cluster_cidr.clone(),
+            cluster_dns: self.cluster_dns.clone(),
+            cluster_domain: self.cluster_domain.clone(),
+            labels,
+            reserved_cpu_millis: cpu,
+            reserved_memory: memory,
+            image_gc_high_threshold: self.image_gc_high_threshold,
+            image_gc_low_threshold: self
+                .image_gc_low_threshold
+                .min(self.image_gc_high_threshold),
+            kubelet_port: self.kubelet_port,
+            registries,
+        })
+    }
+}
+
+impl AgentArgs {
+    /// The kubeconfig to reach the API server with: the one given, or the
+    /// node's own, made by joining with the token (kept for later starts).
+    async fn kubeconfig(&self, node: &str) -> Result<PathBuf> {
+        match (&self.kubeconfig, &self.server, &self.token) {
+            (Some(k), _, _) => Ok(k.clone()),
+            (None, Some(server), Some(token)) => {
+                skiff_agent::join::kubeconfig(server, token, node, &self.data_dir).await
+            }
+            _ => anyhow::bail!("--kubeconfig, or --server with --token, is required"),
+        }
+    }
+
+    /// The streaming server's settings; client certificates are checked
+    /// against the CA of the agent's own kubeconfig.
+    fn stream_options(
+        &self,
+        opts: &skiff_agent::kubelet::Options,
+        kubeconfig: &std::path::Path,
+    ) -> Result<skiff_agent::stream::Options> {
+        Ok(skiff_agent::stream::Options {
+            address: self.kubelet_address,
+            port: self.kubelet_port,
+            node_name: opts.node_name.clone(),
+            node_ip: opts.node_ip.clone(),
+            data_dir: opts.data_dir.clone(),
+            pod_log_dir: opts.pod_log_dir.clone(),
+            runtime: opts.runtime.clone(),
+            client_ca: skiff_agent::stream::tls::cluster_ca(kubeconfig)?,
+        })
+    }
 }
 
 #[derive(clap::Args)]
@@ -167,6 +378,9 @@ struct ControllerFlags {
     /// Where the controllers serve /metrics and /healthz over plain HTTP ("" turns it off).
     #[arg(long, default_value = "127.0.0.1:10252")]
     controller_metrics_address: String,
+    /// Do not run a packaged component (k3s's flag): servicelb.
+    #[arg(long, value_parser = ["servicelb"])]
+    disable: Vec<String>,
 }
 
 impl ControllerFlags {
@@ -185,6 +399,7 @@ impl ControllerFlags {
             cluster_cidr,
             node_monitor_grace_period: self.node_monitor_grace_period,
             terminated_pod_gc_threshold: self.terminated_pod_gc_threshold,
+            servicelb: !self.disable.iter().any(|d| d == "servicelb"),
             identity,
         };
         tokio::spawn(async move {
@@ -213,7 +428,8 @@ struct ServerArgs {
     /// etcd endpoints (http://127.0.0.1:2379[,…]); the embedded store when unset.
     #[arg(long, env = "SKIFF_DATASTORE_ENDPOINT")]
     datastore_endpoint: Option<String>,
-    /// Shared secret; also accepted as an admin bearer token.
+    /// The join secret [default: made on first start, kept in
+    /// <data-dir>/server/token]; a given one is also an admin bearer token.
     #[arg(long, env = "SKIFF_TOKEN")]
     token: Option<String>,
     /// Range Service ClusterIPs come from (k3s's default).
@@ -222,6 +438,10 @@ struct ServerArgs {
     /// Range pod addresses come from (each node gets a /24).
     #[arg(long, default_value = "10.42.0.0/16")]
     cluster_cidr: String,
+    /// Cluster IP of the kube-dns Service [default: the tenth address of
+    /// --service-cidr, 10.43.0.10 as k3s's].
+    #[arg(long)]
+    cluster_dns: Option<IpAddr>,
     /// Extra names and addresses for the serving certificate.
     #[arg(long)]
     tls_san: Vec<String>,
@@ -269,6 +489,15 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs_f64(secs))
 }
 
+/// The address k3s gives the cluster DNS: the service range's tenth.
+fn tenth_address(service_cidr: &str) -> Option<IpAddr> {
+    let cidr: skiff_machinery::cidr::Cidr = service_cidr.split(',').next()?.parse().ok()?;
+    Some(match cidr.addr() {
+        IpAddr::V4(a) => IpAddr::V4((u32::from(a) + 10).into()),
+        IpAddr::V6(a) => IpAddr::V6((u128::from(a) + 10).into()),
+    })
+}
+
 /// This process's name in leader Leases: the host, and for a server its
 /// data dir, so a restarted server takes its leases back at once instead of
 /// waiting for them to lapse; otherwise unique per process.
@@ -296,11 +525,139 @@ async fn component_client(path: &std::path::Path) -> Result<kube::Client> {
     Ok(kube::Client::try_from(cfg)?)
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
-    #[cfg(feature = "mimalloc")]
-    return_freed_memory_at_once();
+/// The control plane: the API server, and the scheduler and controllers
+/// unless disabled, running in the background.
+async fn start_server(a: ServerArgs) -> Result<skiff_apiserver::server::Running> {
+    let server_identity = identity(Some(&a.data_dir));
+    let cluster_dns = a.cluster_dns.or_else(|| tenth_address(&a.service_cidr));
+    let cfg = skiff_apiserver::server::Config {
+        data_dir: a.data_dir,
+        bind_address: a.bind_address,
+        https_listen_port: a.https_listen_port,
+        write_kubeconfig: a.write_kubeconfig,
+        datastore_endpoint: a.datastore_endpoint,
+        token: a.token,
+        service_cidr: a.service_cidr,
+        cluster_cidr: a.cluster_cidr,
+        tls_san: a.tls_san,
+        advertise_address: a.advertise_address,
+        cluster_dns,
+    };
+    let cluster_cidr = cfg.cluster_cidr.clone();
+    let running = skiff_apiserver::server::start(cfg).await?;
+    if !a.disable_scheduler {
+        let kubeconfig = running.component_kubeconfig("scheduler", "system:kube-scheduler", &[])?;
+        a.scheduler.spawn(
+            component_client(&kubeconfig).await?,
+            server_identity.clone(),
+        )?;
+    }
+    if !a.disable_controller_manager {
+        let kubeconfig =
+            running.component_kubeconfig("controller", "system:kube-controller-manager", &[])?;
+        a.controllers.spawn(
+            component_client(&kubeconfig).await?,
+            cluster_cidr,
+            server_identity,
+        )?;
+    }
+    Ok(running)
+}
+
+/// A real node: the agent, its streaming server and its service proxy,
+/// until one of them fails.
+async fn run_node(a: AgentArgs) -> Result<()> {
+    let opts = a.options()?;
+    let kubeconfig = a.kubeconfig(&opts.node_name).await?;
+    let client = component_client(&kubeconfig).await?;
+    // Without a CA to check clients against, the node still runs
+    // pods; only logs/exec/port-forward through the API are off.
+    let stream = a
+        .stream_options(&opts, &kubeconfig)
+        .inspect_err(|e| tracing::warn!(error = %e, "streaming server disabled"))
+        .ok();
+    let stream_client = client.clone();
+    let server = async move {
+        match stream {
+            Some(s) => skiff_agent::stream::run(stream_client, s).await,
+            None => std::future::pending().await,
+        }
+    };
+    let proxy_opts = (!a.disable_kube_proxy)
+        .then(|| {
+            proxy_cmd::options(
+                &a.proxy,
+                &opts.node_name,
+                &a.cluster_cidr,
+                &a.cluster_domain,
+            )
+        })
+        .transpose()?;
+    let proxy_client = client.clone();
+    let proxy = async move {
+        match proxy_opts {
+            Some(p) => skiff_proxy::run(proxy_client, p).await,
+            None => std::future::pending().await,
+        }
+    };
+    // A node that joined with a token renews its certificate itself, then
+    // starts again with it.
+    let (joined, node, kc) = (
+        a.kubeconfig.is_none(),
+        opts.node_name.clone(),
+        kubeconfig.clone(),
+    );
+    let renewal = async move {
+        match joined {
+            true => skiff_agent::join::renew_when_due(&kc, &node).await,
+            false => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        r = skiff_agent::kubelet::run(client, opts) => r,
+        r = server => r.map_err(|e| anyhow::anyhow!("streaming server: {e}")),
+        r = proxy => r.map_err(|e| anyhow::anyhow!("service proxy: {e}")),
+        r = renewal => {
+            r?;
+            exec_self()
+        }
+    }
+}
+
+/// Starts this process again, same arguments, same pid: how a renewed
+/// certificate is taken up (containers keep running and are adopted).
+fn exec_self() -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    tracing::info!("starting again with the renewed certificate");
+    let err = std::process::Command::new(std::env::current_exe()?)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    Err(anyhow::anyhow!("starting again: {err}"))
+}
+
+fn main() -> Result<()> {
+    // `skiff shim` (one per container, started by the agent) takes the
+    // shortest path: no CLI parser, no async runtime, no huge pages.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("shim") {
+        skiff_agent::runtime::shim::prepare_process();
+        let code = match skiff_agent::runtime::shim::ShimArgs::parse(&args[2..]) {
+            Ok(a) => skiff_agent::runtime::shim::run(a),
+            Err(e) => {
+                eprintln!("skiff shim: {e}");
+                2
+            }
+        };
+        std::process::exit(code);
+    }
     let cli = Cli::parse();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Version => {
             println!(
@@ -313,9 +670,13 @@ async fn main() -> Result<()> {
         Command::Agent(a) => {
             init_logging(&cli.log_format);
             if !a.simulate {
-                anyhow::bail!("only simulated nodes are available yet: pass --simulate (the real node agent is issue 6)");
+                return tokio::select! {
+                    r = run_node(*a) => r,
+                    _ = tokio::signal::ctrl_c() => Ok(()),
+                };
             }
-            let client = component_client(&a.kubeconfig).await?;
+            // Joining with a token, the simulator is one node identity.
+            let client = component_client(&a.kubeconfig(&a.name_prefix).await?).await?;
             let opts = skiff_agent::simulate::Options {
                 nodes: a.nodes,
                 name_prefix: a.name_prefix,
@@ -327,6 +688,22 @@ async fn main() -> Result<()> {
                 r = skiff_agent::simulate::run(client, opts) => r,
                 _ = tokio::signal::ctrl_c() => Ok(()),
             }
+        }
+        Command::Proxy(a) => {
+            init_logging(&cli.log_format);
+            proxy_cmd::run(a).await
+        }
+        Command::Up(a) => {
+            init_logging(&cli.log_format);
+            up_cmd::run(*a).await
+        }
+        Command::Lab(a) => {
+            init_logging(&cli.log_format);
+            lab_cmd::run(a).await
+        }
+        Command::Images(a) => {
+            init_logging(&cli.log_format);
+            images_cmd::run(a).await
         }
         Command::Scheduler(a) => {
             init_logging(&cli.log_format);
@@ -344,41 +721,7 @@ async fn main() -> Result<()> {
         }
         Command::Server(a) => {
             init_logging(&cli.log_format);
-            let server_identity = identity(Some(&a.data_dir));
-            let cfg = skiff_apiserver::server::Config {
-                data_dir: a.data_dir,
-                bind_address: a.bind_address,
-                https_listen_port: a.https_listen_port,
-                write_kubeconfig: a.write_kubeconfig,
-                datastore_endpoint: a.datastore_endpoint,
-                token: a.token,
-                service_cidr: a.service_cidr,
-                cluster_cidr: a.cluster_cidr,
-                tls_san: a.tls_san,
-                advertise_address: a.advertise_address,
-            };
-            let cluster_cidr = cfg.cluster_cidr.clone();
-            let running = skiff_apiserver::server::start(cfg).await?;
-            if !a.disable_scheduler {
-                let kubeconfig =
-                    running.component_kubeconfig("scheduler", "system:kube-scheduler", &[])?;
-                a.scheduler.spawn(
-                    component_client(&kubeconfig).await?,
-                    server_identity.clone(),
-                )?;
-            }
-            if !a.disable_controller_manager {
-                let kubeconfig = running.component_kubeconfig(
-                    "controller",
-                    "system:kube-controller-manager",
-                    &[],
-                )?;
-                a.controllers.spawn(
-                    component_client(&kubeconfig).await?,
-                    cluster_cidr,
-                    server_identity,
-                )?;
-            }
+            let running = start_server(*a).await?;
             eprintln!(
                 "skiff server ready on https://{}; kubeconfig: {}",
                 running.addr,

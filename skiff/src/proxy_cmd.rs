@@ -1,0 +1,96 @@
+//! `skiff proxy`, and the proxy flags `skiff agent` shares (kube-proxy's
+//! names): the service rules and cluster DNS of one node.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use skiff_machinery::cidr::Cidr;
+
+/// The flags of the proxy a node runs.
+#[derive(clap::Args, Clone)]
+pub struct ProxyFlags {
+    /// Where the proxy serves /healthz and /metrics.
+    #[arg(long, default_value = "0.0.0.0:10256")]
+    pub healthz_bind_address: SocketAddr,
+    /// The least time between two rule syncs (e.g. 1s, 500ms).
+    #[arg(long, default_value = "1s", value_parser = crate::parse_duration)]
+    pub iptables_min_sync_period: Duration,
+    /// How often all rules are written again, repairing drift.
+    #[arg(long, default_value = "30s", value_parser = crate::parse_duration)]
+    pub iptables_sync_period: Duration,
+    /// Port of the node's cluster DNS server, on the node's address (the
+    /// kube-dns Service leads there); 0 runs none.
+    #[arg(long, default_value_t = 53)]
+    pub dns_port: u16,
+}
+
+#[derive(clap::Args)]
+pub struct ProxyArgs {
+    /// Kubeconfig to reach the API server with.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// This node's name, for the Local traffic policies [default: the hostname].
+    #[arg(long)]
+    hostname_override: Option<String>,
+    /// The whole pod range (pod traffic to a cluster IP is not masqueraded).
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: String,
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// Remove every rule and chain of the proxy, then exit.
+    #[arg(long)]
+    cleanup: bool,
+    #[command(flatten)]
+    flags: ProxyFlags,
+}
+
+/// The proxy's options for node `node_name` in `cluster_cidr`.
+pub fn options(
+    flags: &ProxyFlags,
+    node_name: &str,
+    cluster_cidr: &str,
+    cluster_domain: &str,
+) -> Result<skiff_proxy::Options> {
+    let cluster_cidr: Cidr = cluster_cidr
+        .parse()
+        .with_context(|| format!("--cluster-cidr {cluster_cidr:?}"))?;
+    Ok(skiff_proxy::Options {
+        sync: skiff_proxy::SyncOptions {
+            node_name: node_name.to_string(),
+            context: skiff_proxy::rules::Context {
+                cluster_cidr: Some(cluster_cidr).filter(Cidr::is_ipv4),
+            },
+            min_interval: flags.iptables_min_sync_period,
+            period: flags.iptables_sync_period,
+        },
+        metrics_addr: Some(flags.healthz_bind_address),
+        dns: (flags.dns_port != 0).then(|| skiff_proxy::NodeDns {
+            port: flags.dns_port,
+            cluster_domain: cluster_domain.to_string(),
+        }),
+    })
+}
+
+pub async fn run(a: ProxyArgs) -> Result<()> {
+    if a.cleanup {
+        skiff_proxy::restore::Kernel::remove_all().await?;
+        return Ok(());
+    }
+    let kubeconfig = a
+        .kubeconfig
+        .context("--kubeconfig (or KUBECONFIG) is required")?;
+    let node_name = match a.hostname_override {
+        Some(n) => n,
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")?
+            .trim()
+            .to_lowercase(),
+    };
+    let opts = options(&a.flags, &node_name, &a.cluster_cidr, &a.cluster_domain)?;
+    let client = crate::component_client(&kubeconfig).await?;
+    tokio::select! {
+        r = skiff_proxy::run(client, opts) => r,
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    }
+}
