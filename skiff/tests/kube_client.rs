@@ -7,10 +7,10 @@ mod common;
 use common::{unique_ns, Server};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Config, ResourceExt};
 use serde_json::json;
 use std::time::Duration;
@@ -360,7 +360,12 @@ async fn watcher_survives_server_restart() {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let stream_api = cms.clone();
     let task = tokio::spawn(async move {
-        let mut stream = watcher(stream_api, watcher::Config::default()).boxed();
+        // With a backoff as real users run it: without one the retries
+        // while the server is down never yield, and a failing test could not
+        // shut its runtime down.
+        let mut stream = watcher(stream_api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
         while let Some(ev) = stream.next().await {
             if let Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) = ev {
                 let _ = tx.send(o.metadata.name.unwrap_or_default());
@@ -503,4 +508,107 @@ async fn wire_errors() {
         matches!(err, kube::Error::Api(ref s) if s.code == 401),
         "{err:?}"
     );
+}
+
+/// spec.healthCheckNodePort: allocated for a LoadBalancer Service with
+/// externalTrafficPolicy Local, kept, refused where it does not belong or
+/// is taken, dropped with the policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_check_node_ports() {
+    let s = Server::start(None);
+    let c = s.client().await;
+    let ns = unique_ns("hc");
+    make_ns(&c, &ns).await;
+    let svcs: Api<Service> = Api::namespaced(c.clone(), &ns);
+    let svc = |name: &str, ty: &str, policy: Option<&str>, hc: Option<u16>| -> Service {
+        serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {"type": ty, "externalTrafficPolicy": policy, "healthCheckNodePort": hc,
+                     "selector": {"app": name}, "ports": [{"port": 80}]}
+        }))
+        .unwrap()
+    };
+    let hc_of = |s: &Service| s.spec.as_ref().unwrap().health_check_node_port;
+    let pp = PostParams::default();
+    let lb = svcs
+        .create(&pp, &svc("lb", "LoadBalancer", Some("Local"), None))
+        .await
+        .unwrap();
+    let port = hc_of(&lb).expect("allocated");
+    assert!((30000..=32767).contains(&port), "{port}");
+    let node_port = lb.spec.as_ref().unwrap().ports.as_ref().unwrap()[0]
+        .node_port
+        .unwrap();
+    assert_ne!(port, node_port);
+
+    let reason = |e: kube::Error| match e {
+        kube::Error::Api(s) => (s.code, s.message),
+        other => panic!("{other}"),
+    };
+    // Not a LoadBalancer with the Local policy: refused, naming the field.
+    let (code, msg) = reason(
+        svcs.create(&pp, &svc("np", "NodePort", Some("Local"), Some(31999)))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, 422);
+    assert!(msg.contains("spec.healthCheckNodePort"), "{msg}");
+    // Taken by another Service (as a health check port or a node port).
+    for taken in [port as u16, node_port as u16] {
+        let (code, msg) = reason(
+            svcs.create(&pp, &svc("dup", "LoadBalancer", Some("Local"), Some(taken)))
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(code, 422);
+        assert!(msg.contains("provided port is already allocated"), "{msg}");
+    }
+    // A node port asked for that is taken: refused, naming the port.
+    let mut np = svc("np2", "NodePort", None, None);
+    np.spec.as_mut().unwrap().ports.as_mut().unwrap()[0].node_port = Some(node_port);
+    let (code, msg) = reason(svcs.create(&pp, &np).await.unwrap_err());
+    assert_eq!(code, 422);
+    assert!(
+        msg.contains("spec.ports[0].nodePort") && msg.contains("already allocated"),
+        "{msg}"
+    );
+    // Kept across updates, immutable while needed.
+    let patch = |v: serde_json::Value| Patch::Merge(v);
+    let kept = svcs
+        .patch(
+            "lb",
+            &PatchParams::default(),
+            &patch(json!({"metadata": {"labels": {"a": "b"}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(hc_of(&kept), Some(port));
+    let (code, msg) = reason(
+        svcs.patch(
+            "lb",
+            &PatchParams::default(),
+            &patch(json!({"spec": {"healthCheckNodePort": 31998}})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(code, 422, "{msg}");
+    // Dropped with the policy, and free again.
+    let cluster = svcs
+        .patch(
+            "lb",
+            &PatchParams::default(),
+            &patch(json!({"spec": {"externalTrafficPolicy": "Cluster"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(hc_of(&cluster), None);
+    let reused = svcs
+        .create(
+            &pp,
+            &svc("again", "LoadBalancer", Some("Local"), Some(port as u16)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(hc_of(&reused), Some(port));
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod realnode;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -13,6 +15,8 @@ pub struct Server {
     pub dir: tempfile::TempDir,
     pub port: u16,
     pub datastore: Option<String>,
+    /// The address it listens on (loopback unless a test gives one of its own).
+    pub bind: String,
     extra: Vec<String>,
 }
 
@@ -38,6 +42,11 @@ impl Server {
 
     /// With extra `skiff server` flags.
     pub fn start_with(datastore: Option<String>, extra: &[&str]) -> Server {
+        Self::start_on("127.0.0.1", datastore, extra)
+    }
+
+    /// Listening on `bind` (an address of the host's the test set up).
+    pub fn start_on(bind: &str, datastore: Option<String>, extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let extra = extra.iter().map(|s| s.to_string()).collect();
         let mut s = Server {
@@ -45,6 +54,7 @@ impl Server {
             dir,
             port: free_port(),
             datastore,
+            bind: bind.to_string(),
             extra,
         };
         s.spawn();
@@ -73,7 +83,7 @@ impl Server {
         cmd.args([
             "server",
             "--bind-address",
-            "127.0.0.1",
+            &self.bind,
             "--https-listen-port",
             &self.port.to_string(),
         ])
@@ -89,7 +99,7 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if self.kubeconfig().exists()
-                && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+                && std::net::TcpStream::connect((self.bind.as_str(), self.port)).is_ok()
             {
                 return;
             }
@@ -142,7 +152,8 @@ impl Server {
         let out = self.kubectl(args);
         assert!(
             out.status.success(),
-            "kubectl {args:?} failed: {}{}",
+            "kubectl {args:?} failed ({}): {}{}",
+            out.status,
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
@@ -171,13 +182,24 @@ impl Server {
     }
 }
 
+/// How long one kubectl run may take before it is killed: kubectl itself
+/// waits without end (`delete` waits up to a week for the object to go), and
+/// a hung test must fail with its arguments rather than stall the whole run.
+pub const KUBECTL_LIMIT_SECS: u64 = 180;
+
 pub fn kubectl_with(kubeconfig: &Path, cache: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    use std::io::Write;
-    let mut cmd = Command::new("kubectl");
-    cmd.env("KUBECONFIG", kubeconfig)
+    let mut cmd = Command::new("timeout");
+    cmd.args(["-k", "5", &KUBECTL_LIMIT_SECS.to_string(), "kubectl"])
+        .env("KUBECONFIG", kubeconfig)
         .arg("--cache-dir")
         .arg(cache)
         .args(args);
+    output_with_stdin(cmd, stdin)
+}
+
+/// Runs `cmd` with `stdin` as its input (none: /dev/null), collecting its output.
+pub fn output_with_stdin(mut cmd: Command, stdin: Option<&str>) -> Output {
+    use std::io::Write;
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
     } else {
