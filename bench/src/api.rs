@@ -43,7 +43,7 @@ fn pod(name: &str) -> Pod {
     .expect("pod literal")
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

@@ -48,15 +48,19 @@ impl Proc {
 
     /// Resident set size in MiB, from /proc.
     pub fn rss_mb(&self) -> f64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
+        rss_mb(self.pid())
     }
+}
+
+/// Resident set size of process `pid` in MiB, from /proc.
+pub fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 impl Drop for Proc {
@@ -67,9 +71,13 @@ impl Drop for Proc {
 }
 
 fn wait_port(port: u16, child: &mut Child, what: &str) -> Result<()> {
+    wait_port_on("127.0.0.1", port, child, what)
+}
+
+fn wait_port_on(host: &str, port: u16, child: &mut Child, what: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        if std::net::TcpStream::connect((host, port)).is_ok() {
             return Ok(());
         }
         if let Some(s) = child.try_wait()? {
@@ -146,6 +154,16 @@ fn start_server_with(
     datastore: Option<&str>,
     extra: &[&str],
 ) -> Result<(Proc, PathBuf)> {
+    start_server_on(bin, "127.0.0.1", datastore, extra)
+}
+
+/// The server listening on `bind` (loopback, or an address the benchmark set up).
+pub fn start_server_on(
+    bin: &Path,
+    bind: &str,
+    datastore: Option<&str>,
+    extra: &[&str],
+) -> Result<(Proc, PathBuf)> {
     let dir = tempfile::tempdir()?;
     let port = free_port()?;
     let mut cmd = Command::new(bin);
@@ -153,7 +171,7 @@ fn start_server_with(
         .args(extra)
         .args([
             "--bind-address",
-            "127.0.0.1",
+            bind,
             "--https-listen-port",
             &port.to_string(),
         ])
@@ -166,7 +184,7 @@ fn start_server_with(
         cmd.args(["--datastore-endpoint", ep]);
     }
     let mut child = cmd.spawn()?;
-    wait_port(port, &mut child, "skiff server")?;
+    wait_port_on(bind, port, &mut child, "skiff server")?;
     // The port opens before the server has written its kubeconfig.
     let kubeconfig = dir.path().join("kubeconfig.yaml");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -211,6 +229,36 @@ pub fn start_simulator(bin: &Path, kubeconfig: &Path, nodes: usize, prefix: &str
         .stderr(log_sink(&format!("simulator-{prefix}"))?)
         .env("SKIFF_LOG", "warn")
         .spawn()?;
+    Ok(Proc { child, _dir: dir })
+}
+
+/// `skiff agent` (real) inside network namespace `netns`, against `kubeconfig`.
+pub fn start_agent(
+    bin: &Path,
+    kubeconfig: &Path,
+    netns: &str,
+    node: &str,
+    data_dir: &Path,
+) -> Result<Proc> {
+    let dir = tempfile::tempdir()?;
+    let child = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{netns}"))
+        .arg(bin)
+        .args(["agent", "--node-name", node, "--kubeconfig"])
+        .arg(kubeconfig)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--pod-log-dir")
+        .arg(data_dir.join("logs"))
+        .stdout(Stdio::null())
+        .stderr(log_sink("agent")?)
+        // SKIFF_BENCH_AGENT_LOG (e.g. `skiff_agent=debug`) shows where pod starts spend their time.
+        .env(
+            "SKIFF_LOG",
+            std::env::var("SKIFF_BENCH_AGENT_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .spawn()
+        .context("starting skiff agent under nsenter")?;
     Ok(Proc { child, _dir: dir })
 }
 

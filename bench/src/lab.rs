@@ -1,0 +1,202 @@
+//! `lab`: a cluster in one command. `skiff up` in a network namespace of its
+//! own, as on a fresh machine (the busybox test image in the node's import
+//! folder), timed from its start to its node Ready and to a first pod
+//! Running; then the resident memory of that one process (control plane and
+//! node) idle and with 100 pods. Then `skiff lab up --nodes 3`, timed to
+//! every node Ready, and `lab down`. Needs root, runc, the CNI plugins and
+//! busybox-static.
+
+use crate::api::client;
+use crate::node::{clean_node, sh, NodeNet};
+use crate::procs::{self, rss_mb};
+use anyhow::{bail, Context, Result};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, PostParams};
+use serde_json::json;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const NETNS: &str = "skiff-bench-lab";
+const HOST_IP: &str = "172.29.252.1";
+const NODE_IP: &str = "172.29.252.2";
+const PODS: i32 = 100;
+
+/// `skiff up`, stopped with SIGINT (as ctrl-c) when dropped.
+struct Up(Child);
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the pid of our own child.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        if Instant::now() > deadline {
+            bail!("{what}: not within {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
+async fn running(pods: &Api<Pod>, selector: &str) -> usize {
+    pods.list(&ListParams::default().labels(selector))
+        .await
+        .map(|l| {
+            l.items
+                .iter()
+                .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+pub async fn run() -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the lab benchmark runs a real node: run it as root");
+    }
+    let bin = procs::skiff_binary()?;
+    let work = tempfile::tempdir()?;
+    let data_dir = work.path().join("data");
+    let images = data_dir.join("agent/images");
+    std::fs::create_dir_all(&images)?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/busybox-image");
+    sh(&[
+        &script.to_string_lossy(),
+        &images.join("busybox.tar").to_string_lossy(),
+    ])?;
+    let net = NodeNet::create(NETNS, "sklab", HOST_IP, NODE_IP)?;
+    let log = work.path().join("up.log");
+    let result = measure(&bin, &data_dir, &log).await;
+    clean_node(&data_dir);
+    drop(net);
+    if result.is_err() {
+        eprintln!("{}", std::fs::read_to_string(&log).unwrap_or_default());
+    }
+    let up = result?;
+    let lab3 = lab3_ready(&bin, work.path(), &images.join("busybox.tar"))?;
+    println!("skiff lab up --nodes 3 → every node Ready: {lab3:.2} s");
+    println!("RESULT {up} lab3_ready_s={lab3:.2}");
+    Ok(())
+}
+
+/// Seconds from `skiff lab up --nodes 3` to its return (every node Ready).
+fn lab3_ready(bin: &Path, work: &Path, image: &Path) -> Result<f64> {
+    let lab = |args: &[&str]| {
+        Command::new(bin)
+            .args(args)
+            .args(["--name", "bench", "--state-dir"])
+            .arg(work.join("labs"))
+            .env("HOME", work)
+            .env_remove("KUBECONFIG")
+            .output()
+    };
+    let started = Instant::now();
+    let image = image.to_string_lossy();
+    let out = lab(&["lab", "up", "--nodes", "3", "--images", &image])?;
+    let took = started.elapsed().as_secs_f64();
+    let down = lab(&["lab", "down"]);
+    if !out.status.success() {
+        bail!("skiff lab up: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    down?;
+    Ok(took)
+}
+
+/// The `skiff up` figures, as RESULT fields.
+async fn measure(bin: &Path, data_dir: &Path, log: &Path) -> Result<String> {
+    let started = Instant::now();
+    let up = Up(Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{NETNS}"))
+        .arg(bin)
+        .args(["up", "--node-name", "lab-node", "--merge-kubeconfig", ""])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg(format!(
+            "--agent-arg=--pod-log-dir={}",
+            data_dir.join("logs").display()
+        ))
+        .env("SKIFF_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log)?)
+        .spawn()
+        .context("starting skiff up under nsenter")?);
+    let printed = || std::fs::read_to_string(log).unwrap_or_default();
+    wait_for("node Ready", 60, || {
+        printed().contains("node lab-node Ready")
+    })?;
+    let ready_s = started.elapsed().as_secs_f64();
+    println!("skiff up → node Ready: {ready_s:.2} s");
+
+    // The admin kubeconfig names loopback inside the namespace; from here
+    // the node's address (in the serving certificate) reaches it.
+    let admin = std::fs::read_to_string(data_dir.join("kubeconfig.yaml"))?;
+    let outside = data_dir.join("bench.kubeconfig");
+    std::fs::write(
+        &outside,
+        admin.replace("https://127.0.0.1:", &format!("https://{NODE_IP}:")),
+    )?;
+    let c = client(&outside).await?;
+    let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
+    let pod = |name: &str, app: &str| -> Result<Pod> {
+        Ok(serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"app": app}},
+            "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
+                "name": "app", "image": "localhost/busybox:latest", "imagePullPolicy": "IfNotPresent",
+                "command": ["sleep", "3600"]}]},
+        }))?)
+    };
+    pods.create(&PostParams::default(), &pod("first", "first")?)
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while running(&pods, "app=first").await < 1 {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the first pod not Running in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let first_s = started.elapsed().as_secs_f64();
+    println!("skiff up → first pod Running: {first_s:.2} s");
+
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let pid = up.0.id();
+    let idle = rss_mb(pid);
+    println!("skiff up process (control plane and node), RSS with one pod: {idle:.1} MB");
+
+    let deploy: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "many"},
+        "spec": {"replicas": PODS, "selector": {"matchLabels": {"app": "many"}},
+                 "template": {"metadata": {"labels": {"app": "many"}}, "spec": pod("x", "many")?.spec}}
+    }))?;
+    Api::<Deployment>::namespaced(c.clone(), "default")
+        .create(&PostParams::default(), &deploy)
+        .await?;
+    let began = Instant::now();
+    let deadline = began + Duration::from_secs(300);
+    while running(&pods, "app=many").await < PODS as usize {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{PODS} pods not Running in 300 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "{PODS} more pods Running in {:.1} s",
+        began.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let busy = rss_mb(pid);
+    println!("skiff up process, RSS with {} pods: {busy:.1} MB", PODS + 1);
+    drop(up);
+    Ok(format!(
+        "up_ready_s={ready_s:.2} first_pod_s={first_s:.2} up_rss_idle_mb={idle:.1} up_rss_100pods_mb={busy:.1}"
+    ))
+}
