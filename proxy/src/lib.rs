@@ -46,6 +46,9 @@ pub struct Options {
 pub struct NodeDns {
     pub port: u16,
     pub cluster_domain: String,
+    /// The node's resolver configuration (its text): other names go to its
+    /// nameservers; empty, nowhere.
+    pub resolv_conf: String,
 }
 
 /// The informer caches the proxy works from, and their change counter.

@@ -83,7 +83,7 @@ pub async fn run(
     let opts = DnsOptions {
         listen: vec![listen],
         cluster_domain: d.cluster_domain,
-        upstreams: Vec::new(),
+        upstreams: dns::forward::upstreams_from(&d.resolv_conf, &[listen]),
         ttl: 5,
     };
     let serving = dns::serve(opts, caches, metrics);

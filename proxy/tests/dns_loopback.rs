@@ -277,4 +277,10 @@ async fn other_names_are_forwarded_and_cached() {
     let d = start(vec![silent]).await;
     let m = ask(&d, "example.test.", RecordType::A).await;
     assert_eq!(m.response_code(), ResponseCode::ServFail);
+
+    // No upstream at all (a node with no way out, --resolv-conf ""):
+    // SERVFAIL without waiting on anyone.
+    let d = start(Vec::new()).await;
+    let m = ask(&d, "example.test.", RecordType::A).await;
+    assert_eq!(m.response_code(), ResponseCode::ServFail);
 }

@@ -246,6 +246,7 @@ impl AgentArgs {
             cluster_cidr: self.cluster_cidr.clone(),
             cluster_dns: self.cluster_dns.clone(),
             cluster_domain: self.cluster_domain.clone(),
+            host_resolv_conf: self.proxy.resolv_conf_text(),
             labels,
             reserved_cpu_millis: cpu,
             reserved_memory: memory,

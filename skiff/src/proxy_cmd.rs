@@ -24,6 +24,21 @@ pub struct ProxyFlags {
     /// kube-dns Service leads there); 0 runs none.
     #[arg(long, default_value_t = 53)]
     pub dns_port: u16,
+    /// Resolver configuration whose nameservers the cluster DNS forwards
+    /// other names to, and that pods with dnsPolicy Default get (kubelet's
+    /// flag); "" for none, as on a node with no way out.
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    pub resolv_conf: String,
+}
+
+impl ProxyFlags {
+    /// The text of --resolv-conf ("" when it is "" or missing).
+    pub fn resolv_conf_text(&self) -> String {
+        if self.resolv_conf.is_empty() {
+            return String::new();
+        }
+        std::fs::read_to_string(&self.resolv_conf).unwrap_or_default()
+    }
 }
 
 #[derive(clap::Args)]
@@ -69,6 +84,7 @@ pub fn options(
         dns: (flags.dns_port != 0).then(|| skiff_proxy::NodeDns {
             port: flags.dns_port,
             cluster_domain: cluster_domain.to_string(),
+            resolv_conf: flags.resolv_conf_text(),
         }),
     })
 }

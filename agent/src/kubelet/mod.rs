@@ -50,6 +50,8 @@ pub struct Options {
     pub cluster_cidr: String,
     pub cluster_dns: Vec<String>,
     pub cluster_domain: String,
+    /// The node's resolver configuration (text), for dnsPolicy Default.
+    pub host_resolv_conf: String,
     pub labels: BTreeMap<String, String>,
     pub reserved_cpu_millis: i64,
     pub reserved_memory: i64,
@@ -374,7 +376,7 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
         dns: Dns {
             cluster_dns: opts.cluster_dns.clone(),
             cluster_domain: opts.cluster_domain.clone(),
-            host_resolv_conf: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            host_resolv_conf: opts.host_resolv_conf.clone(),
         },
         recorder: Recorder::start(client.clone(), "kubelet", &info.name),
         allocatable: info.allocatable(),

@@ -26,7 +26,7 @@ pub struct DnsOptions {
     pub listen: Vec<SocketAddr>,
     /// `cluster.local`.
     pub cluster_domain: String,
-    /// Where other names go; empty reads /etc/resolv.conf.
+    /// Where other names go; none: they are answered SERVFAIL at once.
     pub upstreams: Vec<SocketAddr>,
     /// TTL of cluster answers (CoreDNS's default, 5 s).
     pub ttl: u32,
@@ -211,12 +211,7 @@ pub async fn serve_on(
     caches: Caches,
     metrics: Arc<DnsMetrics>,
 ) -> anyhow::Result<()> {
-    let upstreams = if opts.upstreams.is_empty() {
-        let conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        forward::upstreams_from(&conf, &opts.listen)
-    } else {
-        opts.upstreams.clone()
-    };
+    let upstreams = opts.upstreams.clone();
     let server = Arc::new(Server {
         zone: RwLock::new(Arc::new(Zone::empty(&opts.cluster_domain, opts.ttl))),
         forwarder: Forwarder::new(upstreams),
