@@ -4,7 +4,8 @@
 //! bridge, running `skiff agent` joined with the server's token. Nodes have
 //! a link-scoped default route and no gateway: nothing they send leaves the
 //! machine. Processes run detached; their pids and the layout are kept in
-//! `<state-dir>/<name>/lab.json` for `lab down` and `lab node stop|start`.
+//! `<state-dir>/<name>/lab.json` for `lab down`, `lab node stop|start|restart|add`
+//! and `lab server restart`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -29,10 +30,16 @@ enum LabCommand {
     /// cgroups, namespaces, the bridge, its state.
     Down(Which),
     /// Cut one node off as if the machine died (agent and containers
-    /// stopped, link down), or bring it back.
+    /// stopped, link down), bring it back, restart its agent alone, or add
+    /// a node.
     Node {
         #[command(subcommand)]
         action: NodeAction,
+    },
+    /// Restart the lab's API server and controllers (as an upgrade would).
+    Server {
+        #[command(subcommand)]
+        action: ServerAction,
     },
 }
 
@@ -60,6 +67,10 @@ struct UpArgs {
     /// Image tarballs every node imports (e.g. scripts/busybox-image's).
     #[arg(long, num_args = 1..)]
     images: Vec<PathBuf>,
+    /// An extra flag for the lab's `skiff server` (repeatable), e.g.
+    /// --server-arg=--node-monitor-grace-period=20s.
+    #[arg(long = "server-arg", allow_hyphen_values = true)]
+    server_args: Vec<String>,
 }
 
 #[derive(clap::Subcommand)]
@@ -72,6 +83,28 @@ enum NodeAction {
     },
     Start {
         node: String,
+        #[command(flatten)]
+        which: Which,
+    },
+    /// Restart the node's agent only: its containers keep running and are
+    /// adopted by the new agent.
+    Restart {
+        node: String,
+        #[command(flatten)]
+        which: Which,
+    },
+    /// Add a node (node-<next>) and wait until it is Ready.
+    Add {
+        #[command(flatten)]
+        which: Which,
+    },
+}
+
+#[derive(clap::Subcommand)]
+enum ServerAction {
+    /// Kill the server (SIGKILL, as a crash) and start it again on the
+    /// same data.
+    Restart {
         #[command(flatten)]
         which: Which,
     },
@@ -88,6 +121,12 @@ struct Lab {
     #[serde(default = "default_port")]
     port: u16,
     server_pid: u32,
+    /// `--server-arg`s, kept for a restart.
+    #[serde(default)]
+    server_args: Vec<String>,
+    /// `--images`, kept for nodes added later.
+    #[serde(default)]
+    images: Vec<PathBuf>,
     nodes: Vec<LabNode>,
 }
 
@@ -175,7 +214,9 @@ fn subnet_of(name: &str) -> Result<u8> {
     let h = name
         .bytes()
         .fold(17u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32));
-    let out = Command::new("ip").args(["-o", "-4", "addr", "show"]).output()?;
+    let out = Command::new("ip")
+        .args(["-o", "-4", "addr", "show"])
+        .output()?;
     let used = String::from_utf8_lossy(&out.stdout).into_owned();
     (0..250)
         .map(|i| ((h + i) % 250 + 1) as u8)
@@ -212,6 +253,23 @@ fn log_tail(log: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// How a child of this process ended, if it has. (Its command line is no
+/// test of life here: a child that has just exec'd can show an empty one.)
+fn exited(pid: u32) -> Option<String> {
+    let mut status = 0;
+    // SAFETY: waitpid on our own child, WNOHANG: never blocks.
+    let r = unsafe { libc::waitpid(pid as i32, &mut status, libc::WNOHANG) };
+    if r != pid as i32 {
+        None
+    } else if libc::WIFEXITED(status) {
+        Some(format!("exit code {}", libc::WEXITSTATUS(status)))
+    } else if libc::WIFSIGNALED(status) {
+        Some(format!("killed by signal {}", libc::WTERMSIG(status)))
+    } else {
+        Some(format!("status {status}"))
+    }
+}
+
 /// Starts `program` detached (its own process group, output to `log`).
 fn spawn_detached(cmd: &mut Command, log: &Path) -> Result<u32> {
     use std::os::unix::process::CommandExt;
@@ -231,7 +289,12 @@ pub async fn run(a: LabArgs) -> Result<()> {
         LabCommand::Node { action } => match action {
             NodeAction::Stop { node, which } => node_stop(&which, &node),
             NodeAction::Start { node, which } => node_start(&which, &node),
+            NodeAction::Restart { node, which } => node_restart(&which, &node),
+            NodeAction::Add { which } => node_add(&which).await,
         },
+        LabCommand::Server {
+            action: ServerAction::Restart { which },
+        } => server_restart(&which).await,
     }
 }
 
@@ -247,6 +310,9 @@ fn agent_command(lab: &Lab, node: &LabNode, dir: &Path, token: &str) -> Command 
         .arg(&node_dir)
         .arg("--pod-log-dir")
         .arg(node_dir.join("logs"))
+        // The machine's resolvers are off the lab: names outside the
+        // cluster fail at once instead of after every timeout.
+        .args(["--resolv-conf", ""])
         .env_remove("KUBECONFIG")
         .env(
             "SKIFF_LOG",
@@ -273,12 +339,19 @@ async fn up(a: UpArgs) -> Result<()> {
     let subnet = subnet_of(name)?;
     let bridge = format!("skl-{name}");
     let server_ip = format!("172.31.{subnet}.1");
+    let images = a
+        .images
+        .iter()
+        .map(|t| std::path::absolute(t).with_context(|| format!("--images {}", t.display())))
+        .collect::<Result<Vec<_>>>()?;
     let mut lab = Lab {
         name: name.clone(),
         bridge: bridge.clone(),
         subnet,
         port: 6443,
         server_pid: 0,
+        server_args: a.server_args.clone(),
+        images,
         nodes: Vec::new(),
     };
     a.which.save(&lab)?;
@@ -294,103 +367,18 @@ async fn up(a: UpArgs) -> Result<()> {
         ])?;
         sh(&["ip", "link", "set", &bridge, "up"])?;
         lab.port = free_port(&server_ip)?;
-        let server_dir = dir.join("server");
-        let exe = std::env::current_exe()?;
-        lab.server_pid = spawn_detached(
-            Command::new(&exe)
-                .args(["server", "--bind-address", &server_ip])
-                .args(["--https-listen-port", &lab.port.to_string()])
-                .arg("--data-dir")
-                .arg(&server_dir)
-                // Its own metrics ports: another server may be on the host.
-                .args([
-                    "--scheduler-metrics-address",
-                    "",
-                    "--controller-metrics-address",
-                    "",
-                ])
-                .env(
-                    "SKIFF_LOG",
-                    std::env::var("SKIFF_LOG").unwrap_or_else(|_| "info".into()),
-                ),
-            &dir.join("server.log"),
-        )?;
-        a.which.save(&lab)?;
-        let token_file = server_dir.join("server").join("node-token");
-        let admin = server_dir.join("kubeconfig.yaml");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !(token_file.exists() && admin.exists()) {
-            if Instant::now() > deadline || !ours(lab.server_pid, &dir) {
-                let log = dir.join("server.log");
-                bail!(
-                    "the lab's server did not start: see {}\n{}",
-                    log.display(),
-                    log_tail(&log, 20)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        progress(started, &format!("server on https://{server_ip}:{}", lab.port));
-        let token = std::fs::read_to_string(&token_file)?.trim().to_string();
-        for i in 1..=a.nodes {
-            let node = LabNode {
-                name: format!("node-{i}"),
-                netns: format!("skl-{name}-{i}"),
-                veth: format!("skl{name}{i}"),
-                ip: format!("172.31.{subnet}.{}", 10 + i),
-                pid: 0,
-            };
-            sh(&["ip", "netns", "add", &node.netns])?;
-            sh(&[
-                "ip",
-                "link",
-                "add",
-                &node.veth,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                &node.netns,
-            ])?;
-            sh(&["ip", "link", "set", &node.veth, "master", &bridge, "up"])?;
-            let inside = |args: &[&str]| {
-                let mut v = vec!["ip", "netns", "exec", &node.netns];
-                v.extend_from_slice(args);
-                sh(&v)
-            };
-            inside(&[
-                "ip",
-                "addr",
-                "add",
-                &format!("{}/24", node.ip),
-                "dev",
-                "eth0",
-            ])?;
-            inside(&["ip", "link", "set", "eth0", "up"])?;
-            inside(&["ip", "link", "set", "lo", "up"])?;
-            // No gateway: addresses off the bridge are not reachable.
-            inside(&["ip", "route", "add", "default", "dev", "eth0"])?;
-            let node_dir = dir.join(&node.name);
-            let images = node_dir.join("agent").join("images");
-            std::fs::create_dir_all(&images)?;
-            for tar in &a.images {
-                let file = tar.file_name().context("--images: a file")?;
-                std::fs::copy(tar, images.join(file))
-                    .with_context(|| format!("--images {}", tar.display()))?;
-            }
-            lab.nodes.push(node);
-            let pid = spawn_detached(
-                &mut agent_command(&lab, &lab.nodes[i - 1], &dir, &token),
-                &node_dir.join("agent.log"),
-            )?;
-            lab.nodes[i - 1].pid = pid;
-            a.which.save(&lab)?;
+        start_server(&mut lab, &a.which).await?;
+        progress(
+            started,
+            &format!("server on https://{server_ip}:{}", lab.port),
+        );
+        for _ in 0..a.nodes {
+            add_node(&mut lab, &a.which)?;
         }
         progress(started, &format!("{} agents started", a.nodes));
-        let client = crate::component_client(&admin).await?;
-        wait_ready(&client, a.nodes, started, &dir).await?;
+        let admin = admin_kubeconfig(&dir);
+        let names: Vec<&str> = lab.nodes.iter().map(|n| n.name.as_str()).collect();
+        wait_ready(&lab, &names, started, &dir).await?;
         if let Some(path) = &a.write_kubeconfig {
             std::fs::copy(&admin, path)?;
         }
@@ -411,8 +399,145 @@ async fn up(a: UpArgs) -> Result<()> {
     r
 }
 
-async fn wait_ready(client: &kube::Client, n: usize, started: Instant, dir: &Path) -> Result<()> {
-    let nodes: Api<Node> = Api::all(client.clone());
+fn admin_kubeconfig(dir: &Path) -> PathBuf {
+    dir.join("server").join("kubeconfig.yaml")
+}
+
+fn node_token(dir: &Path) -> Result<String> {
+    let file = dir.join("server").join("server").join("node-token");
+    Ok(std::fs::read_to_string(&file)
+        .with_context(|| format!("reading {}", file.display()))?
+        .trim()
+        .to_string())
+}
+
+/// Starts the lab's server and waits until it has written its admin
+/// kubeconfig and join token and accepts connections.
+async fn start_server(lab: &mut Lab, which: &Which) -> Result<()> {
+    let dir = which.dir();
+    let server_ip = format!("172.31.{}.1", lab.subnet);
+    lab.server_pid = spawn_detached(
+        Command::new(std::env::current_exe()?)
+            .args(["server", "--bind-address", &server_ip])
+            .args(["--https-listen-port", &lab.port.to_string()])
+            .arg("--data-dir")
+            .arg(dir.join("server"))
+            // Its own metrics ports: another server may be on the host.
+            .args([
+                "--scheduler-metrics-address",
+                "",
+                "--controller-metrics-address",
+                "",
+            ])
+            .args(&lab.server_args)
+            .env(
+                "SKIFF_LOG",
+                std::env::var("SKIFF_LOG").unwrap_or_else(|_| "info".into()),
+            ),
+        &dir.join("server.log"),
+    )?;
+    which.save(lab)?;
+    let token_file = dir.join("server").join("server").join("node-token");
+    let admin = admin_kubeconfig(&dir);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(token_file.exists()
+        && admin.exists()
+        && std::net::TcpStream::connect((server_ip.as_str(), lab.port)).is_ok())
+    {
+        let ended = exited(lab.server_pid);
+        if Instant::now() > deadline || ended.is_some() {
+            let log = dir.join("server.log");
+            bail!(
+                "the lab's server did not start ({}): see {}\n{}",
+                ended.as_deref().unwrap_or("not ready in 30 s"),
+                log.display(),
+                log_tail(&log, 20)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// Adds node-<next>: its namespace on the lab's bridge, the lab's images,
+/// and its agent joined with the server's token.
+fn add_node(lab: &mut Lab, which: &Which) -> Result<()> {
+    let dir = which.dir();
+    let name = &lab.name;
+    let i = lab
+        .nodes
+        .iter()
+        .filter_map(|n| n.name.strip_prefix("node-")?.parse::<usize>().ok())
+        .max()
+        .unwrap_or(0)
+        + 1;
+    if i > 200 {
+        bail!("a lab has at most 200 nodes");
+    }
+    let node = LabNode {
+        name: format!("node-{i}"),
+        netns: format!("skl-{name}-{i}"),
+        veth: format!("skl{name}{i}"),
+        ip: format!("172.31.{}.{}", lab.subnet, 10 + i),
+        pid: 0,
+    };
+    sh(&["ip", "netns", "add", &node.netns])?;
+    // Saved before anything else is made, so `lab down` removes it all.
+    lab.nodes.push(node);
+    which.save(lab)?;
+    let node = lab.nodes.last().expect("just pushed");
+    sh(&[
+        "ip",
+        "link",
+        "add",
+        &node.veth,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        &node.netns,
+    ])?;
+    sh(&["ip", "link", "set", &node.veth, "master", &lab.bridge, "up"])?;
+    let inside = |args: &[&str]| {
+        let mut v = vec!["ip", "netns", "exec", &node.netns];
+        v.extend_from_slice(args);
+        sh(&v)
+    };
+    inside(&[
+        "ip",
+        "addr",
+        "add",
+        &format!("{}/24", node.ip),
+        "dev",
+        "eth0",
+    ])?;
+    inside(&["ip", "link", "set", "eth0", "up"])?;
+    inside(&["ip", "link", "set", "lo", "up"])?;
+    // No gateway: addresses off the bridge are not reachable.
+    inside(&["ip", "route", "add", "default", "dev", "eth0"])?;
+    let node_dir = dir.join(&node.name);
+    let images = node_dir.join("agent").join("images");
+    std::fs::create_dir_all(&images)?;
+    for tar in &lab.images {
+        let file = tar.file_name().context("--images: a file")?;
+        std::fs::copy(tar, images.join(file))
+            .with_context(|| format!("--images {}", tar.display()))?;
+    }
+    let pid = spawn_detached(
+        &mut agent_command(lab, node, &dir, &node_token(&dir)?),
+        &node_dir.join("agent.log"),
+    )?;
+    lab.nodes.last_mut().expect("just pushed").pid = pid;
+    which.save(lab)
+}
+
+/// Waits until every node named is Ready, printing each as it becomes so;
+/// fails at once if one of their agents (our children) has exited.
+async fn wait_ready(lab: &Lab, names: &[&str], started: Instant, dir: &Path) -> Result<()> {
+    let client = crate::component_client(&admin_kubeconfig(dir)).await?;
+    let nodes: Api<Node> = Api::all(client);
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut ready_seen = std::collections::BTreeSet::new();
     loop {
@@ -424,12 +549,27 @@ async fn wait_ready(client: &kube::Client, n: usize, started: Instant, dir: &Pat
                 .iter()
                 .any(|c| c.type_ == "Ready" && c.status == "True");
             let name = node.metadata.name.unwrap_or_default();
-            if ready && ready_seen.insert(name.clone()) {
+            if ready && names.contains(&name.as_str()) && ready_seen.insert(name.clone()) {
                 progress(started, &format!("{name} Ready"));
             }
         }
-        if ready_seen.len() >= n {
+        if ready_seen.len() >= names.len() {
             return Ok(());
+        }
+        for n in lab
+            .nodes
+            .iter()
+            .filter(|n| names.contains(&n.name.as_str()))
+        {
+            if let Some(how) = exited(n.pid) {
+                let log = dir.join(&n.name).join("agent.log");
+                bail!(
+                    "{}'s agent stopped ({how}): see {}\n{}",
+                    n.name,
+                    log.display(),
+                    log_tail(&log, 20)
+                );
+            }
         }
         if Instant::now() > deadline {
             bail!(
@@ -478,9 +618,7 @@ fn node_stop(w: &Which, name: &str) -> Result<()> {
 fn node_start(w: &Which, name: &str) -> Result<()> {
     let dir = w.dir();
     let mut lab = w.load()?;
-    let token = std::fs::read_to_string(dir.join("server/server/node-token"))?
-        .trim()
-        .to_string();
+    let token = node_token(&dir)?;
     let i = lab
         .nodes
         .iter()
@@ -497,5 +635,49 @@ fn node_start(w: &Which, name: &str) -> Result<()> {
     lab.nodes[i].pid = pid;
     w.save(&lab)?;
     eprintln!("skiff lab: {name} started");
+    Ok(())
+}
+
+fn node_restart(w: &Which, name: &str) -> Result<()> {
+    let dir = w.dir();
+    let mut lab = w.load()?;
+    let i = lab
+        .nodes
+        .iter()
+        .position(|n| n.name == name)
+        .with_context(|| format!("lab {} has no node {name}", w.name))?;
+    if lab.nodes[i].pid == 0 || !ours(lab.nodes[i].pid, &dir) {
+        bail!("{name} is stopped (skiff lab node start {name})");
+    }
+    // The agent alone: the shims own the containers and outlive it.
+    kill(lab.nodes[i].pid, &dir);
+    let pid = spawn_detached(
+        &mut agent_command(&lab, &lab.nodes[i], &dir, &node_token(&dir)?),
+        &dir.join(name).join("agent.log"),
+    )?;
+    lab.nodes[i].pid = pid;
+    w.save(&lab)?;
+    eprintln!("skiff lab: {name}'s agent restarted");
+    Ok(())
+}
+
+async fn node_add(w: &Which) -> Result<()> {
+    let started = Instant::now();
+    let dir = w.dir();
+    let mut lab = w.load()?;
+    add_node(&mut lab, w)?;
+    let name = lab.nodes.last().expect("just added").name.clone();
+    progress(started, &format!("{name} started"));
+    wait_ready(&lab, &[&name], started, &dir).await?;
+    eprintln!("skiff lab: {name} added");
+    Ok(())
+}
+
+async fn server_restart(w: &Which) -> Result<()> {
+    let dir = w.dir();
+    let mut lab = w.load()?;
+    kill(lab.server_pid, &dir);
+    start_server(&mut lab, w).await?;
+    eprintln!("skiff lab: server restarted");
     Ok(())
 }
