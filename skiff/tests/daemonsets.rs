@@ -25,8 +25,21 @@ async fn cluster(nodes: usize, prefix: &str) -> (Server, Client, Simulator) {
     let sim = Simulator::start(&s, nodes, prefix);
     default_service_account(&c).await;
     let api: Api<Node> = Api::all(c.clone());
-    eventually("the simulated nodes", 30, async || {
-        api.list(&ListParams::default()).await.unwrap().items.len() == nodes
+    // Ready, not just registered: a node that is not Ready yet carries the
+    // not-ready NoSchedule taint, which daemon pods do not tolerate.
+    eventually("the simulated nodes Ready", 30, async || {
+        let items = api.list(&ListParams::default()).await.unwrap().items;
+        items.len() == nodes
+            && items.iter().all(|n| {
+                n.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+                    && n.spec
+                        .as_ref()
+                        .and_then(|s| s.taints.as_ref())
+                        .is_none_or(|t| t.is_empty())
+            })
     })
     .await;
     (s, c, sim)
