@@ -20,6 +20,7 @@ pub mod serviceaccount;
 pub mod servicelb;
 pub mod statefulset;
 pub mod ttlafterfinished;
+pub mod volume;
 
 use kube::Client;
 use skiff_machinery::client::events::Recorder;
@@ -36,6 +37,10 @@ pub struct Config {
     /// Run the built-in service load balancer (k3s: `--disable servicelb`
     /// turns it off, for another load-balancer implementation).
     pub servicelb: bool,
+    /// Where the local-path provisioner makes volumes (k3s:
+    /// `--default-local-storage-path`); None: no provisioner, no
+    /// `local-path` class (k3s: `--disable local-storage`).
+    pub local_storage_path: Option<std::path::PathBuf>,
 }
 
 /// Runs every controller while this process holds the
@@ -71,6 +76,13 @@ async fn run_all(client: Client, cfg: &Config) -> anyhow::Result<()> {
         r = job::run(client.clone(), recorder("job-controller")) => r,
         r = cronjob::run(client.clone(), recorder("cronjob-controller")) => r,
         r = servicelb(client.clone(), cfg.servicelb) => r,
+        // Boxed: every controller's future inline makes this one too big
+        // for a worker thread's stack in debug builds.
+        r = Box::pin(volume::run(
+            client.clone(),
+            volume::Options { local_path: cfg.local_storage_path.clone() },
+            recorder("persistentvolume-binder-controller"),
+        )) => r,
     }
 }
 

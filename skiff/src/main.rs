@@ -379,15 +379,27 @@ struct ControllerFlags {
     /// Where the controllers serve /metrics and /healthz over plain HTTP ("" turns it off).
     #[arg(long, default_value = "127.0.0.1:10252")]
     controller_metrics_address: String,
-    /// Do not run a packaged component (k3s's flag): servicelb.
-    #[arg(long, value_parser = ["servicelb"])]
+    /// Do not run a packaged component (k3s's flag): servicelb, or
+    /// local-storage (the local-path provisioner and its default class).
+    #[arg(long, value_parser = ["servicelb", "local-storage"])]
     disable: Vec<String>,
+    /// Where the local-path provisioner makes volumes, on each node (k3s's
+    /// flag) [default: <data-dir>/storage; /var/lib/skiff/storage for
+    /// `skiff controller-manager`].
+    #[arg(long)]
+    default_local_storage_path: Option<PathBuf>,
 }
 
 impl ControllerFlags {
     /// Starts the controllers in the background (their metrics too, when
     /// the address is free).
-    fn spawn(&self, client: kube::Client, cluster_cidr: String, identity: String) -> Result<()> {
+    fn spawn(
+        &self,
+        client: kube::Client,
+        cluster_cidr: String,
+        identity: String,
+        data_dir: &std::path::Path,
+    ) -> Result<()> {
         if !self.controller_metrics_address.is_empty() {
             let addr: std::net::SocketAddr = self.controller_metrics_address.parse()?;
             tokio::spawn(async move {
@@ -401,6 +413,11 @@ impl ControllerFlags {
             node_monitor_grace_period: self.node_monitor_grace_period,
             terminated_pod_gc_threshold: self.terminated_pod_gc_threshold,
             servicelb: !self.disable.iter().any(|d| d == "servicelb"),
+            local_storage_path: (!self.disable.iter().any(|d| d == "local-storage")).then(|| {
+                self.default_local_storage_path
+                    .clone()
+                    .unwrap_or_else(|| data_dir.join("storage"))
+            }),
             identity,
         };
         tokio::spawn(async move {
@@ -531,6 +548,7 @@ async fn component_client(path: &std::path::Path) -> Result<kube::Client> {
 async fn start_server(a: ServerArgs) -> Result<skiff_apiserver::server::Running> {
     let server_identity = identity(Some(&a.data_dir));
     let cluster_dns = a.cluster_dns.or_else(|| tenth_address(&a.service_cidr));
+    let data_dir = a.data_dir.clone();
     let cfg = skiff_apiserver::server::Config {
         data_dir: a.data_dir,
         bind_address: a.bind_address,
@@ -560,6 +578,7 @@ async fn start_server(a: ServerArgs) -> Result<skiff_apiserver::server::Running>
             component_client(&kubeconfig).await?,
             cluster_cidr,
             server_identity,
+            &data_dir,
         )?;
     }
     Ok(running)
@@ -716,7 +735,12 @@ async fn run(cli: Cli) -> Result<()> {
         Command::ControllerManager(a) => {
             init_logging(&cli.log_format);
             let client = component_client(&a.kubeconfig).await?;
-            a.common.spawn(client, a.cluster_cidr, identity(None))?;
+            a.common.spawn(
+                client,
+                a.cluster_cidr,
+                identity(None),
+                std::path::Path::new("/var/lib/skiff"),
+            )?;
             tokio::signal::ctrl_c().await?;
             Ok(())
         }

@@ -7,6 +7,7 @@
 pub mod ipalloc;
 mod jobsuccess;
 pub mod priority;
+mod storageclass;
 pub mod strategy;
 pub mod subresources;
 pub mod validation;

@@ -359,7 +359,11 @@ pub async fn prepare_create(
             reg.services.allocate(reg, obj).await?;
             obj["status"] = json!({"loadBalancer": {}});
         }
-        ("", "persistentvolumeclaims" | "persistentvolumes") => {
+        ("", "persistentvolumeclaims") => {
+            super::storageclass::admit_claim(reg, obj);
+            obj["status"] = json!({"phase": "Pending"});
+        }
+        ("", "persistentvolumes") => {
             obj["status"] = json!({"phase": "Pending"});
         }
         ("batch", "jobs") => job_selector(obj),
