@@ -1,7 +1,8 @@
 //! Workload kinds on a 3-node lab: a DaemonSet on every node and on a node
 //! added later; Jobs that complete, a Job that stops at its backoffLimit
 //! and a CronJob that creates Jobs; a StatefulSet whose pods come up in
-//! order with names that resolve from other pods.
+//! order with names that resolve from other pods, each with a volume of the
+//! default class whose data outlives the pod.
 
 use skiff_e2e::{eventually, name_of, pod_ready, skip, Lab};
 use std::collections::BTreeSet;
@@ -198,6 +199,13 @@ spec:
         readinessProbe:
           httpGet: {path: /, port: 8080}
           periodSeconds: 1
+        volumeMounts: [{name: www, mountPath: /data}]
+  # The default class (local-path): a volume on the node of each pod.
+  volumeClaimTemplates:
+  - metadata: {name: www}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {requests: {storage: 10Mi}}
 ---
 apiVersion: v1
 kind: Pod
@@ -284,7 +292,26 @@ fn a_statefulset_comes_up_in_order_with_names_that_resolve() {
         assert!(text.contains(ip), "nslookup web lacks {ip}: {text}");
     }
 
-    // A deleted member comes back under the same name and answers again.
+    // Each member has its own bound claim of the default class.
+    let claims = lab.get_json(&["pvc"]);
+    let claims = claims["items"].as_array().unwrap();
+    assert_eq!(claims.len(), 3, "{claims:?}");
+    for c in claims {
+        assert_eq!(c["status"]["phase"], "Bound", "{c}");
+        assert_eq!(c["spec"]["storageClassName"], "local-path", "{c}");
+    }
+    let shown = lab.kubectl(&["get", "storageclass"]);
+    assert!(shown.contains("local-path (default)"), "{shown}");
+
+    // A deleted member comes back under the same name, on the same node
+    // (its volume's), with its data, and answers again.
+    let out = lab.exec("web-0", "echo kept > /data/note");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let node0 = pod(0)["spec"]["nodeName"].clone();
     let uid0 = pod(0)["metadata"]["uid"].clone();
     lab.kubectl(&["delete", "pod", "web-0", "--wait=false"]);
     eventually("web-0 back", 90, || {
@@ -295,6 +322,10 @@ fn a_statefulset_comes_up_in_order_with_names_that_resolve() {
             .iter()
             .any(|p| name_of(p) == "web-0" && p["metadata"]["uid"] != uid0 && pod_ready(p))
     });
+    let back = lab.get_json(&["pod", "web-0"]);
+    assert_eq!(back["spec"]["nodeName"], node0, "back on its volume's node");
+    let out = lab.exec("web-0", "cat /data/note");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "kept\n");
     eventually("web-0.web answers again", 60, || {
         let out = lab.exec("client", "timeout 5 wget -q -O - http://web-0.web:8080/");
         String::from_utf8_lossy(&out.stdout).trim() == "I am web-0"
