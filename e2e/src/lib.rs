@@ -63,33 +63,26 @@ pub fn skiff_bin() -> PathBuf {
         .expect("a target directory")
 }
 
-/// The test images, built once per test binary from Debian's static
-/// busybox by scripts/busybox-image: `localhost/busybox:latest` and the
-/// same content as `localhost/busybox:v2`, for rolling updates.
-fn images() -> &'static [PathBuf] {
-    static IMAGES: OnceLock<(tempfile::TempDir, Vec<PathBuf>)> = OnceLock::new();
-    &IMAGES
+/// The second test image, built once per test binary with `skiff images
+/// build-busybox`: the same content as the `localhost/busybox:latest` every
+/// lab node gets, named `localhost/busybox:v2`, for rolling updates.
+fn v2_image() -> &'static Path {
+    static IMAGE: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &IMAGE
         .get_or_init(|| {
             let dir = tempfile::tempdir().expect("a temporary directory");
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/busybox-image");
-            let tars: Vec<PathBuf> = ["latest", "v2"]
-                .iter()
-                .map(|tag| {
-                    let tar = dir.path().join(format!("busybox-{tag}.tar"));
-                    let out = Command::new(&script)
-                        .arg(&tar)
-                        .args(["--name", &format!("localhost/busybox:{tag}")])
-                        .output()
-                        .expect("scripts/busybox-image");
-                    assert!(
-                        out.status.success(),
-                        "busybox-image: {}",
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                    tar
-                })
-                .collect();
-            (dir, tars)
+            let tar = dir.path().join("busybox-v2.tar");
+            let out = Command::new(skiff_bin())
+                .args(["images", "build-busybox", "--name", "localhost/busybox:v2"])
+                .arg(&tar)
+                .output()
+                .expect("skiff images build-busybox");
+            assert!(
+                out.status.success(),
+                "build-busybox: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            (dir, tar)
         })
         .1
 }
@@ -106,8 +99,8 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 const KUBECTL_LIMIT_SECS: &str = "120";
 
 impl Lab {
-    /// `skiff lab up --nodes 3` with the test images, extra flags for
-    /// `lab up` appended.
+    /// `skiff lab up --nodes 3` (which gives every node the test image)
+    /// with `:v2` too, extra flags for `lab up` appended.
     pub fn up(extra: &[&str]) -> Lab {
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         let lab = Lab {
@@ -116,6 +109,7 @@ impl Lab {
         };
         std::fs::create_dir_all(lab.home()).unwrap();
         let kubeconfig = lab.kubeconfig().to_string_lossy().into_owned();
+        let v2 = v2_image().to_string_lossy().into_owned();
         let mut args = vec![
             "lab",
             "up",
@@ -123,13 +117,9 @@ impl Lab {
             "3",
             "--write-kubeconfig",
             &kubeconfig,
+            "--images",
+            &v2,
         ];
-        args.push("--images");
-        let tars: Vec<String> = images()
-            .iter()
-            .map(|t| t.to_string_lossy().into_owned())
-            .collect();
-        args.extend(tars.iter().map(String::as_str));
         args.extend_from_slice(extra);
         lab.skiff(&args);
         lab

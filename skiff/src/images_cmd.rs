@@ -24,6 +24,17 @@ pub struct ImagesArgs {
 
 #[derive(clap::Subcommand)]
 enum ImagesCommand {
+    /// Build the busybox test image (an OCI image layout tar) from a static
+    /// busybox; `skiff lab up` gives every node one.
+    BuildBusybox {
+        /// Where to write the tar.
+        out: PathBuf,
+        #[arg(long, default_value = DEFAULT_TEST_IMAGE)]
+        name: String,
+        /// The static busybox (Debian: busybox-static).
+        #[arg(long, default_value = "/bin/busybox")]
+        busybox: PathBuf,
+    },
     /// Import the images of OCI image layout or `docker save` tarballs (plain, gzip or zstd).
     Import {
         #[arg(required = true, value_name = "TAR")]
@@ -49,7 +60,15 @@ pub async fn run(args: ImagesArgs) -> Result<()> {
     tokio::task::spawn_blocking(move || run_blocking(args)).await?
 }
 
+/// The test image's name, as tests and examples use it.
+pub const DEFAULT_TEST_IMAGE: &str = "localhost/busybox:latest";
+
 fn run_blocking(args: ImagesArgs) -> Result<()> {
+    if let ImagesCommand::BuildBusybox { out, name, busybox } = &args.command {
+        let id = skiff_agent::images::testimage::write_busybox_image(busybox, name, out)?;
+        eprintln!("{}: {name}, image id {id}", out.display());
+        return Ok(());
+    }
     let root = args.data_dir.join("agent/content");
     let store = ImageStore::open(&root)
         .with_context(|| format!("opening the image store at {}", root.display()))?;
@@ -74,6 +93,7 @@ fn run_blocking(args: ImagesArgs) -> Result<()> {
                 print!("{}", table(&images));
             }
         }
+        ImagesCommand::BuildBusybox { .. } => unreachable!("handled above"),
         ImagesCommand::Rm { names } => {
             for name in names {
                 // Its layers are running containers' lower dirs: refuse, as

@@ -64,9 +64,13 @@ struct UpArgs {
     /// context `skiff-lab` in any case).
     #[arg(long)]
     write_kubeconfig: Option<PathBuf>,
-    /// Image tarballs every node imports (e.g. scripts/busybox-image's).
+    /// More image tarballs every node imports (OCI layout or `docker save`).
     #[arg(long, num_args = 1..)]
     images: Vec<PathBuf>,
+    /// Do not build the test image (localhost/busybox:latest, from
+    /// /bin/busybox) every node otherwise imports.
+    #[arg(long)]
+    no_test_image: bool,
     /// An extra flag for the lab's `skiff server` (repeatable), e.g.
     /// --server-arg=--node-monitor-grace-period=20s.
     #[arg(long = "server-arg", allow_hyphen_values = true)]
@@ -356,6 +360,13 @@ async fn up(a: UpArgs) -> Result<()> {
     };
     a.which.save(&lab)?;
     let made = async {
+        if !a.no_test_image {
+            // First, so the images given override it.
+            if let Some(tar) = test_image(&dir, started)? {
+                lab.images.insert(0, tar);
+                a.which.save(&lab)?;
+            }
+        }
         sh(&["ip", "link", "add", &bridge, "type", "bridge"])?;
         sh(&[
             "ip",
@@ -397,6 +408,24 @@ async fn up(a: UpArgs) -> Result<()> {
         let _ = down(&a.which);
     }
     r
+}
+
+/// The busybox test image for every node, built into the lab's directory;
+/// none (with a note) on a machine without a static busybox.
+fn test_image(dir: &Path, started: Instant) -> Result<Option<PathBuf>> {
+    let busybox = Path::new("/bin/busybox");
+    if !busybox.exists() {
+        eprintln!(
+            "skiff lab: no /bin/busybox (Debian: busybox-static): the nodes get no test image"
+        );
+        return Ok(None);
+    }
+    let tar = dir.join("busybox.tar");
+    let name = crate::images_cmd::DEFAULT_TEST_IMAGE;
+    skiff_agent::images::testimage::write_busybox_image(busybox, name, &tar)
+        .context("building the test image")?;
+    progress(started, &format!("test image {name}"));
+    Ok(Some(tar))
 }
 
 fn admin_kubeconfig(dir: &Path) -> PathBuf {

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::realnode::{busybox_image, missing};
+use common::realnode::missing;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -120,8 +120,6 @@ fn a_two_node_lab_serves_loses_a_node_and_goes_away() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let name = format!("t{}", std::process::id() % 100_000);
-    let tar = tmp.path().join("busybox.tar");
-    busybox_image(&tar);
     let lab = Lab {
         name: name.clone(),
         state: tmp.path().join("labs"),
@@ -133,12 +131,15 @@ fn a_two_node_lab_serves_loses_a_node_and_goes_away() {
         "up",
         "--nodes",
         "2",
-        "--images",
-        &tar.to_string_lossy(),
         "--write-kubeconfig",
         &tmp.path().join("lab.kubeconfig").to_string_lossy(),
     ]);
     assert!(printed.contains("node-2 Ready"), "{printed}");
+    // The test image every node gets without --images.
+    assert!(
+        printed.contains("test image localhost/busybox:latest"),
+        "{printed}"
+    );
     let merged = lab.home.join(".kube/config");
     assert!(std::fs::read_to_string(&merged)
         .unwrap()

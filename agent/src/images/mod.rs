@@ -18,6 +18,7 @@ pub mod registry;
 mod store;
 #[cfg(test)]
 mod store_tests;
+pub mod testimage;
 #[cfg(test)]
 mod testutil;
 pub mod unpack;

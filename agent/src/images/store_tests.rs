@@ -421,6 +421,53 @@ fn busybox_script_image_imports() {
     }
 }
 
+/// The in-process builder (`skiff images build-busybox`, `skiff lab up`)
+/// writes the same image: it imports under its name, with its tag, Cmd,
+/// applets, accounts and a sticky /tmp.
+#[test]
+fn built_busybox_image_imports() {
+    let static_busybox =
+        fs::read("/bin/busybox").is_ok_and(|b| !b.windows(9).any(|w| w == b"/ld-linux"));
+    if !static_busybox {
+        eprintln!("skipped: no static /bin/busybox (apt-get install busybox-static)");
+        return;
+    }
+    let dir = TempDir::new("busybox-built");
+    let out = dir.path().join("busybox.tar");
+    let id = super::testimage::write_busybox_image(
+        Path::new("/bin/busybox"),
+        "localhost/busybox:v2",
+        &out,
+    )
+    .unwrap();
+    let s = ImageStore::open(&dir.path().join("content")).unwrap();
+    assert_eq!(s.import_tar(&out).unwrap(), vec!["localhost/busybox:v2"]);
+    let img = s.resolve("localhost/busybox:v2").unwrap().unwrap();
+    assert_eq!(img.id, id);
+    assert_eq!(img.config.cmd, vec!["sh"]);
+    let root = &img.layers[0];
+    assert!(fs::symlink_metadata(root.join("bin/wget"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(fs::read_to_string(root.join("etc/passwd"))
+        .unwrap()
+        .starts_with("root:x:0:0:"));
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = fs::metadata(root.join("tmp")).unwrap().permissions().mode();
+    assert_eq!(tmp & 0o7777, 0o1777);
+    // Deterministic: the same busybox gives the same image.
+    let again = dir.path().join("again.tar");
+    let id2 = super::testimage::write_busybox_image(
+        Path::new("/bin/busybox"),
+        "localhost/busybox:v2",
+        &again,
+    )
+    .unwrap();
+    assert_eq!(id, id2);
+    assert_eq!(fs::read(&out).unwrap(), fs::read(&again).unwrap());
+}
+
 /// The layers of an image, stacked by overlayfs as the runtime will stack
 /// them, show what the image means: whiteouts hide, opaque dirs replace.
 #[test]
