@@ -48,19 +48,27 @@ fn random_secret() -> String {
         .collect()
 }
 
+/// The join secret: `given` (the server's --token), else the one kept in
+/// `<server_dir>/token`, else a new one; kept there for the next start.
+pub fn secret(server_dir: &Path, given: Option<&str>) -> anyhow::Result<String> {
+    let kept = server_dir.join("token");
+    let secret = match given.filter(|t| !t.is_empty()) {
+        Some(t) => t.to_string(),
+        None => match std::fs::read_to_string(&kept) {
+            Ok(s) if !s.trim().is_empty() => s.trim().to_string(),
+            _ => random_secret(),
+        },
+    };
+    std::fs::create_dir_all(server_dir)?;
+    crate::pki::write_private(&kept, &format!("{secret}\n"))?;
+    Ok(secret)
+}
+
 impl Join {
     /// The join secret: `given`, else the one kept in `server_dir/token`
     /// (made on first start); writes `server_dir/node-token`.
     pub fn load(server_dir: &Path, pki: &Pki, given: Option<&str>) -> anyhow::Result<Join> {
-        let kept = server_dir.join("token");
-        let secret = match given.filter(|t| !t.is_empty()) {
-            Some(t) => t.to_string(),
-            None => match std::fs::read_to_string(&kept) {
-                Ok(s) if !s.trim().is_empty() => s.trim().to_string(),
-                _ => random_secret(),
-            },
-        };
-        crate::pki::write_private(&kept, &format!("{secret}\n"))?;
+        let secret = secret(server_dir, given)?;
         crate::pki::write_private(
             &server_dir.join("node-token"),
             &format!("{}\n", node_token(&pki.ca_cert_pem, &secret)),

@@ -18,6 +18,7 @@ pub mod pki;
 pub mod protobuf;
 pub mod registry;
 pub mod server;
+mod shared_ca;
 pub mod storage;
 pub mod tables;
 pub mod version;

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 pub struct Pki {
     pub dir: PathBuf,
     pub ca_cert_pem: String,
-    ca_key_pem: String,
+    /// Only for sealing into the datastore (shared_ca); never served.
+    pub(crate) ca_key_pem: String,
 }
 
 pub struct Pair {

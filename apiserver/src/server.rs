@@ -103,9 +103,11 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         anyhow::bail!("watch caches did not sync with storage");
     }
 
-    tokio::spawn(compactor(storage));
+    tokio::spawn(compactor(storage.clone()));
 
-    let pki = Pki::load_or_create(&cfg.data_dir.join("server").join("tls"))?;
+    let server_dir = cfg.data_dir.join("server");
+    let secret = crate::join::secret(&server_dir, cfg.token.as_deref())?;
+    let pki = crate::shared_ca::load(&*storage, &server_dir.join("tls"), &secret).await?;
     let listener = TcpListener::bind((cfg.bind_address, cfg.https_listen_port))
         .await
         .with_context(|| format!("binding {}:{}", cfg.bind_address, cfg.https_listen_port))?;
@@ -160,7 +162,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
             crate::kubelet::KubeletClient::new(&pki)?,
             registry.clone(),
         ),
-        join: crate::join::Join::load(&cfg.data_dir.join("server"), &pki, cfg.token.as_deref())?,
+        join: crate::join::Join::load(&server_dir, &pki, Some(&secret))?,
     });
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
     let task = tokio::spawn(async move {

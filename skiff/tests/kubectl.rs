@@ -680,7 +680,8 @@ fn kubectl_against_etcd() {
         eprintln!("SKIFF_TEST_ETCD not set: skipped");
         return;
     };
-    let s = Server::start(Some(ep));
+    // A fixed token: the CA sealed in this etcd by an earlier run opens.
+    let s = Server::start_with(Some(ep), &["--token", "skiff-kubectl-etcd"]);
     scenario(&s);
 }
 
