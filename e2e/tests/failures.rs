@@ -3,7 +3,7 @@
 //! keep running, none duplicated), the server restarted (nothing lost, a
 //! client's watch resumes).
 
-use skiff_e2e::{eventually, name_of, pod_ready, skip, Lab};
+use skiff_e2e::{eventually, lab_for, name_of, pod_ready, Lab};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -61,10 +61,9 @@ fn placed(lab: &Lab, selector: &str) -> BTreeMap<String, String> {
 
 #[test]
 fn a_lost_node_s_pods_come_back_on_the_others() {
-    if skip("the node-loss e2e test") {
+    let Some(lab) = lab_for("the node-loss e2e test") else {
         return;
-    }
-    let lab = Lab::up(&[]);
+    };
     lab.apply(SPREAD);
     lab.kubectl(&["rollout", "status", "deployment/spread", "--timeout=120s"]);
     let before = placed(&lab, "app=spread");
@@ -165,10 +164,9 @@ fn runc_list(lab: &Lab, node: &str) -> Vec<String> {
 
 #[test]
 fn a_restarted_agent_keeps_its_containers_and_a_restarted_server_loses_nothing() {
-    if skip("the restart e2e test") {
+    let Some(lab) = lab_for("the restart e2e test") else {
         return;
-    }
-    let lab = Lab::up(&[]);
+    };
     lab.apply(PINNED);
     lab.kubectl(&["rollout", "status", "deployment/pinned", "--timeout=120s"]);
     let before = containers(&lab, "app=pinned");

@@ -4,7 +4,7 @@
 //! while requests keep flowing, none failing; `rollout undo` brings the
 //! old tag back.
 
-use skiff_e2e::{eventually, http_get, name_of, skip, Lab};
+use skiff_e2e::{eventually, http_get, lab_for, name_of, Lab};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -83,10 +83,9 @@ fn rollout(lab: &Lab) {
 
 #[test]
 fn hello_world_serves_scales_rolls_and_undoes() {
-    if skip("the first-app e2e test") {
+    let Some(lab) = lab_for("the first-app e2e test") else {
         return;
-    }
-    let lab = Lab::up(&[]);
+    };
     lab.apply(APP);
     eventually("3 hello-world pods Ready", 90, || {
         ready_names(&lab).len() == 3

@@ -4,7 +4,7 @@
 //! order with names that resolve from other pods, each with a volume of the
 //! default class whose data outlives the pod.
 
-use skiff_e2e::{eventually, name_of, pod_ready, skip, Lab};
+use skiff_e2e::{eventually, lab_for, name_of, pod_ready, Lab};
 use std::collections::BTreeSet;
 
 const DAEMONSET: &str = r#"
@@ -33,10 +33,9 @@ fn daemon_nodes(lab: &Lab) -> BTreeSet<String> {
 
 #[test]
 fn a_daemonset_runs_on_every_node_and_on_a_node_added_later() {
-    if skip("the DaemonSet e2e test") {
+    let Some(lab) = lab_for("the DaemonSet e2e test") else {
         return;
-    }
-    let lab = Lab::up(&[]);
+    };
     lab.apply(DAEMONSET);
     let three: BTreeSet<String> = ["node-1", "node-2", "node-3"].map(String::from).into();
     eventually("a Ready daemon pod on each of 3 nodes", 90, || {
@@ -109,10 +108,9 @@ spec:
 
 #[test]
 fn jobs_complete_fail_at_their_backoff_limit_and_a_cronjob_creates_jobs() {
-    if skip("the Job e2e test") {
+    let Some(lab) = lab_for("the Job e2e test") else {
         return;
-    }
-    let lab = Lab::up(&[]);
+    };
     lab.apply(JOBS);
 
     // completions 5, parallelism 2: never more than 2 running at once.
@@ -226,10 +224,9 @@ fn ts<'a>(v: &'a serde_json::Value, what: &str) -> &'a str {
 
 #[test]
 fn a_statefulset_comes_up_in_order_with_names_that_resolve() {
-    if skip("the StatefulSet e2e test") {
+    let Some(lab) = lab_for("the StatefulSet e2e test") else {
         return;
-    }
-    let lab = Lab::up(&[]);
+    };
     lab.apply(WEB);
     eventually("web-0..2 Ready", 120, || {
         lab.ready_pods("app=web").len() == 3
