@@ -3,8 +3,9 @@
 //! folder), timed from its start to its node Ready and to a first pod
 //! Running; then the resident memory of that one process (control plane and
 //! node) idle and with 100 pods. Then `skiff lab up --nodes 3`, timed to
-//! every node Ready, and `lab down`. Needs root, runc, the CNI plugins and
-//! busybox-static.
+//! every node Ready, and `lab down`; then a one-node lab, whose server and
+//! agent are separate processes, for their resident memory apart, idle and
+//! with 100 pods. Needs root, runc, the CNI plugins and busybox-static.
 
 use crate::api::client;
 use crate::node::{clean_node, sh, NodeNet};
@@ -81,28 +82,93 @@ pub async fn run() -> Result<()> {
         eprintln!("{}", std::fs::read_to_string(&log).unwrap_or_default());
     }
     let up = result?;
-    let lab3 = lab3_ready(&bin, work.path(), &images.join("busybox.tar"))?;
+    let lab3 = lab3_ready(&bin, work.path())?;
     println!("skiff lab up --nodes 3 → every node Ready: {lab3:.2} s");
-    println!("RESULT {up} lab3_ready_s={lab3:.2}");
+    let apart = lab1_rss(&bin, work.path()).await?;
+    println!("RESULT {up} lab3_ready_s={lab3:.2} {apart}");
     Ok(())
 }
 
-/// Seconds from `skiff lab up --nodes 3` to its return (every node Ready).
-fn lab3_ready(bin: &Path, work: &Path, image: &Path) -> Result<f64> {
-    let lab = |args: &[&str]| {
-        Command::new(bin)
-            .args(args)
-            .args(["--name", "bench", "--state-dir"])
-            .arg(work.join("labs"))
-            .env("HOME", work)
-            .env_remove("KUBECONFIG")
-            .output()
-    };
+/// `skiff lab …` for the benchmark's lab `name`.
+fn lab(
+    bin: &Path,
+    work: &Path,
+    name: &str,
+    args: &[&str],
+) -> std::io::Result<std::process::Output> {
+    Command::new(bin)
+        .args(args)
+        .args(["--name", name, "--state-dir"])
+        .arg(work.join("labs"))
+        .env("HOME", work)
+        .env_remove("KUBECONFIG")
+        .output()
+}
+
+/// A Deployment of `PODS` busybox pods sleeping.
+fn sleepers(name: &str) -> Result<Deployment> {
+    Ok(serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"replicas": PODS, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}}, "spec": {
+                    "terminationGracePeriodSeconds": 1, "containers": [{
+                    "name": "app", "image": "localhost/busybox:latest", "imagePullPolicy": "IfNotPresent",
+                    "command": ["sleep", "3600"]}]}}}
+    }))?)
+}
+
+/// Server and agent RSS of a one-node lab, idle and with `PODS` pods, as
+/// RESULT fields.
+async fn lab1_rss(bin: &Path, work: &Path) -> Result<String> {
+    let out = lab(bin, work, "rss", &["lab", "up", "--nodes", "1"])?;
+    let measured = async {
+        if !out.status.success() {
+            bail!("skiff lab up: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let state: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(work.join("labs/rss/lab.json"))?)?;
+        let server = state["server_pid"].as_u64().context("server_pid")? as u32;
+        let agent = state["nodes"][0]["pid"].as_u64().context("node pid")? as u32;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let (server_idle, agent_idle) = (rss_mb(server), rss_mb(agent));
+        println!("lab of one node, idle: server {server_idle:.1} MB, agent {agent_idle:.1} MB");
+        let c = client(&work.join("labs/rss/server/kubeconfig.yaml")).await?;
+        Api::<Deployment>::namespaced(c.clone(), "default")
+            .create(&PostParams::default(), &sleepers("many")?)
+            .await?;
+        let pods: Api<Pod> = Api::namespaced(c, "default");
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while running(&pods, "app=many").await < PODS as usize {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{PODS} pods not Running in 300 s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let (server_busy, agent_busy) = (rss_mb(server), rss_mb(agent));
+        println!(
+            "lab of one node, {PODS} pods: server {server_busy:.1} MB, agent {agent_busy:.1} MB"
+        );
+        Ok(format!(
+            "server_rss_idle_mb={server_idle:.1} server_rss_100pods_mb={server_busy:.1} \
+             agent_rss_idle_mb={agent_idle:.1} agent_rss_100pods_mb={agent_busy:.1}"
+        ))
+    }
+    .await;
+    let down = lab(bin, work, "rss", &["lab", "down"]);
+    let fields = measured?;
+    down?;
+    Ok(fields)
+}
+
+/// Seconds from `skiff lab up --nodes 3` to its return (every node Ready,
+/// the test image built and imported).
+fn lab3_ready(bin: &Path, work: &Path) -> Result<f64> {
     let started = Instant::now();
-    let image = image.to_string_lossy();
-    let out = lab(&["lab", "up", "--nodes", "3", "--images", &image])?;
+    let out = lab(bin, work, "bench", &["lab", "up", "--nodes", "3"])?;
     let took = started.elapsed().as_secs_f64();
-    let down = lab(&["lab", "down"]);
+    let down = lab(bin, work, "bench", &["lab", "down"]);
     if !out.status.success() {
         bail!("skiff lab up: {}", String::from_utf8_lossy(&out.stderr));
     }
@@ -171,13 +237,8 @@ async fn measure(bin: &Path, data_dir: &Path, log: &Path) -> Result<String> {
     let idle = rss_mb(pid);
     println!("skiff up process (control plane and node), RSS with one pod: {idle:.1} MB");
 
-    let deploy: Deployment = serde_json::from_value(json!({
-        "metadata": {"name": "many"},
-        "spec": {"replicas": PODS, "selector": {"matchLabels": {"app": "many"}},
-                 "template": {"metadata": {"labels": {"app": "many"}}, "spec": pod("x", "many")?.spec}}
-    }))?;
     Api::<Deployment>::namespaced(c.clone(), "default")
-        .create(&PostParams::default(), &deploy)
+        .create(&PostParams::default(), &sleepers("many")?)
         .await?;
     let began = Instant::now();
     let deadline = began + Duration::from_secs(300);
