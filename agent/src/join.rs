@@ -18,6 +18,7 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use skiff_machinery::tls::renew_at;
 
 /// The parts of a join token.
 #[derive(Debug, PartialEq, Eq)]
@@ -164,18 +165,9 @@ fn read_kept(path: &Path) -> Result<Kept> {
     })
 }
 
-/// When a certificate valid from `not_before` to `not_after` (Unix
-/// seconds) is renewed: two thirds into its life, as kubelet does.
-pub fn renew_at(not_before: i64, not_after: i64) -> i64 {
-    not_before + (not_after - not_before) * 2 / 3
-}
-
 /// The validity (Unix seconds) of the first certificate in `pem`.
 fn validity(pem: &str) -> Result<(i64, i64)> {
-    let der = CertificateDer::from_pem_slice(pem.as_bytes())?;
-    let (_, cert) = x509_parser::parse_x509_certificate(&der)?;
-    let v = cert.validity();
-    Ok((v.not_before.timestamp(), v.not_after.timestamp()))
+    skiff_machinery::tls::validity(pem).map_err(anyhow::Error::msg)
 }
 
 /// Renews the certificate in the node kubeconfig at `path` now, with the

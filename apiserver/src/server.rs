@@ -49,6 +49,10 @@ pub struct Running {
     pki: Pki,
     data_dir: PathBuf,
     bind: IpAddr,
+    /// When the certificates issued at this start (serving, admin and
+    /// component clients, all of one lifetime) are two thirds through their
+    /// life, in Unix seconds.
+    pub renew_at: i64,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -142,6 +146,9 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     names.extend(cfg.tls_san.iter().cloned());
     names.dedup();
     let serving = pki.serving(&names)?;
+    let (from, until) =
+        skiff_machinery::tls::validity(&serving.cert_pem).map_err(anyhow::Error::msg)?;
+    let renew_at = skiff_machinery::tls::renew_at(from, until);
     let tls = tls_config(&pki, &serving)?;
     let kubeconfig = cfg.kubeconfig_path();
     write_kubeconfig(
@@ -211,6 +218,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         pki,
         data_dir: cfg.data_dir.clone(),
         bind: cfg.bind_address,
+        renew_at,
         task,
     })
 }

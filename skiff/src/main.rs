@@ -644,6 +644,22 @@ async fn run_node(a: AgentArgs) -> Result<()> {
     }
 }
 
+/// Returns when certificates due at `renew_at` (Unix seconds) should be
+/// renewed; the server renews them by starting again, which issues new
+/// ones (the CA's life is ten years, theirs one): no yearly outage.
+async fn until_renewal(renew_at: i64) {
+    loop {
+        let now = k8s_openapi::jiff::Timestamp::now().as_second();
+        if now >= renew_at {
+            tracing::info!("the server's certificates are due for renewal");
+            return;
+        }
+        // Looked at again at least hourly (a clock may jump).
+        let wait = (renew_at - now).clamp(1, 3600) as u64;
+        tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+    }
+}
+
 /// Starts this process again, same arguments, same pid: how a renewed
 /// certificate is taken up (containers keep running and are adopted).
 fn exec_self() -> Result<()> {
@@ -752,7 +768,14 @@ async fn run(cli: Cli) -> Result<()> {
                 running.addr,
                 running.kubeconfig.display()
             );
-            tokio::signal::ctrl_c().await?;
+            let renew = until_renewal(running.renew_at);
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => r?,
+                _ = renew => {
+                    running.stop();
+                    return exec_self();
+                }
+            }
             running.stop();
             Ok(())
         }

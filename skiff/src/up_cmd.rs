@@ -147,10 +147,17 @@ pub async fn run(a: UpArgs) -> Result<()> {
         );
         std::future::pending::<Result<()>>().await
     };
+    let renew = crate::until_renewal(running.renew_at);
     let r = tokio::select! {
         r = node => r.context("node"),
         r = announce => r,
         _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = renew => {
+            // Control plane and node start again with new certificates;
+            // containers keep running and are adopted.
+            running.stop();
+            return crate::exec_self();
+        }
     };
     running.stop();
     r
