@@ -404,6 +404,16 @@ async fn exec_cp_attach_port_forward() {
     talk["spec"]["containers"][0]["stdin"] = json!(true);
     talk["spec"]["containers"][0]["stdinOnce"] = json!(true);
     apply(&node, talk);
+    // A container under a terminal (`kubectl run -it` makes these): it
+    // waits for a line, then shows its terminal and that terminal's size.
+    let mut term = pod(
+        "term",
+        json!([container("c", "read x; tty; stty size; echo typed $x")]),
+    );
+    term["spec"]["restartPolicy"] = json!("Never");
+    term["spec"]["containers"][0]["stdin"] = json!(true);
+    term["spec"]["containers"][0]["tty"] = json!(true);
+    apply(&node, term);
     wait_pod(
         &Api::namespaced(client.clone(), "default"),
         "web",
@@ -547,6 +557,39 @@ async fn exec_cp_attach_port_forward() {
         "Succeeded",
         |p| phase(p) == "Succeeded",
     )
+    .await;
+
+    // attach -it to the terminal container: its terminal takes the
+    // client's size, and what is typed reaches it.
+    wait_pod(
+        &Api::namespaced(client.clone(), "default"),
+        "term",
+        90,
+        "Running",
+        |p| phase(p) == "Running",
+    )
+    .await;
+    let inner = format!(
+        "stty cols 81 rows 23; KUBECONFIG={} kubectl --cache-dir {} attach -it term",
+        node.server.kubeconfig().display(),
+        node.server.dir.path().join("kubectl-cache").display()
+    );
+    let mut script = Command::new("script");
+    script
+        .args(["-qec", &inner, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = run_bounded(script, Some("hello\n"), 60);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/dev/pts/"), "{text}");
+    assert!(text.contains("23 81"), "{text}");
+    assert!(text.contains("typed hello"), "{text}");
+    // Its log is the terminal's output.
+    eventually("the terminal container's log", 30, async || {
+        String::from_utf8_lossy(&kubectl(&node, &["logs", "term"], None, &[], 30).stdout)
+            .contains("typed hello")
+    })
     .await;
 
     // port-forward to the pod's httpd, over the WebSocket tunnel and over SPDY.

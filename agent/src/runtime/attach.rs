@@ -5,8 +5,10 @@
 //! stdout, 2 stderr), and writes what clients send into the container's
 //! stdin — a pipe the shim keeps open when the container spec says
 //! `stdin: true`. A client's first byte says whether it attaches stdin
-//! (`i`) or only watches (`o`); with `stdinOnce`, stdin closes when the
-//! first stdin client leaves. The socket is `attach.sock` in the state dir,
+//! (`i`), only watches (`o`), or speaks frames (`t`, for a container under
+//! a terminal): `[kind][length u32 BE][bytes]`, kind 0 stdin, kind 4 a
+//! terminal size (width, height: u16 BE each). With `stdinOnce`, stdin
+//! closes when the first stdin client leaves. The socket is `attach.sock` in the state dir,
 //! reached through `/proc/self/fd/<dir>/` because a state dir path may be
 //! longer than a socket address allows.
 //!
@@ -28,6 +30,10 @@ pub const STDERR: u8 = 2;
 /// A client's first byte: it attaches stdin, or only reads output.
 pub const HELLO_STDIN: u8 = b'i';
 pub const HELLO_OUTPUT: u8 = b'o';
+pub const HELLO_FRAMES: u8 = b't';
+/// Kinds of the frames a `t` client sends.
+pub const FRAME_STDIN: u8 = 0;
+pub const FRAME_RESIZE: u8 = 4;
 
 const ANNOTATION_STDIN: &str = "io.skiff.container.stdin";
 const ANNOTATION_STDIN_ONCE: &str = "io.skiff.container.stdinOnce";
@@ -75,6 +81,8 @@ pub struct Server {
     clients: Mutex<Vec<Client>>,
     stdin: Mutex<Option<File>>,
     stdin_once: bool,
+    /// The terminal's master, for resizes (`tty: true` only).
+    terminal: Option<File>,
     finished: AtomicBool,
     /// Each client's writer thread reports here when it ended.
     done_tx: Mutex<mpsc::Sender<()>>,
@@ -84,11 +92,13 @@ pub struct Server {
 
 impl Server {
     /// Listens on the state dir's socket; `stdin` is the write end of the
-    /// container's stdin pipe, if it has one.
+    /// container's stdin pipe (or its terminal), if it has one; `terminal`
+    /// its terminal's master, if it runs under one.
     pub fn start(
         state_dir: &Path,
         stdin: Option<OwnedFd>,
         stdin_once: bool,
+        terminal: Option<OwnedFd>,
     ) -> io::Result<Arc<Server>> {
         let dir = open_dir(state_dir)?;
         let path = socket_path(&dir);
@@ -100,6 +110,7 @@ impl Server {
             clients: Mutex::new(Vec::new()),
             stdin: Mutex::new(stdin.map(File::from)),
             stdin_once,
+            terminal: terminal.map(File::from),
             finished: AtomicBool::new(false),
             done_tx: Mutex::new(done_tx),
             done_rx: Mutex::new(done_rx),
@@ -153,22 +164,16 @@ impl Server {
         if conn.read_exact(&mut hello).is_err() {
             return;
         }
+        if hello[0] == HELLO_FRAMES {
+            self.read_frames(conn);
+            return;
+        }
         let wants_stdin = hello[0] == HELLO_STDIN;
         let mut buf = [0u8; 8192];
         loop {
             match conn.read(&mut buf) {
                 Ok(0) => break,
-                Ok(n) if wants_stdin => {
-                    let mut stdin = match self.stdin.lock() {
-                        Ok(s) => s,
-                        Err(_) => break,
-                    };
-                    if let Some(f) = stdin.as_mut() {
-                        if f.write_all(&buf[..n]).is_err() {
-                            *stdin = None;
-                        }
-                    }
-                }
+                Ok(n) if wants_stdin => self.write_stdin(&buf[..n]),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => break,
@@ -177,6 +182,53 @@ impl Server {
         if wants_stdin && self.stdin_once {
             if let Ok(mut s) = self.stdin.lock() {
                 *s = None;
+            }
+        }
+    }
+
+    /// A `t` client: stdin frames into the container, sizes onto its terminal.
+    fn read_frames(&self, mut conn: UnixStream) {
+        loop {
+            let mut head = [0u8; 5];
+            if conn.read_exact(&mut head).is_err() {
+                break;
+            }
+            let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+            if len > 1 << 20 {
+                break;
+            }
+            let mut data = vec![0u8; len];
+            if conn.read_exact(&mut data).is_err() {
+                break;
+            }
+            match head[0] {
+                FRAME_STDIN => self.write_stdin(&data),
+                FRAME_RESIZE if data.len() == 4 => {
+                    if let Some(t) = &self.terminal {
+                        let size = crate::stream::remotecommand::Size {
+                            width: u16::from_be_bytes([data[0], data[1]]),
+                            height: u16::from_be_bytes([data[2], data[3]]),
+                        };
+                        let _ = crate::stream::pty::set_size(t, size);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if self.stdin_once {
+            if let Ok(mut s) = self.stdin.lock() {
+                *s = None;
+            }
+        }
+    }
+
+    fn write_stdin(&self, data: &[u8]) {
+        let Ok(mut stdin) = self.stdin.lock() else {
+            return;
+        };
+        if let Some(f) = stdin.as_mut() {
+            if f.write_all(data).is_err() {
+                *stdin = None;
             }
         }
     }
@@ -238,7 +290,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let (r, w) = crate::runtime::sys::pipe().unwrap();
-        let server = Server::start(&dir, Some(w), true).unwrap();
+        let server = Server::start(&dir, Some(w), true, None).unwrap();
         let handle = open_dir(&dir).unwrap();
         let mut client = UnixStream::connect(socket_path(&handle)).unwrap();
         client.write_all(&[HELLO_STDIN]).unwrap();
@@ -259,6 +311,37 @@ mod tests {
         let mut got = Vec::new();
         client.read_to_end(&mut got).unwrap();
         assert_eq!(got, [&[STDOUT, 0, 0, 0, 5][..], b"hello"].concat());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_terminal_client_types_and_resizes() {
+        let dir = std::env::temp_dir().join(format!("skiff-attach-tty-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let pty = crate::stream::pty::open().unwrap();
+        let input = pty.master.try_clone().unwrap();
+        let _server = Server::start(&dir, Some(input), false, Some(pty.master)).unwrap();
+        let handle = open_dir(&dir).unwrap();
+        let mut client = UnixStream::connect(socket_path(&handle)).unwrap();
+        let frame = |kind: u8, data: &[u8]| {
+            [&[kind][..], &(data.len() as u32).to_be_bytes(), data].concat()
+        };
+        client.write_all(&[HELLO_FRAMES]).unwrap();
+        client
+            .write_all(&frame(FRAME_RESIZE, &[0, 90, 0, 30]))
+            .unwrap();
+        client.write_all(&frame(FRAME_STDIN, b"typed\n")).unwrap();
+        // The slave (the container's side) reads what was typed...
+        let mut slave = File::from(pty.slave);
+        let mut got = [0u8; 6];
+        slave.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"typed\n");
+        // ...and has the size sent (it came before the input).
+        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+        // SAFETY: TIOCGWINSZ fills the winsize we pass.
+        unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
+        assert_eq!((ws.ws_col, ws.ws_row), (90, 30));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -269,7 +269,9 @@ pub fn config(input: &BundleInput) -> Value {
         .or_else(|| input.image.working_dir.clone().filter(|d| !d.is_empty()))
         .unwrap_or_else(|| "/".into());
     let mut process = json!({
-        "terminal": false,
+        // tty: true runs under a terminal the shim holds (runc hands it the
+        // master through the console socket).
+        "terminal": c.tty.unwrap_or(false),
         "user": {"uid": uid, "gid": gid, "additionalGids": groups},
         "args": argv(c, input.image, &input.env),
         "env": input.env,

@@ -111,6 +111,7 @@ impl Runtime {
             .await
             .map_err(|e| RuntimeError::Io(format!("writing config.json: {e}")))?;
         let (stdin, stdin_once) = super::attach::stdin_flags(config);
+        let tty = config["process"]["terminal"] == true;
         let args = ShimArgs {
             id: meta.id.clone(),
             bundle: dir.clone(),
@@ -123,6 +124,7 @@ impl Runtime {
             cgroup: self.cgroup(meta),
             stdin,
             stdin_once,
+            tty,
         };
         let shim_log = std::fs::File::create(dir.join("shim.log"))
             .map_err(|e| RuntimeError::Io(format!("shim log: {e}")))?;

@@ -8,6 +8,7 @@
 pub mod attach;
 pub mod bundle;
 pub mod cgroups;
+mod console;
 pub mod container;
 pub mod crilog;
 pub mod sandbox;

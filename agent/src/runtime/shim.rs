@@ -17,6 +17,7 @@
 //! with `stdin: true` reads from a pipe the shim keeps open for them.
 
 use super::attach;
+use super::console;
 use super::crilog::{LineSplitter, LogWriter, Stream};
 use super::sys;
 use serde::{Deserialize, Serialize};
@@ -45,6 +46,9 @@ pub struct ShimArgs {
     /// the first client with `stdinOnce`.
     pub stdin: bool,
     pub stdin_once: bool,
+    /// The container runs under a terminal (`tty: true`): its output is
+    /// the terminal's, attach clients may resize it.
+    pub tty: bool,
 }
 
 impl ShimArgs {
@@ -75,6 +79,7 @@ impl ShimArgs {
         .into_iter()
         .chain(self.stdin.then(|| "--stdin".to_string()))
         .chain(self.stdin_once.then(|| "--stdin-once".to_string()))
+        .chain(self.tty.then(|| "--tty".to_string()))
         .collect()
     }
 }
@@ -84,7 +89,7 @@ impl ShimArgs {
     /// so the shim never builds the whole CLI: less code paged in per shim.
     pub fn parse(args: &[String]) -> Result<ShimArgs, String> {
         let mut get = std::collections::HashMap::new();
-        let (mut stdin, mut stdin_once) = (false, false);
+        let (mut stdin, mut stdin_once, mut tty) = (false, false, false);
         let mut it = args.iter();
         while let Some(flag) = it.next() {
             let name = flag
@@ -93,6 +98,7 @@ impl ShimArgs {
             match name {
                 "stdin" => stdin = true,
                 "stdin-once" => stdin_once = true,
+                "tty" => tty = true,
                 _ => {
                     let value = it.next().ok_or_else(|| format!("--{name} needs a value"))?;
                     get.insert(name.to_string(), value.clone());
@@ -119,6 +125,7 @@ impl ShimArgs {
             cgroup: take("cgroup")?,
             stdin,
             stdin_once,
+            tty,
         })
     }
 }
@@ -209,58 +216,93 @@ fn release_stdout() {
 
 type StartedShim = (i32, mpsc::Receiver<()>, Option<Arc<attach::Server>>);
 
-/// Starts the container with its stdout/stderr on our pipes.
+/// Starts the container with its stdout/stderr on our pipes, or under a
+/// terminal whose master runc hands us (`tty`).
 fn start(args: &ShimArgs) -> Result<StartedShim, String> {
     sys::become_subreaper().map_err(|e| format!("becoming a subreaper: {e}"))?;
-    let (out_r, out_w) = sys::pipe().map_err(|e| e.to_string())?;
-    let (err_r, err_w) = sys::pipe().map_err(|e| e.to_string())?;
-    let (stdin_r, stdin_w) = match args.stdin {
-        true => {
-            let (r, w) = sys::pipe().map_err(|e| e.to_string())?;
-            (Some(r), Some(w))
-        }
-        false => (None, None),
-    };
     let log = LogWriter::open(&args.log_path, args.log_max_size, args.log_max_files)
         .map_err(|e| format!("opening {}: {e}", args.log_path.display()))?;
     let log = Arc::new(Mutex::new(log));
-    // Without its attach socket the container still runs; only attach fails.
-    let attached = attach::Server::start(&args.state_dir, stdin_w, args.stdin_once)
-        .inspect_err(|e| eprintln!("shim {}: attach socket: {e}", args.id))
-        .ok();
     let (done_tx, done_rx) = mpsc::channel();
-    copy_stream(
-        out_r,
-        Stream::Stdout,
-        log.clone(),
-        attached.clone(),
-        done_tx.clone(),
-    );
-    copy_stream(err_r, Stream::Stderr, log, attached.clone(), done_tx);
 
     // `runc run --detach`: create and start in one runc process (one exec
     // less per container than create + start). runc passes our pipes to the
     // container as its stdout/stderr and exits; the container's first process
     // is then re-parented to us, the subreaper.
     let pid_file = args.state_dir.join("pid");
-    let status = runc(args)
-        .arg("run")
+    let mut run = runc(args);
+    run.arg("run")
         .arg("--detach")
         .arg("--bundle")
         .arg(&args.bundle)
         .arg("--pid-file")
-        .arg(&pid_file)
-        .arg(&args.id)
-        .stdin(stdin_r.map_or_else(Stdio::null, Stdio::from))
-        .stdout(Stdio::from(out_w))
-        .stderr(Stdio::from(err_w))
-        .status()
-        .map_err(|e| format!("running {}: {e}", args.runtime.display()))?;
-    if !status.success() {
-        let message = runc_error(args);
-        let _ = runc(args).args(["delete", "--force", &args.id]).status();
-        return Err(message);
-    }
+        .arg(&pid_file);
+    let attached = if args.tty {
+        let console =
+            console::Socket::listen(&args.state_dir).map_err(|e| format!("console socket: {e}"))?;
+        run.arg("--console-socket")
+            .arg(console.path())
+            .arg(&args.id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = run
+            .spawn()
+            .map_err(|e| format!("running {}: {e}", args.runtime.display()))?;
+        let master = match console.receive(&mut child) {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let _ = runc(args).args(["delete", "--force", &args.id]).status();
+                return Err(format!("{}: {e}", runc_error(args)));
+            }
+        };
+        ran(args, child.wait())?;
+        let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| e.to_string());
+        let stdin = if args.stdin {
+            Some(dup(&master)?)
+        } else {
+            None
+        };
+        let attached =
+            attach::Server::start(&args.state_dir, stdin, args.stdin_once, Some(dup(&master)?))
+                .inspect_err(|e| eprintln!("shim {}: attach socket: {e}", args.id))
+                .ok();
+        // A terminal has one output stream: the log's stdout.
+        copy_stream(master, Stream::Stdout, log, attached.clone(), done_tx);
+        attached
+    } else {
+        let (out_r, out_w) = sys::pipe().map_err(|e| e.to_string())?;
+        let (err_r, err_w) = sys::pipe().map_err(|e| e.to_string())?;
+        let (stdin_r, stdin_w) = match args.stdin {
+            true => {
+                let (r, w) = sys::pipe().map_err(|e| e.to_string())?;
+                (Some(r), Some(w))
+            }
+            false => (None, None),
+        };
+        // Without its attach socket the container still runs; only attach fails.
+        let attached = attach::Server::start(&args.state_dir, stdin_w, args.stdin_once, None)
+            .inspect_err(|e| eprintln!("shim {}: attach socket: {e}", args.id))
+            .ok();
+        copy_stream(
+            out_r,
+            Stream::Stdout,
+            log.clone(),
+            attached.clone(),
+            done_tx.clone(),
+        );
+        copy_stream(err_r, Stream::Stderr, log, attached.clone(), done_tx);
+        let status = run
+            .arg(&args.id)
+            .stdin(stdin_r.map_or_else(Stdio::null, Stdio::from))
+            .stdout(Stdio::from(out_w))
+            .stderr(Stdio::from(err_w))
+            .status();
+        ran(args, status)?;
+        attached
+    };
     let pid: i32 = std::fs::read_to_string(&pid_file)
         .ok()
         .and_then(|s| s.trim().parse().ok())
@@ -271,6 +313,18 @@ fn start(args: &ShimArgs) -> Result<StartedShim, String> {
     };
     write_state(&args.state_dir, STARTED_FILE, &started).map_err(|e| e.to_string())?;
     Ok((pid, done_rx, attached))
+}
+
+/// Whether `runc run` succeeded; if not, removes what it left and returns
+/// its error.
+fn ran(args: &ShimArgs, status: std::io::Result<std::process::ExitStatus>) -> Result<(), String> {
+    let status = status.map_err(|e| format!("running {}: {e}", args.runtime.display()))?;
+    if !status.success() {
+        let message = runc_error(args);
+        let _ = runc(args).args(["delete", "--force", &args.id]).status();
+        return Err(message);
+    }
+    Ok(())
 }
 
 fn runc(args: &ShimArgs) -> Command {
@@ -350,7 +404,8 @@ fn supervise(args: &ShimArgs, pid: i32, logs: mpsc::Receiver<()>) {
         oom_killed: oom_killed(&args.cgroup),
         start_error: None,
     };
-    for _ in 0..2 {
+    let streams = if args.tty { 1 } else { 2 };
+    for _ in 0..streams {
         if logs.recv_timeout(Duration::from_secs(2)).is_err() {
             break;
         }
@@ -401,6 +456,7 @@ mod tests {
             cgroup: "/skiff/podx/abc".into(),
             stdin: true,
             stdin_once: false,
+            tty: true,
         };
         let line = a.command_line();
         assert_eq!(line[0], "shim");

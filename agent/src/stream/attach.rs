@@ -2,8 +2,8 @@
 //! attach socket ([`crate::runtime::attach`]). Output written from now on
 //! reaches the client; its stdin reaches the container if the container
 //! keeps one. The session ends when the container ends (the shim closes
-//! the socket) or the client leaves. Containers with `tty: true` run
-//! without a terminal in skiff, so attach gives them plain streams.
+//! the socket) or the client leaves. A container with `tty: true` runs
+//! under a terminal the shim holds; a terminal client's resizes reach it.
 
 use super::remotecommand::{internal_error, success, Options, Output, Streams};
 use crate::runtime::attach as shim;
@@ -31,11 +31,13 @@ pub async fn run(runtime: &Runtime, id: &str, opts: Options, streams: Streams) -
         stdin,
         output,
         mut gone,
-        ..
+        resize,
     } = streams;
     let (mut rd, mut wr) = conn.into_split();
     let attach_stdin = opts.stdin && stdin.is_some();
-    let hello = if attach_stdin {
+    let hello = if opts.tty {
+        shim::HELLO_FRAMES
+    } else if attach_stdin {
         shim::HELLO_STDIN
     } else {
         shim::HELLO_OUTPUT
@@ -44,7 +46,9 @@ pub async fn run(runtime: &Runtime, id: &str, opts: Options, streams: Streams) -
         return success();
     }
     let feeder = tokio::spawn(async move {
-        if let (true, Some(mut rx)) = (attach_stdin, stdin) {
+        if opts.tty {
+            frames(&mut wr, stdin.filter(|_| attach_stdin), resize).await;
+        } else if let (true, Some(mut rx)) = (attach_stdin, stdin) {
             while let Some(b) = rx.recv().await {
                 if wr.write_all(&b).await.is_err() {
                     return;
@@ -86,4 +90,56 @@ pub async fn run(runtime: &Runtime, id: &str, opts: Options, streams: Streams) -
     }
     feeder.abort();
     success()
+}
+
+/// A terminal client's stdin and sizes, as frames to the shim, until both
+/// end.
+async fn frames(
+    wr: &mut tokio::net::unix::OwnedWriteHalf,
+    mut stdin: Option<tokio::sync::mpsc::Receiver<Bytes>>,
+    mut resize: tokio::sync::watch::Receiver<Option<super::remotecommand::Size>>,
+) {
+    let frame = |kind: u8, data: &[u8]| {
+        let mut f = Vec::with_capacity(data.len() + 5);
+        f.push(kind);
+        f.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        f.extend_from_slice(data);
+        f
+    };
+    let mut sizes = true;
+    let size_frame = |size: super::remotecommand::Size| {
+        let mut b = size.width.to_be_bytes().to_vec();
+        b.extend_from_slice(&size.height.to_be_bytes());
+        frame(shim::FRAME_RESIZE, &b)
+    };
+    // A size the client sent before the session began.
+    let mut pending = resize.borrow_and_update().map(size_frame);
+    loop {
+        if let Some(f) = pending.take() {
+            if wr.write_all(&f).await.is_err() {
+                return;
+            }
+        }
+        let next = tokio::select! {
+            b = async { stdin.as_mut()?.recv().await }, if stdin.is_some() => match b {
+                Some(b) => frame(shim::FRAME_STDIN, &b),
+                None => {
+                    stdin = None;
+                    continue;
+                }
+            },
+            changed = resize.changed(), if sizes => {
+                if changed.is_err() {
+                    sizes = false;
+                    continue;
+                }
+                let Some(size) = *resize.borrow_and_update() else { continue };
+                size_frame(size)
+            },
+            else => return,
+        };
+        if wr.write_all(&next).await.is_err() {
+            return;
+        }
+    }
 }
