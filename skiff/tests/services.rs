@@ -2,7 +2,8 @@
 //! real containers, the agent's proxy writing iptables there), driven by
 //! the real kubectl: a Deployment behind a ClusterIP and NodePort Service,
 //! scaled and with a pod deleted; a Service without endpoints refused at
-//! once; a LoadBalancer Service answering on the node's address. Requests
+//! once; a LoadBalancer Service answering on the node's address, only to
+//! the sources its loadBalancerSourceRanges allow. Requests
 //! go only to addresses inside the node's namespace.
 
 mod common;
@@ -394,6 +395,36 @@ async fn services_route_scale_and_refuse() {
         String::from_utf8_lossy(&out.stdout).contains(r#""localEndpoints":1"#)
     })
     .await;
+    // loadBalancerSourceRanges: the host (a client outside the node) gets
+    // through while its address is in them, and is dropped once it is not.
+    let lb_answers = |timeout: &str| {
+        let out = std::process::Command::new("timeout")
+            .args([timeout, "busybox", "wget", "-q", "-O", "-", &lb_url])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).starts_with("lb-")
+    };
+    let ranges = |cidr: &str| {
+        node.server.ok(&[
+            "patch",
+            "svc",
+            "lb",
+            "-p",
+            &format!(r#"{{"spec":{{"loadBalancerSourceRanges":["{cidr}"]}}}}"#),
+        ]);
+    };
+    ranges(&format!("{}/32", node.host_ip));
+    eventually("the allowed source answered", 30, async || lb_answers("5")).await;
+    ranges("192.0.2.0/24");
+    eventually("another source dropped", 30, async || !lb_answers("2")).await;
+    assert!(
+        nat_rules(&node).contains("192.0.2.0/24"),
+        "{}",
+        nat_rules(&node)
+    );
+    ranges(&format!("{}/32", node.host_ip));
+    eventually("the allowed source again", 30, async || lb_answers("5")).await;
+
     // A pod reaches itself through its own Service (hairpin): from one
     // of five backends, a fifth of requests come back to it.
     let me = requests(&node, &url, 1).0.into_keys().next().unwrap();
