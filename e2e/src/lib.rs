@@ -147,7 +147,11 @@ impl Lab {
     pub fn skiff(&self, args: &[&str]) -> String {
         let out = self.skiff_output(args);
         let text = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "skiff {args:?}: {text}");
+        assert!(
+            out.status.success(),
+            "skiff {args:?}: {text}\n{}",
+            self.logs()
+        );
         text
     }
 
@@ -204,9 +208,10 @@ impl Lab {
         let out = self.kubectl_output(args, None);
         assert!(
             out.status.success(),
-            "kubectl {args:?}: {}{}",
+            "kubectl {args:?}: {}{}\n{}",
             String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+            String::from_utf8_lossy(&out.stderr),
+            self.logs()
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
@@ -270,7 +275,8 @@ impl Lab {
         self.kubectl_output(&["exec", pod, "--", "sh", "-c", script], None)
     }
 
-    /// What the lab's agents and server logged (for failure messages).
+    /// The end of what the lab's server and agents logged, for failure
+    /// messages (the lab's directory is gone once the test ends).
     pub fn logs(&self) -> String {
         let dir = self.state_dir();
         let mut out = String::new();

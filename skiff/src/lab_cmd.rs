@@ -236,17 +236,31 @@ fn ours(pid: u32, dir: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// SIGKILL to a process of the lab, then waits (up to 10 s) until it is
+/// gone or a zombie: either way its files and sockets are closed.
 fn kill(pid: u32, dir: &Path) {
     if pid != 0 && ours(pid, dir) {
         // SAFETY: kill(2) on a pid we started and checked is still ours.
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-        for _ in 0..100 {
-            if !ours(pid, dir) {
+        for _ in 0..500 {
+            if !running(pid) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// Whether `pid` exists and is not a zombie (its state in /proc/<pid>/stat,
+/// after the parenthesised command name).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let state = s.rsplit_once(')')?.1.split_whitespace().next()?.to_string();
+            Some(state != "Z" && state != "X")
+        })
+        .unwrap_or(false)
 }
 
 /// The last `lines` lines of a log, for an error that has to explain itself
@@ -706,6 +720,16 @@ async fn server_restart(w: &Which) -> Result<()> {
     let dir = w.dir();
     let mut lab = w.load()?;
     kill(lab.server_pid, &dir);
+    // Started only once the old one's port is free: otherwise the new one
+    // could fail to bind while the old one still answers our check.
+    let addr = (format!("172.31.{}.1", lab.subnet), lab.port);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect((addr.0.as_str(), addr.1)).is_ok() {
+        if Instant::now() > deadline {
+            bail!("the old server still answers on {}:{}", addr.0, addr.1);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     start_server(&mut lab, w).await?;
     eprintln!("skiff lab: server restarted");
     Ok(())
