@@ -112,7 +112,11 @@ async fn frames(
         b.extend_from_slice(&size.height.to_be_bytes());
         frame(shim::FRAME_RESIZE, &b)
     };
-    // A size the client sent before the session began.
+    // The client's first size before anything it types, as exec does: what
+    // the container does with the input may depend on its terminal's size.
+    if resize.borrow().is_none() {
+        let _ = tokio::time::timeout(super::exec::INITIAL_SIZE_WAIT, resize.changed()).await;
+    }
     let mut pending = resize.borrow_and_update().map(size_frame);
     loop {
         if let Some(f) = pending.take() {

@@ -22,8 +22,9 @@ use tokio::sync::{mpsc, watch};
 /// How long output may trail the command's exit (a background child
 /// holding the pipes open must not hold the session forever).
 const DRAIN: Duration = Duration::from_secs(5);
-/// How long a terminal session waits for the client's first size.
-const INITIAL_SIZE_WAIT: Duration = Duration::from_secs(1);
+/// How long a terminal session waits for the client's first size (it comes
+/// at once from kubectl, but a loaded machine has delayed it past 1 s).
+pub const INITIAL_SIZE_WAIT: Duration = Duration::from_secs(5);
 
 /// Runs `argv` in container `id` with the client's streams.
 pub async fn run(
