@@ -65,6 +65,27 @@ fn log_lines(node: &RealNode, p: &Pod, container: &str, attempt: u32) -> Vec<Str
         .collect()
 }
 
+/// Deletes the pods and checks the node keeps no container or mount of
+/// them.
+async fn delete_all_leaving_nothing(node: &RealNode, pods: &Api<Pod>, names: &[&str]) {
+    for name in names {
+        pods.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+    eventually("all pods gone", 60, async || {
+        pods.list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    })
+    .await;
+    eventually("no runc containers", 10, async || {
+        node.runc_containers().is_empty()
+    })
+    .await;
+    assert_eq!(node.leftover_mounts(), Vec::<String>::new());
+}
+
 #[tokio::test]
 async fn pods_run_reach_each_other_and_see_their_volumes() {
     if skip() {
@@ -265,22 +286,7 @@ async fn pods_run_reach_each_other_and_see_their_volumes() {
     );
 
     // Deleting everything leaves no container, mount or sandbox behind.
-    for name in ["web", "client", "vols", "fail", "missing"] {
-        pods.delete(name, &DeleteParams::default()).await.unwrap();
-    }
-    eventually("all pods gone", 60, async || {
-        pods.list(&Default::default())
-            .await
-            .unwrap()
-            .items
-            .is_empty()
-    })
-    .await;
-    eventually("no runc containers", 10, async || {
-        node.runc_containers().is_empty()
-    })
-    .await;
-    assert_eq!(node.leftover_mounts(), Vec::<String>::new());
+    delete_all_leaving_nothing(&node, &pods, &["web", "client", "vols", "fail", "missing"]).await;
     let sandboxes = std::fs::read_dir(node.data_dir.path().join("agent/pods"))
         .unwrap()
         .count();
@@ -449,20 +455,5 @@ async fn restarts_back_off_and_a_restarted_agent_adopts_its_containers() {
     );
     assert!(node.agent_log().contains("re-adopted container"));
 
-    for name in ["crash", "fill", "live", "oom", "steady"] {
-        pods.delete(name, &DeleteParams::default()).await.unwrap();
-    }
-    eventually("all pods gone", 60, async || {
-        pods.list(&Default::default())
-            .await
-            .unwrap()
-            .items
-            .is_empty()
-    })
-    .await;
-    eventually("no runc containers", 10, async || {
-        node.runc_containers().is_empty()
-    })
-    .await;
-    assert_eq!(node.leftover_mounts(), Vec::<String>::new());
+    delete_all_leaving_nothing(&node, &pods, &["crash", "fill", "live", "oom", "steady"]).await;
 }

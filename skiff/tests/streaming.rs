@@ -8,13 +8,12 @@
 mod common;
 
 use common::realnode::pods::{phase, ready_node, wait_pod};
-use common::realnode::{missing, RealNode};
+use common::realnode::{client_cert, missing, RealNode};
 use common::{eventually, free_port, Spawned};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use serde_json::json;
 use std::io::{Read, Write};
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -497,18 +496,13 @@ async fn exec_cp_attach_port_forward() {
     // client's size, and input typed reaches it; over WebSocket and SPDY
     // (whose resize messages travel on a stream of their own).
     for websockets in ["true", "false"] {
-        let inner = format!(
-            "stty cols 77 rows 22; KUBECTL_REMOTE_COMMAND_WEBSOCKETS={websockets} KUBECONFIG={} kubectl --cache-dir {} exec -it web -- sh -c 'tty; stty size; read x; echo typed $x; exit 4'",
-            node.server.kubeconfig().display(),
-            node.server.dir.path().join("kubectl-cache").display()
+        let out = in_terminal(
+            &node,
+            "77",
+            "22",
+            &format!("KUBECTL_REMOTE_COMMAND_WEBSOCKETS={websockets}"),
+            "exec -it web -- sh -c 'tty; stty size; read x; echo typed $x; exit 4'",
         );
-        let mut script = Command::new("script");
-        script
-            .args(["-qec", &inner, "/dev/null"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let out = run_bounded(script, Some("hello\n"), 60);
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("/dev/pts/"), "{websockets}: {text}");
         assert!(text.contains("22 77"), "{websockets}: {text}");
@@ -569,18 +563,7 @@ async fn exec_cp_attach_port_forward() {
         |p| phase(p) == "Running",
     )
     .await;
-    let inner = format!(
-        "stty cols 81 rows 23; KUBECONFIG={} kubectl --cache-dir {} attach -it term",
-        node.server.kubeconfig().display(),
-        node.server.dir.path().join("kubectl-cache").display()
-    );
-    let mut script = Command::new("script");
-    script
-        .args(["-qec", &inner, "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let out = run_bounded(script, Some("hello\n"), 60);
+    let out = in_terminal(&node, "81", "23", "", "attach -it term");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("/dev/pts/"), "{text}");
     assert!(text.contains("23 81"), "{text}");
@@ -620,6 +603,23 @@ async fn exec_cp_attach_port_forward() {
 }
 
 /// Starts `kubectl port-forward pod/web LOCAL:remote` and waits until it listens.
+/// `kubectl <args>` (with `env` before it) in a terminal of `cols`×`rows`
+/// made by util-linux `script`, typing "hello" into it.
+fn in_terminal(node: &RealNode, cols: &str, rows: &str, env: &str, args: &str) -> Output {
+    let inner = format!(
+        "stty cols {cols} rows {rows}; {env} KUBECONFIG={} kubectl --cache-dir {} {args}",
+        node.server.kubeconfig().display(),
+        node.server.dir.path().join("kubectl-cache").display()
+    );
+    let mut script = Command::new("script");
+    script
+        .args(["-qec", &inner, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    run_bounded(script, Some("hello\n"), 60)
+}
+
 fn start_port_forward(node: &RealNode, env: &[(&str, &str)], remote: u16) -> (Spawned, u16) {
     let local = free_port();
     let mut cmd = Command::new("kubectl");
@@ -712,41 +712,4 @@ fn agent_port_refuses_strangers(node: &RealNode) {
         ),
         "200"
     );
-}
-
-/// curl arguments with the client certificate of a kubeconfig.
-fn client_cert(node: &RealNode, kubeconfig: &Path, name: &str) -> [String; 4] {
-    let kc = std::fs::read_to_string(kubeconfig).unwrap();
-    let field = |key: &str| -> Vec<u8> {
-        let line = kc
-            .lines()
-            .find(|l| l.trim_start().starts_with(key))
-            .unwrap();
-        let b64 = line.split_once(':').unwrap().1.trim().to_string();
-        let mut child = Command::new("base64")
-            .arg("-d")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b64.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap().stdout
-    };
-    let (cert, key) = (
-        node.data_dir.path().join(format!("{name}.crt")),
-        node.data_dir.path().join(format!("{name}.key")),
-    );
-    std::fs::write(&cert, field("client-certificate-data")).unwrap();
-    std::fs::write(&key, field("client-key-data")).unwrap();
-    [
-        "--cert".into(),
-        cert.display().to_string(),
-        "--key".into(),
-        key.display().to_string(),
-    ]
 }

@@ -8,14 +8,12 @@
 
 mod common;
 
-use common::realnode::{missing, RealNode};
+use common::realnode::{client_cert, missing, RealNode};
 use common::{default_service_account, eventually};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::Api;
 use serde_json::{json, Value};
-use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 const IMAGE: &str = "localhost/busybox:latest";
@@ -340,7 +338,7 @@ fn api_objects(node: &RealNode) {
 
 /// The agent's own endpoints, as metrics-server or Prometheus read them.
 async fn agent_endpoints(node: &RealNode) {
-    let cert = client_cert(node, &node.server.kubeconfig());
+    let cert = client_cert(node, &node.server.kubeconfig(), "top-admin");
     let get = |path: &str| -> String {
         let out = Command::new("curl")
             .args(["-sSfk", "--max-time", "10"])
@@ -421,42 +419,4 @@ async fn agent_endpoints(node: &RealNode) {
     let small: Value =
         serde_json::from_str(&get("/stats/summary?only_cpu_and_memory=true")).unwrap();
     assert!(small["node"].get("fs").is_none(), "{small}");
-}
-
-/// curl arguments with the client certificate of a kubeconfig (the
-/// admin's: system:masters may read the agent).
-fn client_cert(node: &RealNode, kubeconfig: &Path) -> [String; 4] {
-    let kc = std::fs::read_to_string(kubeconfig).unwrap();
-    let field = |key: &str| -> Vec<u8> {
-        let line = kc
-            .lines()
-            .find(|l| l.trim_start().starts_with(key))
-            .unwrap();
-        let b64 = line.split_once(':').unwrap().1.trim().to_string();
-        let mut child = Command::new("base64")
-            .arg("-d")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b64.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap().stdout
-    };
-    let (cert, key) = (
-        node.data_dir.path().join("top-admin.crt"),
-        node.data_dir.path().join("top-admin.key"),
-    );
-    std::fs::write(&cert, field("client-certificate-data")).unwrap();
-    std::fs::write(&key, field("client-key-data")).unwrap();
-    [
-        "--cert".into(),
-        cert.display().to_string(),
-        "--key".into(),
-        key.display().to_string(),
-    ]
 }

@@ -256,6 +256,45 @@ impl RealNode {
     }
 }
 
+/// curl arguments with the client certificate of `kubeconfig`, written as
+/// `<name>.crt` and `<name>.key` in the node's data dir.
+pub fn client_cert(node: &RealNode, kubeconfig: &Path, name: &str) -> [String; 4] {
+    use std::io::Write;
+    let kc = std::fs::read_to_string(kubeconfig).unwrap();
+    let field = |key: &str| -> Vec<u8> {
+        let line = kc
+            .lines()
+            .find(|l| l.trim_start().starts_with(key))
+            .unwrap();
+        let b64 = line.split_once(':').unwrap().1.trim().to_string();
+        let mut child = Command::new("base64")
+            .arg("-d")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b64.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap().stdout
+    };
+    let (cert, key) = (
+        node.data_dir.path().join(format!("{name}.crt")),
+        node.data_dir.path().join(format!("{name}.key")),
+    );
+    std::fs::write(&cert, field("client-certificate-data")).unwrap();
+    std::fs::write(&key, field("client-key-data")).unwrap();
+    [
+        "--cert".into(),
+        cert.display().to_string(),
+        "--key".into(),
+        key.display().to_string(),
+    ]
+}
+
 /// Builds the busybox test image into `tar` (scripts/busybox-image).
 pub fn busybox_image(tar: &Path) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/busybox-image");
