@@ -58,6 +58,26 @@ async fn running(pods: &Api<Pod>, selector: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// Until `n` pods matching `selector` are Running, looking every `poll_ms`;
+/// an error after `secs`.
+async fn wait_running(
+    pods: &Api<Pod>,
+    selector: &str,
+    n: usize,
+    secs: u64,
+    poll_ms: u64,
+) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while running(pods, selector).await < n {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{n} pods ({selector}) not Running in {secs} s"
+        );
+        tokio::time::sleep(Duration::from_millis(poll_ms)).await;
+    }
+    Ok(())
+}
+
 pub async fn run() -> Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
@@ -137,14 +157,7 @@ async fn lab1_rss(bin: &Path, work: &Path) -> Result<String> {
             .create(&PostParams::default(), &sleepers("many")?)
             .await?;
         let pods: Api<Pod> = Api::namespaced(c, "default");
-        let deadline = Instant::now() + Duration::from_secs(300);
-        while running(&pods, "app=many").await < PODS as usize {
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "{PODS} pods not Running in 300 s"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait_running(&pods, "app=many", PODS as usize, 300, 200).await?;
         tokio::time::sleep(Duration::from_secs(5)).await;
         let (server_busy, agent_busy) = (rss_mb(server), rss_mb(agent));
         println!(
@@ -221,14 +234,7 @@ async fn measure(bin: &Path, data_dir: &Path, log: &Path) -> Result<String> {
     };
     pods.create(&PostParams::default(), &pod("first", "first")?)
         .await?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while running(&pods, "app=first").await < 1 {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the first pod not Running in 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_running(&pods, "app=first", 1, 60, 10).await?;
     let first_s = started.elapsed().as_secs_f64();
     println!("skiff up → first pod Running: {first_s:.2} s");
 
@@ -241,14 +247,7 @@ async fn measure(bin: &Path, data_dir: &Path, log: &Path) -> Result<String> {
         .create(&PostParams::default(), &sleepers("many")?)
         .await?;
     let began = Instant::now();
-    let deadline = began + Duration::from_secs(300);
-    while running(&pods, "app=many").await < PODS as usize {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "{PODS} pods not Running in 300 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_running(&pods, "app=many", PODS as usize, 300, 200).await?;
     println!(
         "{PODS} more pods Running in {:.1} s",
         began.elapsed().as_secs_f64()
