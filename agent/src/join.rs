@@ -187,21 +187,26 @@ pub async fn renew(path: &Path, node: &str) -> Result<()> {
     Ok(())
 }
 
+/// Returns at `at` (Unix seconds) by the wall clock, which is looked at
+/// again at least hourly (a clock may jump, a machine may sleep).
+pub async fn wake_at(at: i64) {
+    loop {
+        let now = k8s_openapi::jiff::Timestamp::now().as_second();
+        if now >= at {
+            return;
+        }
+        let wait = (at - now).clamp(1, 3600) as u64;
+        tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+    }
+}
+
 /// Waits until the certificate at `path` is due, renews it (retrying each
 /// minute while the server refuses or is away) and returns: the caller
 /// starts again with the new one.
 pub async fn renew_when_due(path: &Path, node: &str) -> Result<()> {
+    let (from, until) = validity(&read_kept(path)?.cert)?;
+    wake_at(renew_at(from, until)).await;
     loop {
-        let kept = read_kept(path)?;
-        let (from, until) = validity(&kept.cert)?;
-        let now = k8s_openapi::jiff::Timestamp::now().as_second();
-        let due = renew_at(from, until);
-        if now < due {
-            // Looked at again at least hourly (a clock may jump).
-            let wait = (due - now).clamp(1, 3600) as u64;
-            tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
-            continue;
-        }
         match renew(path, node).await {
             Ok(()) => return Ok(()),
             Err(e) => {

@@ -648,16 +648,8 @@ async fn run_node(a: AgentArgs) -> Result<()> {
 /// renewed; the server renews them by starting again, which issues new
 /// ones (the CA's life is ten years, theirs one): no yearly outage.
 async fn until_renewal(renew_at: i64) {
-    loop {
-        let now = k8s_openapi::jiff::Timestamp::now().as_second();
-        if now >= renew_at {
-            tracing::info!("the server's certificates are due for renewal");
-            return;
-        }
-        // Looked at again at least hourly (a clock may jump).
-        let wait = (renew_at - now).clamp(1, 3600) as u64;
-        tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
-    }
+    skiff_agent::join::wake_at(renew_at).await;
+    tracing::info!("the server's certificates are due for renewal");
 }
 
 /// Starts this process again, same arguments, same pid: how a renewed
