@@ -41,6 +41,15 @@ const ANNOTATION_STDIN_ONCE: &str = "io.skiff.container.stdinOnce";
 /// Frames queued for a slow client before it is dropped.
 const CLIENT_QUEUE: usize = 1024;
 
+/// A frame of the socket's protocol: `[kind][length u32 BE][bytes]`.
+pub fn frame(kind: u8, data: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(data.len() + 5);
+    f.push(kind);
+    f.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    f.extend_from_slice(data);
+    f
+}
+
 /// Records the container's `stdin`/`stdinOnce` in its OCI config.
 pub fn annotate(config: &mut serde_json::Value, c: &k8s_openapi::api::core::v1::Container) {
     if !c.stdin.unwrap_or(false) {
@@ -241,10 +250,7 @@ impl Server {
         if clients.is_empty() || data.is_empty() {
             return;
         }
-        let mut frame = Vec::with_capacity(data.len() + 5);
-        frame.push(stream);
-        frame.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        frame.extend_from_slice(data);
+        let frame = frame(stream, data);
         clients.retain(|c| c.tx.try_send(frame.clone()).is_ok());
     }
 
@@ -324,9 +330,6 @@ mod tests {
         let _server = Server::start(&dir, Some(input), false, Some(pty.master)).unwrap();
         let handle = open_dir(&dir).unwrap();
         let mut client = UnixStream::connect(socket_path(&handle)).unwrap();
-        let frame = |kind: u8, data: &[u8]| {
-            [&[kind][..], &(data.len() as u32).to_be_bytes(), data].concat()
-        };
         client.write_all(&[HELLO_FRAMES]).unwrap();
         client
             .write_all(&frame(FRAME_RESIZE, &[0, 90, 0, 30]))

@@ -99,18 +99,11 @@ async fn frames(
     mut stdin: Option<tokio::sync::mpsc::Receiver<Bytes>>,
     mut resize: tokio::sync::watch::Receiver<Option<super::remotecommand::Size>>,
 ) {
-    let frame = |kind: u8, data: &[u8]| {
-        let mut f = Vec::with_capacity(data.len() + 5);
-        f.push(kind);
-        f.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        f.extend_from_slice(data);
-        f
-    };
     let mut sizes = true;
     let size_frame = |size: super::remotecommand::Size| {
         let mut b = size.width.to_be_bytes().to_vec();
         b.extend_from_slice(&size.height.to_be_bytes());
-        frame(shim::FRAME_RESIZE, &b)
+        shim::frame(shim::FRAME_RESIZE, &b)
     };
     // The client's first size before anything it types, as exec does: what
     // the container does with the input may depend on its terminal's size.
@@ -126,7 +119,7 @@ async fn frames(
         }
         let next = tokio::select! {
             b = async { stdin.as_mut()?.recv().await }, if stdin.is_some() => match b {
-                Some(b) => frame(shim::FRAME_STDIN, &b),
+                Some(b) => shim::frame(shim::FRAME_STDIN, &b),
                 None => {
                     stdin = None;
                     continue;
