@@ -57,33 +57,39 @@ pub async fn run(client: Client, cfg: Config) -> anyhow::Result<()> {
 }
 
 async fn run_all(client: Client, cfg: &Config) -> anyhow::Result<()> {
+    use futures::FutureExt;
     let cidrs = nodeipam::PodCidrs::new(&cfg.cluster_cidr)?;
     let recorder = |controller: &str| Recorder::start(client.clone(), controller, &cfg.identity);
-    tokio::select! {
-        r = namespace::run(client.clone()) => r,
-        r = garbagecollector::run(client.clone()) => r,
-        r = serviceaccount::run(client.clone()) => r,
-        r = nodeipam::run(client.clone(), cidrs, recorder("cidrAllocator")) => r,
-        r = endpoints::run(client.clone()) => r,
-        r = disruption::run(client.clone()) => r,
-        r = podgc::run(client.clone(), cfg.terminated_pod_gc_threshold) => r,
-        r = ttlafterfinished::run(client.clone()) => r,
-        r = nodelifecycle::run(client.clone(), cfg.node_monitor_grace_period) => r,
-        r = replicaset::run(client.clone(), recorder("replicaset-controller")) => r,
-        r = deployment::run(client.clone(), recorder("deployment-controller")) => r,
-        r = daemonset::run(client.clone(), recorder("daemonset-controller")) => r,
-        r = statefulset::run(client.clone(), recorder("statefulset-controller")) => r,
-        r = job::run(client.clone(), recorder("job-controller")) => r,
-        r = cronjob::run(client.clone(), recorder("cronjob-controller")) => r,
-        r = servicelb(client.clone(), cfg.servicelb) => r,
-        // Boxed: every controller's future inline makes this one too big
-        // for a worker thread's stack in debug builds.
-        r = Box::pin(volume::run(
+    // Each on the heap: all of them inline made one future too big for a
+    // worker thread's stack in debug builds.
+    let controllers = vec![
+        namespace::run(client.clone()).boxed(),
+        garbagecollector::run(client.clone()).boxed(),
+        serviceaccount::run(client.clone()).boxed(),
+        nodeipam::run(client.clone(), cidrs, recorder("cidrAllocator")).boxed(),
+        endpoints::run(client.clone()).boxed(),
+        disruption::run(client.clone()).boxed(),
+        podgc::run(client.clone(), cfg.terminated_pod_gc_threshold).boxed(),
+        ttlafterfinished::run(client.clone()).boxed(),
+        nodelifecycle::run(client.clone(), cfg.node_monitor_grace_period).boxed(),
+        replicaset::run(client.clone(), recorder("replicaset-controller")).boxed(),
+        deployment::run(client.clone(), recorder("deployment-controller")).boxed(),
+        daemonset::run(client.clone(), recorder("daemonset-controller")).boxed(),
+        statefulset::run(client.clone(), recorder("statefulset-controller")).boxed(),
+        job::run(client.clone(), recorder("job-controller")).boxed(),
+        cronjob::run(client.clone(), recorder("cronjob-controller")).boxed(),
+        servicelb(client.clone(), cfg.servicelb).boxed(),
+        volume::run(
             client.clone(),
-            volume::Options { local_path: cfg.local_storage_path.clone() },
+            volume::Options {
+                local_path: cfg.local_storage_path.clone(),
+            },
             recorder("persistentvolume-binder-controller"),
-        )) => r,
-    }
+        )
+        .boxed(),
+    ];
+    // Returns when the first of them does, as before.
+    futures::future::select_all(controllers).await.0
 }
 
 async fn servicelb(client: Client, enabled: bool) -> anyhow::Result<()> {
