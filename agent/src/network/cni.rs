@@ -1,9 +1,10 @@
 //! The CNI client the agent calls to put a pod sandbox on the pod network
 //! and take it off again (CNI spec 1.0, as libcni and containerd drive it):
-//! ADD brings up `lo` with the loopback plugin (containerd does this apart
-//! from the pod network, so does skiff), then runs the configured chain in
-//! order, each plugin getting the previous one's result; the final result
-//! is cached per sandbox. DEL runs the chain in reverse with the cached
+//! ADD runs the configured chain in order, each plugin getting the previous
+//! one's result; the final result is cached per sandbox. (`lo` is not a CNI
+//! network here, as it is in containerd: the sandbox brings it up when it
+//! makes the namespace, which spares a loopback plugin run per pod start
+//! and per pod deletion.) DEL runs the chain in reverse with the cached
 //! config and result, and succeeds when there is nothing left to remove.
 //! CHECK replays the cached result through the chain.
 
@@ -45,21 +46,6 @@ impl Default for CniConfig {
     }
 }
 
-/// The network lo gets, on its own as containerd configures it.
-fn loopback_network() -> NetworkConfigList {
-    // 0.3.1: understood by every plugin release that has loopback.
-    let plugin = serde_json::json!({"type": "loopback"});
-    let raw =
-        serde_json::json!({"cniVersion": "0.3.1", "name": "cni-loopback", "plugins": [plugin]});
-    NetworkConfigList {
-        name: "cni-loopback".into(),
-        cni_version: "0.3.1".into(),
-        disable_check: false,
-        plugins: vec![plugin.as_object().cloned().unwrap_or_default()],
-        raw,
-    }
-}
-
 pub struct Cni {
     conf_dir: PathBuf,
     plugins: Plugins,
@@ -97,23 +83,9 @@ impl Cni {
         let ns = netns.to_string_lossy();
         let args = pod.cni_args();
         let list = conf::load_dir(&self.conf_dir).await?;
-        let lo = loopback_network();
         let runtime = runtime_config(&pod.port_mappings);
-        let no_runtime_config = Map::new();
-        // `lo` and eth0 are independent: both plugins run at once, which
-        // takes a plugin start off every pod's start.
-        let (lo_added, added) = tokio::join!(
-            self.run_chain(
-                Command::Add,
-                &lo,
-                pod,
-                &ns,
-                "lo",
-                &args,
-                None,
-                &no_runtime_config
-            ),
-            self.run_chain(
+        let added = self
+            .run_chain(
                 Command::Add,
                 &list,
                 pod,
@@ -123,9 +95,7 @@ impl Cni {
                 None,
                 &runtime,
             )
-        );
-        let added = lo_added
-            .and(added)
+            .await
             .and_then(|v| v.ok_or_else(|| bad_output(&list, "the chain printed no result")));
         let attached = match added {
             Ok(result) => self.record(&list, pod, result).await,
@@ -243,15 +213,6 @@ impl Cni {
             )
             .await?;
         }
-        if !ns.is_empty() {
-            let lo = loopback_network();
-            let r = self
-                .run_chain(Command::Del, &lo, pod, &ns, "lo", &args, None, &Map::new())
-                .await;
-            if let Err(e) = r {
-                tracing::debug!(pod = %pod.name, error = %e, "loopback DEL");
-            }
-        }
         self.cache.remove(&pod.container_id, POD_IFNAME).await
     }
 
@@ -316,6 +277,9 @@ impl Cni {
         let mut result: Option<Value> = prev.cloned();
         for plugin in order {
             let ty = conf::plugin_type(plugin);
+            if passes_through(ty, runtime) && (command != Command::Add || result.is_some()) {
+                continue;
+            }
             let stdin = conf::plugin_config(list, plugin, result.as_ref(), runtime);
             tracing::debug!(plugin = ty, command = command.as_str(), pod = %pod.name, "CNI");
             let out = self.plugins.run(ty, &inv, &stdin).await?;
@@ -329,6 +293,14 @@ impl Cni {
             None
         })
     }
+}
+
+/// Whether a run of plugin `ty` would change nothing: `portmap` without
+/// port mappings hands ADD's previous result on unchanged and has nothing to
+/// CHECK or DEL, so most pods are spared two plugin runs. (Ports are
+/// immutable in a pod, and DEL gets the mappings ADD had from the cache.)
+fn passes_through(ty: &str, runtime: &Map<String, Value>) -> bool {
+    ty == "portmap" && !runtime.contains_key("portMappings")
 }
 
 /// The runtime values offered to plugins that declare the capability.
@@ -371,6 +343,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn portmap_runs_only_for_pods_with_host_ports() {
+        let port = PortMapping {
+            host_port: 8080,
+            container_port: 80,
+            protocol: "TCP".into(),
+            host_ip: String::new(),
+        };
+        assert!(passes_through("portmap", &runtime_config(&[])));
+        assert!(!passes_through("portmap", &runtime_config(&[port])));
+        assert!(!passes_through("bridge", &runtime_config(&[])));
+    }
+
+    #[test]
     fn runtime_config_only_when_there_are_ports() {
         assert!(runtime_config(&[]).is_empty());
         let rt = runtime_config(&[PortMapping {
@@ -392,11 +377,5 @@ mod tests {
         assert!(!is_netns(Path::new("/nonexistent/skiff")));
         assert!(!is_netns(Path::new("/proc/self/status")));
         assert!(is_netns(Path::new("/proc/self/ns/net")));
-    }
-
-    #[test]
-    fn loopback_network_is_valid() {
-        let lo = loopback_network();
-        assert_eq!(conf::plugin_type(&lo.plugins[0]), "loopback");
     }
 }

@@ -1,10 +1,11 @@
 //! A pod's sandbox: the network, IPC and UTS namespaces its containers share,
 //! held for the pod's life by bind-mounting each namespace file under the
 //! pod's directory (as `ip netns add` does) — no pause process to run or
-//! re-adopt. The files survive an agent restart; the namespaces die when
-//! they are unmounted and no container is left in them. The pod's own
-//! `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname` live beside them and
-//! are bind-mounted into every container.
+//! re-adopt. Its network namespace starts with `lo` up. The files survive an
+//! agent restart; the namespaces die when they are unmounted and no
+//! container is left in them. The pod's own `/etc/hosts`, `/etc/resolv.conf`
+//! and `/etc/hostname` live beside them and are bind-mounted into every
+//! container.
 
 use super::sys;
 use std::io;
@@ -119,6 +120,12 @@ impl Sandbox {
             sys::unshare(flags)?;
             if flags & libc::CLONE_NEWUTS != 0 {
                 sys::sethostname(&hostname)?;
+            }
+            // A new network namespace has only lo, and down: the sandbox
+            // brings it up itself (what CNI's loopback plugin would do, without
+            // a plugin run per pod); eth0 is the CNI chain's.
+            if flags & libc::CLONE_NEWNET != 0 {
+                sys::loopback_up()?;
             }
             for (kind, _) in own {
                 let source = PathBuf::from(format!("/proc/thread-self/ns/{kind}"));
@@ -338,5 +345,36 @@ mod tests {
             PodFiles::for_pod(&pod, "", &dns()).resolv_conf,
             "nameserver 1.2.3.4\noptions ndots:2\n"
         );
+    }
+
+    /// Needs root (namespaces and mounts); skipped otherwise.
+    #[test]
+    fn namespaces_come_with_lo_up_and_go_away() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: not root");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("skiff-sandbox-{}", std::process::id()));
+        let sb = Sandbox::at(dir.join("pod"));
+        sb.create("web-0").unwrap();
+        assert!(sb.exists());
+        let run = |args: &[&str]| {
+            let net = format!("--net={}", sb.namespace("net").display());
+            let uts = format!("--uts={}", sb.namespace("uts").display());
+            let out = std::process::Command::new("nsenter")
+                .args([net.as_str(), uts.as_str()])
+                .args(args)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let lo = run(&["ip", "-j", "link", "show", "dev", "lo"]);
+        assert!(lo.contains("\"UP\""), "lo is not up: {lo}");
+        assert_eq!(run(&["hostname"]).trim(), "web-0");
+        sb.destroy().unwrap();
+        assert!(!sb.exists());
+        assert!(!sb.dir().exists());
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -1,8 +1,7 @@
 //! Reaching a port of a pod as the pod itself would: a connection to its
 //! loopback made inside the pod's network namespace. A thread of our own
 //! enters the namespace (setns moves only the calling thread), makes the
-//! socket and ends; the socket stays in the pod's namespace. The pod's
-//! loopback is brought up if nothing did (CNI's loopback plugin would).
+//! socket and ends; the socket stays in the pod's namespace.
 
 use std::fs::File;
 use std::io;
@@ -35,7 +34,9 @@ fn connect_here(netns: Option<PathBuf>, port: u16) -> io::Result<TcpStream> {
         if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } < 0 {
             return Err(io::Error::last_os_error());
         }
-        ensure_loopback_up()?;
+        // Sandboxes bring lo up when they are made; one made by an older
+        // agent may not have.
+        crate::runtime::sys::loopback_up()?;
     }
     let v4 = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let stream = match TcpStream::connect_timeout(&v4, CONNECT_TIMEOUT) {
@@ -49,31 +50,4 @@ fn connect_here(netns: Option<PathBuf>, port: u16) -> io::Result<TcpStream> {
     stream.set_nonblocking(true)?;
     let _ = stream.set_nodelay(true);
     Ok(stream)
-}
-
-/// Sets `lo` up in the current thread's network namespace.
-fn ensure_loopback_up() -> io::Result<()> {
-    // SAFETY: a datagram socket for interface ioctls; ifreq is zeroed and
-    // names "lo"; the descriptor is closed on every path.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let mut req: libc::ifreq = std::mem::zeroed();
-        for (i, b) in b"lo\0".iter().enumerate() {
-            req.ifr_name[i] = *b as libc::c_char;
-        }
-        let mut result = Ok(());
-        if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) < 0 {
-            result = Err(io::Error::last_os_error());
-        } else if req.ifr_ifru.ifru_flags & libc::IFF_UP as libc::c_short == 0 {
-            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-            if libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) < 0 {
-                result = Err(io::Error::last_os_error());
-            }
-        }
-        libc::close(fd);
-        result
-    }
 }
