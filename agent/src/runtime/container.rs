@@ -133,14 +133,10 @@ impl Runtime {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(shim_log);
-        // SAFETY: setsid is async-signal-safe; the shim gets its own session
-        // so signals to the agent's process group never reach it.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::setsid();
-                Ok(())
-            });
-        }
+        // A process group of its own, so signals to the agent's group (a
+        // Ctrl-C) never reach it. Not setsid in a pre_exec: that would make
+        // std fork the whole agent instead of spawning (vfork) the shim.
+        cmd.process_group(0);
         let mut child = tokio::process::Command::from(cmd)
             .spawn()
             .map_err(|e| RuntimeError::Io(format!("starting the shim: {e}")))?;
