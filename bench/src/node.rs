@@ -17,18 +17,23 @@ pub fn sh(args: &[&str]) -> Result<()> {
 /// The node's namespace and veth; removed (with all it holds) on drop.
 pub struct NodeNet {
     netns: String,
+    host_end: String,
 }
 
 impl NodeNet {
     /// Namespace `netns`, its end of the veth `<veth>n` at `node_ip`, the
     /// host's `<veth>h` at `host_ip`.
     pub fn create(netns: &str, veth: &str, host_ip: &str, node_ip: &str) -> Result<NodeNet> {
+        let (host_end, node_end) = (format!("{veth}h"), format!("{veth}n"));
+        // What an earlier run left (a namespace's veth can outlive its
+        // `ip netns del` for a while: the kernel dismantles it later).
+        let _ = sh(&["ip", "link", "del", &host_end]);
         let _ = sh(&["ip", "netns", "del", netns]);
         sh(&["ip", "netns", "add", netns])?;
         let net = NodeNet {
             netns: netns.to_string(),
+            host_end: host_end.clone(),
         };
-        let (host_end, node_end) = (format!("{veth}h"), format!("{veth}n"));
         sh(&[
             "ip", "link", "add", &host_end, "type", "veth", "peer", "name", &node_end,
         ])?;
@@ -58,6 +63,9 @@ impl NodeNet {
 
 impl Drop for NodeNet {
     fn drop(&mut self) {
+        // Deleting one end removes the pair now, not when the namespace's
+        // cleanup gets to it, so the next run can make it again.
+        let _ = sh(&["ip", "link", "del", &self.host_end]);
         let _ = sh(&["ip", "netns", "del", &self.netns]);
     }
 }
