@@ -27,7 +27,7 @@ use crate::runtime::Runtime;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Node, Pod, Secret, Service};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
 use skiff_machinery::client::events::Recorder;
@@ -492,8 +492,12 @@ async fn network_sync(client: Client, opts: Options) {
 async fn run_pods(ctx: Arc<Ctx>) -> anyhow::Result<()> {
     let pods: Api<Pod> = Api::all(ctx.client.clone());
     let cfg = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.node_name));
-    let mut stream = watcher(pods, cfg).boxed();
-    let mut workers: HashMap<String, watch::Sender<Option<Pod>>> = HashMap::new();
+    // The kubelet never reads managedFields; they are half of a pod's size.
+    let mut stream = watcher(pods, cfg)
+        .modify(|p| p.metadata.managed_fields = None)
+        .boxed();
+    // Each worker and its channel share one copy of the pod.
+    let mut workers: HashMap<String, watch::Sender<Option<Arc<Pod>>>> = HashMap::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
     let mut listed: HashSet<String> = HashSet::new();
     let mut initial = true;
@@ -505,6 +509,7 @@ async fn run_pods(ctx: Arc<Ctx>) -> anyhow::Result<()> {
                 match ev {
                     Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => {
                         let uid = p.uid().unwrap_or_default();
+                        let p = Arc::new(p);
                         if initial {
                             listed.insert(uid.clone());
                         }

@@ -104,7 +104,7 @@ impl Track {
 
 pub struct Worker {
     ctx: Arc<Ctx>,
-    pod: Pod,
+    pod: Arc<Pod>,
     uid: String,
     sandbox: Sandbox,
     pod_ip: Option<String>,
@@ -142,7 +142,7 @@ fn is_terminal(pod: &Pod) -> bool {
 }
 
 impl Worker {
-    pub fn new(ctx: Arc<Ctx>, pod: Pod) -> Self {
+    pub fn new(ctx: Arc<Ctx>, pod: Arc<Pod>) -> Self {
         let uid = pod.uid().unwrap_or_default();
         let sandbox = Sandbox::for_pod(ctx.runtime.dirs.pods.join(&uid), &pod);
         let spec = pod.spec.clone().unwrap_or_default();
@@ -199,7 +199,7 @@ impl Worker {
 
     /// Runs until the pod is gone. `updates` carries the pod as the API
     /// shows it, `None` once it was removed.
-    pub async fn run(mut self, mut updates: watch::Receiver<Option<Pod>>) {
+    pub async fn run(mut self, mut updates: watch::Receiver<Option<Arc<Pod>>>) {
         self.adopt().await;
         loop {
             let latest = updates.borrow_and_update().clone();
@@ -915,7 +915,7 @@ impl Worker {
 
     /// Writes the status when it changed.
     async fn report(&mut self) {
-        let pod_value = serde_json::to_value(&self.pod).unwrap_or_default();
+        let pod_value = serde_json::to_value(&*self.pod).unwrap_or_default();
         let view = |init: bool| -> Vec<ContainerView> {
             self.tracks
                 .iter()
