@@ -8,7 +8,7 @@ mod common;
 use common::eventually;
 use common::realnode::pods::{phase, ready_node, wait_pod};
 use common::realnode::{missing, RealNode};
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -94,6 +94,14 @@ async fn pods_run_reach_each_other_and_see_their_volumes() {
     let node = RealNode::start("node-a");
     let client = ready_node(&node).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    // A Service whose variables the pods below get (enableServiceLinks).
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let svc: Service = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
+    }))
+    .unwrap();
+    services.create(&PostParams::default(), &svc).await.unwrap();
 
     // The node reports itself truthfully.
     let n: Node = Api::all(client.clone()).get("node-a").await.unwrap();
@@ -171,7 +179,7 @@ async fn pods_run_reach_each_other_and_see_their_volumes() {
         )
         .await
         .unwrap();
-    let mut vols = pod("vols", "echo env=$MODE/$POD_IP; cat /cfg/mode /sec/pw /info/labels; echo; df /mem | tail -1 | awk '{print $2}'; while true; do echo $(cat /cfg/mode); sleep 1; done");
+    let mut vols = pod("vols", "echo env=$MODE/$POD_IP; echo $KUBERNETES_SERVICE_HOST/$WEB_SERVICE_HOST:$WEB_SERVICE_PORT; cat /cfg/mode /sec/pw /info/labels; echo; df /mem | tail -1 | awk '{print $2}'; while true; do echo $(cat /cfg/mode); sleep 1; done");
     vols["spec"]["containers"][0]["env"] = json!([
         {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "mode"}}},
         {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
@@ -190,17 +198,27 @@ async fn pods_run_reach_each_other_and_see_their_volumes() {
     let vols = wait_pod(&pods, "vols", 60, "Running", |p| phase(p) == "Running").await;
     let vols_ip = vols.status.as_ref().unwrap().pod_ip.clone().unwrap();
     eventually("the volume contents in the log", 20, async || {
-        log_lines(&node, &vols, "c", 0).len() >= 5
+        log_lines(&node, &vols, "c", 0).len() >= 6
     })
     .await;
     let lines = log_lines(&node, &vols, "c", 0);
     assert_eq!(lines[0], format!("env=fast/{vols_ip}"));
+    let cluster_ip = |s: Service| s.spec.unwrap().cluster_ip.unwrap();
+    let (kubernetes, web_svc) = (
+        cluster_ip(services.get("kubernetes").await.unwrap()),
+        cluster_ip(services.get("web").await.unwrap()),
+    );
     assert_eq!(
-        lines[1], "fasthunter2app=\"vols\"",
+        lines[1],
+        format!("{kubernetes}/{web_svc}:80"),
+        "service links"
+    );
+    assert_eq!(
+        lines[2], "fasthunter2app=\"vols\"",
         "config map, secret, downward API"
     );
-    assert_eq!(lines[2], "8192", "an 8Mi tmpfs");
-    assert_eq!(lines[3], "fast");
+    assert_eq!(lines[3], "8192", "an 8Mi tmpfs");
+    assert_eq!(lines[4], "fast");
     // A changed config map shows up in the mounted file in place.
     cms.patch(
         "cfg",

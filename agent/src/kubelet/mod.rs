@@ -26,16 +26,22 @@ use crate::runtime::shim::Started;
 use crate::runtime::Runtime;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Node, Pod, Secret, Service};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
 use skiff_machinery::client::events::Recorder;
+use skiff_machinery::client::informers;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
+
+/// How long a container start waits for the first list of Services before
+/// it fails with CreateContainerConfigError (and is retried).
+const SERVICES_WAIT: Duration = Duration::from_secs(10);
 
 /// How the agent is set up (`skiff agent` flags).
 #[derive(Debug, Clone)]
@@ -160,25 +166,36 @@ impl Ctx {
             .as_ref()
             .and_then(|s| s.enable_service_links)
             .unwrap_or(true);
+        let services = self.services().await?;
         if links {
-            let svc: Api<Service> = Api::namespaced(self.client.clone(), &ns);
-            sources.services = svc
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| e.to_string())?
-                .items;
+            sources.services = services
+                .state()
+                .into_iter()
+                .filter(|s| s.metadata.namespace.as_deref() == Some(ns.as_str()))
+                .map(|s| (*s).clone())
+                .collect();
         }
         if !links || ns != "default" {
-            let default: Api<Service> = Api::namespaced(self.client.clone(), "default");
-            if let Some(k) = default
-                .get_opt("kubernetes")
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                sources.services.push(k);
+            let kubernetes = ObjectRef::new("kubernetes").within("default");
+            if let Some(k) = services.get(&kubernetes) {
+                sources.services.push((*k).clone());
             }
         }
         env::resolve(pod, c, image_env, &sources)
+    }
+
+    /// The cluster's Services, from the process's shared cache (the
+    /// kubelet's service lister) once it has been filled: a container start
+    /// costs no API call for its service variables.
+    async fn services(&self) -> Result<Store<Service>, String> {
+        tokio::time::timeout(SERVICES_WAIT, informers::cached::<Service>(&self.client))
+            .await
+            .map_err(|_| {
+                // The kubelet's words for the same wait.
+                "services have not yet been read at least once, cannot construct envvars"
+                    .to_string()
+            })?
+            .map_err(|e| e.to_string())
     }
 
     /// `pod` with its and the node's addresses filled in, as the downward
