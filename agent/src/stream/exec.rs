@@ -7,7 +7,7 @@
 //! up (SIGHUP, SIGTERM, forwarded by runc), and runc is killed 5 s later.
 
 use super::pty;
-use super::remotecommand::{exit_status, internal_error, success, Options, Output, Streams};
+use super::remotecommand::{exit_status, internal_error, success, Options, Output, Size, Streams};
 use crate::runtime::Runtime;
 use bytes::Bytes;
 use serde_json::Value;
@@ -46,13 +46,14 @@ pub async fn run(
         .arg("--log")
         .arg(&log)
         .args(["--log-format", "json", "exec"]);
-    if opts.tty {
-        cmd.arg("--tty");
-    }
-    cmd.arg(id).args(&argv);
     let status = if opts.tty {
-        with_terminal(cmd, streams).await
+        let bundle = runtime.container_dir(id);
+        let process = log.with_extension("process.json");
+        let status = with_terminal(cmd, id, &argv, &bundle, &process, streams).await;
+        let _ = std::fs::remove_file(&process);
+        status
     } else {
+        cmd.arg(id).args(&argv);
         with_pipes(cmd, opts, streams).await
     };
     finish(status, &argv, &log)
@@ -197,8 +198,38 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     }
 }
 
+/// The process `runc exec -p` runs: the container's own (user, env, cwd,
+/// capabilities — what `runc exec ARGS` would take from the bundle) with
+/// `argv`, under a terminal of `size`. runc sizes the terminal before the
+/// command starts; sized afterwards (as `runc exec --tty ARGS` does, from
+/// its stdin), a quick `stty size` can still find it 0x0.
+fn terminal_process(bundle: &Path, argv: &[String], size: Option<Size>) -> std::io::Result<Value> {
+    let config: Value = serde_json::from_slice(&std::fs::read(bundle.join("config.json"))?)?;
+    let mut process = config["process"].clone();
+    if !process.is_object() {
+        return Err(std::io::Error::other("the bundle has no process"));
+    }
+    process["args"] = serde_json::json!(argv);
+    process["terminal"] = Value::Bool(true);
+    match size {
+        Some(s) => {
+            process["consoleSize"] = serde_json::json!({"height": s.height, "width": s.width})
+        }
+        None => {
+            if let Some(p) = process.as_object_mut() {
+                p.remove("consoleSize");
+            }
+        }
+    }
+    Ok(process)
+}
+
 async fn with_terminal(
     mut cmd: std::process::Command,
+    id: &str,
+    argv: &[String],
+    bundle: &Path,
+    process_file: &Path,
     streams: Streams,
 ) -> std::io::Result<ExitStatus> {
     let Streams {
@@ -218,6 +249,9 @@ async fn with_terminal(
     if let Some(size) = initial {
         let _ = pty::set_size(&pty.master, size);
     }
+    let process = terminal_process(bundle, argv, initial)?;
+    std::fs::write(process_file, serde_json::to_vec(&process)?)?;
+    cmd.arg("--tty").arg("--process").arg(process_file).arg(id);
     cmd.stdin(Stdio::from(pty.slave.try_clone()?))
         .stdout(Stdio::from(pty.slave.try_clone()?))
         .stderr(Stdio::from(pty.slave.try_clone()?));
@@ -282,4 +316,45 @@ async fn with_terminal(
     let _ = tokio::time::timeout(DRAIN, done_rx).await;
     resizer.abort();
     status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_terminal_command_runs_as_the_container_does_at_the_clients_size() {
+        let dir = std::env::temp_dir().join(format!("skiff-exec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = serde_json::json!({"process": {
+            "args": ["httpd"], "env": ["A=1"], "cwd": "/srv", "user": {"uid": 7, "gid": 7},
+            "terminal": false,
+        }});
+        std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+        let argv = vec!["sh".to_string(), "-c".to_string(), "stty size".to_string()];
+        let p = terminal_process(
+            &dir,
+            &argv,
+            Some(Size {
+                width: 77,
+                height: 22,
+            }),
+        )
+        .unwrap();
+        assert_eq!(p["args"], serde_json::json!(argv));
+        assert_eq!(p["terminal"], true);
+        assert_eq!(
+            p["consoleSize"],
+            serde_json::json!({"height": 22, "width": 77})
+        );
+        assert_eq!(
+            (p["env"][0].clone(), p["cwd"].clone()),
+            ("A=1".into(), "/srv".into())
+        );
+        assert_eq!(p["user"]["uid"], 7);
+        let p = terminal_process(&dir, &argv, None).unwrap();
+        assert!(p.get("consoleSize").is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(terminal_process(&dir, &argv, None).is_err(), "no bundle");
+    }
 }
