@@ -15,6 +15,7 @@
 //! Which containers get a stdin pipe travels from the pod spec to the shim
 //! as annotations of the OCI config ([`annotate`], [`stdin_flags`]).
 
+use crate::stream::remotecommand::Size;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -48,6 +49,13 @@ pub fn frame(kind: u8, data: &[u8]) -> Vec<u8> {
     f.extend_from_slice(&(data.len() as u32).to_be_bytes());
     f.extend_from_slice(data);
     f
+}
+
+/// A terminal size as a resize frame: width, height (u16 BE each).
+pub fn resize_frame(size: Size) -> Vec<u8> {
+    let mut b = size.width.to_be_bytes().to_vec();
+    b.extend_from_slice(&size.height.to_be_bytes());
+    frame(FRAME_RESIZE, &b)
 }
 
 /// Records the container's `stdin`/`stdinOnce` in its OCI config.
@@ -214,7 +222,7 @@ impl Server {
                 FRAME_STDIN => self.write_stdin(&data),
                 FRAME_RESIZE if data.len() == 4 => {
                     if let Some(t) = &self.terminal {
-                        let size = crate::stream::remotecommand::Size {
+                        let size = Size {
                             width: u16::from_be_bytes([data[0], data[1]]),
                             height: u16::from_be_bytes([data[2], data[3]]),
                         };

@@ -265,10 +265,7 @@ fn start(args: &ShimArgs) -> Result<StartedShim, String> {
         } else {
             None
         };
-        let attached =
-            attach::Server::start(&args.state_dir, stdin, args.stdin_once, Some(dup(&master)?))
-                .inspect_err(|e| eprintln!("shim {}: attach socket: {e}", args.id))
-                .ok();
+        let attached = attach_server(args, stdin, Some(dup(&master)?));
         // A terminal has one output stream: the log's stdout.
         copy_stream(master, Stream::Stdout, log, attached.clone(), done_tx);
         attached
@@ -282,10 +279,7 @@ fn start(args: &ShimArgs) -> Result<StartedShim, String> {
             }
             false => (None, None),
         };
-        // Without its attach socket the container still runs; only attach fails.
-        let attached = attach::Server::start(&args.state_dir, stdin_w, args.stdin_once, None)
-            .inspect_err(|e| eprintln!("shim {}: attach socket: {e}", args.id))
-            .ok();
+        let attached = attach_server(args, stdin_w, None);
         copy_stream(
             out_r,
             Stream::Stdout,
@@ -313,6 +307,18 @@ fn start(args: &ShimArgs) -> Result<StartedShim, String> {
     };
     write_state(&args.state_dir, STARTED_FILE, &started).map_err(|e| e.to_string())?;
     Ok((pid, done_rx, attached))
+}
+
+/// The container's attach socket. Without it the container still runs;
+/// only attach fails.
+fn attach_server(
+    args: &ShimArgs,
+    stdin: Option<OwnedFd>,
+    terminal: Option<OwnedFd>,
+) -> Option<Arc<attach::Server>> {
+    attach::Server::start(&args.state_dir, stdin, args.stdin_once, terminal)
+        .inspect_err(|e| eprintln!("shim {}: attach socket: {e}", args.id))
+        .ok()
 }
 
 /// Whether `runc run` succeeded; if not, removes what it left and returns

@@ -100,17 +100,11 @@ async fn frames(
     mut resize: tokio::sync::watch::Receiver<Option<super::remotecommand::Size>>,
 ) {
     let mut sizes = true;
-    let size_frame = |size: super::remotecommand::Size| {
-        let mut b = size.width.to_be_bytes().to_vec();
-        b.extend_from_slice(&size.height.to_be_bytes());
-        shim::frame(shim::FRAME_RESIZE, &b)
-    };
     // The client's first size before anything it types, as exec does: what
     // the container does with the input may depend on its terminal's size.
-    if resize.borrow().is_none() {
-        let _ = tokio::time::timeout(super::exec::INITIAL_SIZE_WAIT, resize.changed()).await;
-    }
-    let mut pending = resize.borrow_and_update().map(size_frame);
+    let mut pending = super::remotecommand::first_size(&mut resize)
+        .await
+        .map(shim::resize_frame);
     loop {
         if let Some(f) = pending.take() {
             if wr.write_all(&f).await.is_err() {
@@ -131,7 +125,7 @@ async fn frames(
                     continue;
                 }
                 let Some(size) = *resize.borrow_and_update() else { continue };
-                size_frame(size)
+                shim::resize_frame(size)
             },
             else => return,
         };

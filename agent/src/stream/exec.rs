@@ -7,7 +7,9 @@
 //! up (SIGHUP, SIGTERM, forwarded by runc), and runc is killed 5 s later.
 
 use super::pty;
-use super::remotecommand::{exit_status, internal_error, success, Options, Output, Size, Streams};
+use super::remotecommand::{
+    exit_status, first_size, internal_error, success, Options, Output, Size, Streams,
+};
 use crate::runtime::Runtime;
 use bytes::Bytes;
 use serde_json::Value;
@@ -22,9 +24,6 @@ use tokio::sync::{mpsc, watch};
 /// How long output may trail the command's exit (a background child
 /// holding the pipes open must not hold the session forever).
 const DRAIN: Duration = Duration::from_secs(5);
-/// How long a terminal session waits for the client's first size (it comes
-/// at once from kubectl, but a loaded machine has delayed it past 1 s).
-pub const INITIAL_SIZE_WAIT: Duration = Duration::from_secs(5);
 
 /// Runs `argv` in container `id` with the client's streams.
 pub async fn run(
@@ -211,15 +210,8 @@ fn terminal_process(bundle: &Path, argv: &[String], size: Option<Size>) -> std::
     }
     process["args"] = serde_json::json!(argv);
     process["terminal"] = Value::Bool(true);
-    match size {
-        Some(s) => {
-            process["consoleSize"] = serde_json::json!({"height": s.height, "width": s.width})
-        }
-        None => {
-            if let Some(p) = process.as_object_mut() {
-                p.remove("consoleSize");
-            }
-        }
+    if let Some(s) = size {
+        process["consoleSize"] = serde_json::json!({"height": s.height, "width": s.width});
     }
     Ok(process)
 }
@@ -239,13 +231,7 @@ async fn with_terminal(
         mut gone,
     } = streams;
     let pty = pty::open()?;
-    // kubectl sends the terminal's size right after the streams open (over
-    // SPDY on a stream of its own, which may come later): a command started
-    // before it would find a 0x0 terminal.
-    if resize.borrow().is_none() {
-        let _ = tokio::time::timeout(INITIAL_SIZE_WAIT, resize.changed()).await;
-    }
-    let initial = *resize.borrow_and_update();
+    let initial = first_size(&mut resize).await;
     if let Some(size) = initial {
         let _ = pty::set_size(&pty.master, size);
     }

@@ -56,6 +56,20 @@ pub struct Size {
     pub height: u16,
 }
 
+/// How long a terminal session waits for the client's first size (it comes
+/// at once from kubectl, but a loaded machine has delayed it past 1 s).
+const INITIAL_SIZE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The client's first terminal size, waiting for it a while: a command
+/// started before it would find a 0x0 terminal (and kubectl's SPDY sends it
+/// on a stream of its own, which may come later).
+pub async fn first_size(resize: &mut watch::Receiver<Option<Size>>) -> Option<Size> {
+    if resize.borrow().is_none() {
+        let _ = tokio::time::timeout(INITIAL_SIZE_WAIT, resize.changed()).await;
+    }
+    *resize.borrow_and_update()
+}
+
 /// Output of the remote process.
 #[derive(Debug)]
 pub enum Output {
