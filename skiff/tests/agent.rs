@@ -5,9 +5,9 @@
 
 mod common;
 
-use common::eventually;
 use common::realnode::pods::{phase, ready_node, wait_pod};
 use common::realnode::{missing, RealNode};
+use common::{eventually, no_pods_left};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -71,14 +71,7 @@ async fn delete_all_leaving_nothing(node: &RealNode, pods: &Api<Pod>, names: &[&
     for name in names {
         pods.delete(name, &DeleteParams::default()).await.unwrap();
     }
-    eventually("all pods gone", 60, async || {
-        pods.list(&Default::default())
-            .await
-            .unwrap()
-            .items
-            .is_empty()
-    })
-    .await;
+    no_pods_left("all pods gone", pods, 60).await;
     eventually("no runc containers", 10, async || {
         node.runc_containers().is_empty()
     })

@@ -10,7 +10,7 @@
 mod common;
 
 use common::realnode::{missing, RealNode};
-use common::{default_service_account, eventually};
+use common::{default_service_account, eventually, no_pods_left};
 use http::header::{CONTENT_TYPE, LOCATION};
 use http::{Method, StatusCode};
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -259,12 +259,5 @@ async fn a_real_node_pulls_from_a_registry_and_backs_off_on_unknown_images() {
     for name in ["pulled", "unknown"] {
         let _ = pods.delete(name, &DeleteParams::default()).await;
     }
-    eventually("the pods gone", 60, async || {
-        pods.list(&Default::default())
-            .await
-            .unwrap()
-            .items
-            .is_empty()
-    })
-    .await;
+    no_pods_left("the pods gone", &pods, 60).await;
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{default_service_account, eventually, Server, Simulator};
+use common::{default_service_account, eventually, no_pods_left, Server, Simulator};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, PostParams};
 use kube::ResourceExt;
@@ -371,14 +371,7 @@ async fn drain_respects_disruption_budgets() {
         "drain failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    eventually("the node empty", 30, async || {
-        pods.list(&Default::default())
-            .await
-            .unwrap()
-            .items
-            .is_empty()
-    })
-    .await;
+    no_pods_left("the node empty", &pods, 30).await;
 }
 
 /// 100 simulated nodes; the machines behind 10 of them die. Those nodes go

@@ -157,7 +157,7 @@ async fn logs_with_every_flag() {
         return;
     }
     let node = RealNode::start("stream-logs");
-    let client = ready_node(&node).await;
+    let pods: Api<Pod> = Api::namespaced(ready_node(&node).await, "default");
 
     apply(
         &node,
@@ -189,14 +189,7 @@ async fn logs_with_every_flag() {
     pending["spec"]["nodeSelector"] = json!({"no-such": "node"});
     apply(&node, pending);
 
-    wait_pod(
-        &Api::namespaced(client.clone(), "default"),
-        "two",
-        90,
-        "Running",
-        running,
-    )
-    .await;
+    wait_pod(&pods, "two", 90, "Running", running).await;
     let two = |args: &[&str]| {
         let mut a = vec!["logs", "two"];
         a.extend_from_slice(args);
@@ -244,21 +237,15 @@ async fn logs_with_every_flag() {
     );
     let e = fails(&node, &["logs", "nothere"]);
     assert!(e.contains("pods \"nothere\" not found"), "{e}");
-    wait_pod(
-        &Api::namespaced(client.clone(), "default"),
-        "waiting",
-        90,
-        "the image error",
-        |p| {
-            p.status
-                .as_ref()
-                .and_then(|s| s.container_statuses.as_ref())
-                .and_then(|c| c.first())
-                .and_then(|c| c.state.as_ref())
-                .and_then(|s| s.waiting.as_ref())
-                .is_some_and(|w| w.reason.as_deref() == Some("ErrImageNeverPull"))
-        },
-    )
+    wait_pod(&pods, "waiting", 90, "the image error", |p| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .and_then(|c| c.first())
+            .and_then(|c| c.state.as_ref())
+            .and_then(|s| s.waiting.as_ref())
+            .is_some_and(|w| w.reason.as_deref() == Some("ErrImageNeverPull"))
+    })
     .await;
     let e = fails(&node, &["logs", "waiting"]);
     assert!(
@@ -272,13 +259,9 @@ async fn logs_with_every_flag() {
     assert_eq!(ok(&node, &["logs", "pending"]), "");
 
     // --previous after a restart.
-    wait_pod(
-        &Api::namespaced(client.clone(), "default"),
-        "crash",
-        90,
-        "a restart",
-        |p| running(p) && restarts(p) >= 1,
-    )
+    wait_pod(&pods, "crash", 90, "a restart", |p| {
+        running(p) && restarts(p) >= 1
+    })
     .await;
     eventually("the second run's log", 20, async || {
         ok(&node, &["logs", "crash"]) == "run 2\n"
@@ -303,14 +286,7 @@ async fn logs_with_every_flag() {
     );
     counter["spec"]["restartPolicy"] = json!("Never");
     apply(&node, counter);
-    wait_pod(
-        &Api::namespaced(client.clone(), "default"),
-        "counter",
-        90,
-        "Running",
-        |p| phase(p) == "Running",
-    )
-    .await;
+    wait_pod(&pods, "counter", 90, "Running", |p| phase(p) == "Running").await;
     let started = Instant::now();
     let out = kubectl(&node, &["logs", "-f", "counter"], None, &[], 60);
     assert!(
@@ -326,13 +302,9 @@ async fn logs_with_every_flag() {
         started.elapsed() >= Duration::from_secs(1),
         "it followed the running container"
     );
-    wait_pod(
-        &Api::namespaced(client.clone(), "default"),
-        "counter",
-        90,
-        "Succeeded",
-        |p| phase(p) == "Succeeded",
-    )
+    wait_pod(&pods, "counter", 90, "Succeeded", |p| {
+        phase(p) == "Succeeded"
+    })
     .await;
     assert_eq!(
         ok(&node, &["logs", "counter", "--tail=2"]),
@@ -381,7 +353,7 @@ async fn exec_cp_attach_port_forward() {
         return;
     }
     let node = RealNode::start("stream-exec");
-    let client = ready_node(&node).await;
+    let pods: Api<Pod> = Api::namespaced(ready_node(&node).await, "default");
     apply(
         &node,
         pod(
@@ -413,14 +385,7 @@ async fn exec_cp_attach_port_forward() {
     term["spec"]["containers"][0]["stdin"] = json!(true);
     term["spec"]["containers"][0]["tty"] = json!(true);
     apply(&node, term);
-    wait_pod(
-        &Api::namespaced(client.clone(), "default"),
-        "web",
-        90,
-        "Running",
-        running,
-    )
-    .await;
+    wait_pod(&pods, "web", 90, "Running", running).await;
 
     // exec: output, stderr apart, the exit code.
     let out = kubectl(
@@ -529,14 +494,7 @@ async fn exec_cp_attach_port_forward() {
     );
 
     // attach to a container with stdin: what we send it reads, what it writes we see.
-    wait_pod(
-        &Api::namespaced(client.clone(), "default"),
-        "talk",
-        90,
-        "Running",
-        |p| phase(p) == "Running",
-    )
-    .await;
+    wait_pod(&pods, "talk", 90, "Running", |p| phase(p) == "Running").await;
     let out = kubectl(&node, &["attach", "-i", "talk"], Some("hello\n"), &[], 60);
     assert!(
         out.status.success(),
@@ -544,25 +502,11 @@ async fn exec_cp_attach_port_forward() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "got hello\nbye\n");
-    wait_pod(
-        &Api::namespaced(client.clone(), "default"),
-        "talk",
-        90,
-        "Succeeded",
-        |p| phase(p) == "Succeeded",
-    )
-    .await;
+    wait_pod(&pods, "talk", 90, "Succeeded", |p| phase(p) == "Succeeded").await;
 
     // attach -it to the terminal container: its terminal takes the
     // client's size, and what is typed reaches it.
-    wait_pod(
-        &Api::namespaced(client.clone(), "default"),
-        "term",
-        90,
-        "Running",
-        |p| phase(p) == "Running",
-    )
-    .await;
+    wait_pod(&pods, "term", 90, "Running", |p| phase(p) == "Running").await;
     let out = in_terminal(&node, "81", "23", "", "attach -it term");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("/dev/pts/"), "{text}");
@@ -602,7 +546,6 @@ async fn exec_cp_attach_port_forward() {
     agent_port_refuses_strangers(&node);
 }
 
-/// Starts `kubectl port-forward pod/web LOCAL:remote` and waits until it listens.
 /// `kubectl <args>` (with `env` before it) in a terminal of `cols`×`rows`
 /// made by util-linux `script`, typing "hello" into it.
 fn in_terminal(node: &RealNode, cols: &str, rows: &str, env: &str, args: &str) -> Output {
@@ -620,6 +563,7 @@ fn in_terminal(node: &RealNode, cols: &str, rows: &str, env: &str, args: &str) -
     run_bounded(script, Some("hello\n"), 60)
 }
 
+/// Starts `kubectl port-forward pod/web LOCAL:remote` and waits until it listens.
 fn start_port_forward(node: &RealNode, env: &[(&str, &str)], remote: u16) -> (Spawned, u16) {
     let local = free_port();
     let mut cmd = Command::new("kubectl");

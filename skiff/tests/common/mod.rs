@@ -237,6 +237,22 @@ pub async fn eventually(what: &str, secs: u64, mut check: impl AsyncFnMut() -> b
 }
 
 /// Waits for the default namespace's service account, which pods need.
+/// Until `pods` lists none (each deleted pod gone, not just terminating).
+pub async fn no_pods_left(
+    what: &str,
+    pods: &kube::Api<k8s_openapi::api::core::v1::Pod>,
+    secs: u64,
+) {
+    eventually(what, secs, async || {
+        pods.list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    })
+    .await;
+}
+
 pub async fn default_service_account(c: &kube::Client) {
     let sas: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> =
         kube::Api::namespaced(c.clone(), "default");
