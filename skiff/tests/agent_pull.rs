@@ -9,6 +9,7 @@
 
 mod common;
 
+use common::realnode::pods::waiting_reason;
 use common::realnode::{missing, RealNode};
 use common::{default_service_account, eventually, no_pods_left};
 use http::header::{CONTENT_TYPE, LOCATION};
@@ -130,17 +131,6 @@ async fn push_busybox(host: &str, work: &Path) {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::CREATED);
-}
-
-fn waiting_reason(p: &Pod) -> String {
-    p.status
-        .as_ref()
-        .and_then(|s| s.container_statuses.as_ref())
-        .and_then(|c| c.first())
-        .and_then(|c| c.state.as_ref())
-        .and_then(|s| s.waiting.as_ref())
-        .and_then(|w| w.reason.clone())
-        .unwrap_or_default()
 }
 
 async fn notes(client: &kube::Client, pod: &str) -> Vec<(String, String)> {

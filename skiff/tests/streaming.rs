@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::realnode::pods::{phase, ready_node, wait_pod};
+use common::realnode::pods::{phase, ready_node, wait_pod, waiting_reason};
 use common::realnode::{client_cert, missing, RealNode};
 use common::{eventually, free_port, Spawned};
 use k8s_openapi::api::core::v1::Pod;
@@ -238,13 +238,7 @@ async fn logs_with_every_flag() {
     let e = fails(&node, &["logs", "nothere"]);
     assert!(e.contains("pods \"nothere\" not found"), "{e}");
     wait_pod(&pods, "waiting", 90, "the image error", |p| {
-        p.status
-            .as_ref()
-            .and_then(|s| s.container_statuses.as_ref())
-            .and_then(|c| c.first())
-            .and_then(|c| c.state.as_ref())
-            .and_then(|s| s.waiting.as_ref())
-            .is_some_and(|w| w.reason.as_deref() == Some("ErrImageNeverPull"))
+        waiting_reason(p) == "ErrImageNeverPull"
     })
     .await;
     let e = fails(&node, &["logs", "waiting"]);

@@ -374,6 +374,18 @@ pub mod pods {
             .unwrap_or("")
     }
 
+    /// Why the pod's first container is waiting ("" if it is not).
+    pub fn waiting_reason(p: &Pod) -> String {
+        p.status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .and_then(|c| c.first())
+            .and_then(|c| c.state.as_ref())
+            .and_then(|s| s.waiting.as_ref())
+            .and_then(|w| w.reason.clone())
+            .unwrap_or_default()
+    }
+
     /// Polls the pod until `check` holds; fails the test after `secs` with its status.
     pub async fn wait_pod(
         pods: &Api<Pod>,
