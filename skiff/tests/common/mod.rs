@@ -8,6 +8,7 @@ pub mod realnode;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 pub struct Server {
@@ -20,7 +21,22 @@ pub struct Server {
     extra: Vec<String>,
 }
 
+/// A loopback port nothing listens on. Taken from below the kernel's
+/// ephemeral range (32768–60999 by default), so the source port of some
+/// outgoing connection cannot take it before the test's process binds it; a
+/// counter keeps this test binary's ports apart, the pid other binaries'.
 pub fn free_port() -> u16 {
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(7919) % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (FIRST + (start + n) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -57,7 +73,7 @@ impl Server {
             bind: bind.to_string(),
             extra,
         };
-        s.spawn();
+        s.spawn(true);
         s
     }
 
@@ -77,7 +93,27 @@ impl Server {
         self.dir.path().join("kubeconfig.yaml")
     }
 
-    fn spawn(&mut self) {
+    /// Starts the server; a port taken between `free_port` and the server's
+    /// bind (another test, an outgoing connection's ephemeral port) is
+    /// retried: with a new port on first start, with the same one on restart
+    /// (clients hold its address).
+    fn spawn(&mut self, first_start: bool) {
+        for attempt in 0..5 {
+            match self.try_spawn() {
+                Ok(()) => return,
+                Err(log) if log.contains("Address already in use") && attempt < 4 => {
+                    if first_start {
+                        self.port = free_port();
+                    } else {
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                }
+                Err(log) => panic!("{log}"),
+            }
+        }
+    }
+
+    fn try_spawn(&mut self) -> Result<(), String> {
         let _ = std::fs::remove_file(self.kubeconfig());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_skiff"));
         cmd.args([
@@ -101,14 +137,15 @@ impl Server {
             if self.kubeconfig().exists()
                 && std::net::TcpStream::connect((self.bind.as_str(), self.port)).is_ok()
             {
-                return;
+                return Ok(());
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("skiff server exited with {status}: {}", self.log());
+                self.child = None;
+                return Err(format!("skiff server exited with {status}: {}", self.log()));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("skiff server did not come up: {}", self.log());
+        Err(format!("skiff server did not come up: {}", self.log()))
     }
 
     pub fn log(&self) -> String {
@@ -125,7 +162,7 @@ impl Server {
 
     pub fn restart(&mut self) {
         self.kill9();
-        self.spawn();
+        self.spawn(false);
     }
 
     /// Runs the real kubectl against this server.
