@@ -7,11 +7,12 @@
 use crate::listsnapshots::ListSnapshots;
 use crate::storage::{EventKind, KeyValue, Storage, StorageError, WatchEvent};
 use bytes::Bytes;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use skiff_machinery::fields::Selector as FieldSelector;
 use skiff_machinery::labels::Selector as LabelSelector;
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, watch};
@@ -24,9 +25,14 @@ use tokio::sync::{broadcast, watch};
 /// objects must not hold the memory of every version of each (a watcher
 /// that falls further behind re-lists, from the cache).
 const HISTORY_FRESH: Duration = Duration::from_secs(75);
-const HISTORY_MIN: usize = 10_000;
+const HISTORY_MIN: usize = 1_000;
 const HISTORY_MAX: usize = 100_000;
 const HISTORY_MAX_BYTES: usize = 64 << 20;
+/// What the histories of all resources may hold together. A resource whose
+/// events take the total over it trims its own oldest (down to
+/// `HISTORY_MIN`), so a burst in pods, replicasets, deployments, nodes and
+/// events at once holds this much, not `HISTORY_MAX_BYTES` of each.
+const HISTORY_BUDGET: usize = 128 << 20;
 /// Events a watcher may trail the live feed by before it reads the history.
 const LIVE_BUFFER: usize = 512;
 
@@ -38,7 +44,9 @@ pub struct Entry {
     pub key: String,
     pub json: Bytes,
     pub mod_revision: i64,
-    labels: Option<Box<Map<String, Value>>>,
+    /// Label keys and values: what label selectors look at, without the
+    /// hash map a parsed object would need per entry.
+    labels: Box<[(Box<str>, Box<str>)]>,
     fields: Box<[(&'static str, Box<str>)]>,
 }
 
@@ -68,12 +76,20 @@ impl Entry {
         mod_revision: i64,
         fields: &[&'static str],
     ) -> Entry {
-        let json = Bytes::from(serde_json::to_vec(object).unwrap_or_default());
+        // Exactly as long as the text: a Vec grown by doubling holds up to
+        // twice that, for as long as the entry lives.
+        let json = Bytes::from(
+            serde_json::to_vec(object)
+                .unwrap_or_default()
+                .into_boxed_slice(),
+        );
         let labels = object
             .pointer("/metadata/labels")
             .and_then(Value::as_object)
-            .filter(|l| !l.is_empty())
-            .map(|l| Box::new(l.clone()));
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.as_str().into(), v.as_str()?.into())))
+            .collect();
         let fields = fields
             .iter()
             .map(|f| {
@@ -97,14 +113,40 @@ impl Entry {
         serde_json::from_slice(&self.json).unwrap_or(Value::Null)
     }
 
+    /// Roughly the memory the entry holds: its text, its key and what
+    /// selectors read, with the allocator's share of each piece.
+    pub fn size(&self) -> usize {
+        const PER_ALLOCATION: usize = 16;
+        let labels: usize = self
+            .labels
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 2 * PER_ALLOCATION)
+            .sum();
+        let fields: usize = self
+            .fields
+            .iter()
+            .map(|(_, v)| v.len() + PER_ALLOCATION)
+            .sum();
+        std::mem::size_of::<Entry>()
+            + self.json.len()
+            + self.key.len()
+            + labels
+            + fields
+            + 4 * PER_ALLOCATION
+    }
+
     pub fn matches(&self, labels: &LabelSelector, fields: &FieldSelector) -> bool {
-        labels.matches(self.labels.as_deref())
-            && fields.matches_with(|f| {
-                self.fields
-                    .iter()
-                    .find(|(name, _)| *name == f)
-                    .map(|(_, v)| &**v)
-            })
+        labels.matches_with(|k| {
+            self.labels
+                .iter()
+                .find(|(name, _)| &**name == k)
+                .map(|(_, v)| &**v)
+        }) && fields.matches_with(|f| {
+            self.fields
+                .iter()
+                .find(|(name, _)| *name == f)
+                .map(|(_, v)| &**v)
+        })
     }
 }
 
@@ -147,19 +189,31 @@ struct State {
 }
 
 impl State {
-    /// Drops the events the history no longer needs to keep.
-    fn trim_history(&mut self) {
+    /// Drops the events the history no longer needs to keep; `shared` is the
+    /// size of every resource's history, this one's included.
+    fn trim_history(&mut self, shared: &AtomicUsize) {
         while let Some(oldest) = self.history.front() {
             let len = self.history.len();
             let too_many = len > HISTORY_MAX || self.history_bytes > HISTORY_MAX_BYTES;
-            if !too_many && (len <= HISTORY_MIN || oldest.seen.elapsed() < HISTORY_FRESH) {
+            let over_budget = shared.load(Ordering::Relaxed) > HISTORY_BUDGET;
+            let stale = oldest.seen.elapsed() >= HISTORY_FRESH;
+            if !too_many && (len <= HISTORY_MIN || !(over_budget || stale)) {
                 break;
             }
+            let size = oldest.entry.size();
             self.floor = oldest.revision;
-            self.history_bytes -= oldest.entry.json.len();
+            self.history_bytes -= size;
+            shared.fetch_sub(size, Ordering::Relaxed);
             self.history.pop_front();
         }
     }
+}
+
+/// What a cache holds, for the server's metrics.
+pub struct CacheStats {
+    pub objects: usize,
+    pub history_events: usize,
+    pub history_bytes: usize,
 }
 
 pub struct WatchCache {
@@ -171,6 +225,8 @@ pub struct WatchCache {
     revision: watch::Sender<i64>,
     /// Snapshots that paged lists are served from.
     pub snapshots: ListSnapshots,
+    /// The size of all caches' histories together (see `HISTORY_BUDGET`).
+    history_total: Arc<AtomicUsize>,
 }
 
 /// What a watch starts with: events since its revision, then the live feed.
@@ -182,7 +238,12 @@ pub struct Subscription {
 
 impl WatchCache {
     /// Starts the cache and the task that feeds it from storage.
-    pub fn start(storage: Arc<dyn Storage>, prefix: String) -> Arc<WatchCache> {
+    /// `history_total` is shared by all caches of the server.
+    pub fn start(
+        storage: Arc<dyn Storage>,
+        prefix: String,
+        history_total: Arc<AtomicUsize>,
+    ) -> Arc<WatchCache> {
         // Small: a watcher that falls behind the live feed catches up from
         // the history, and every slot is allocated up front, per resource.
         let (events, _) = broadcast::channel(LIVE_BUFFER);
@@ -205,6 +266,7 @@ impl WatchCache {
             events,
             revision,
             snapshots: ListSnapshots::default(),
+            history_total,
         });
         let feeder = cache.clone();
         tokio::spawn(async move { feeder.feed(storage).await });
@@ -215,7 +277,8 @@ impl WatchCache {
             loop {
                 tick.tick().await;
                 let Some(cache) = aging.upgrade() else { return };
-                cache.state.write().expect("cache lock").trim_history();
+                let mut st = cache.state.write().expect("cache lock");
+                st.trim_history(&cache.history_total);
             }
         });
         cache
@@ -337,10 +400,21 @@ impl WatchCache {
             revision,
             seen: Instant::now(),
         });
-        st.history_bytes += ev.entry.json.len();
+        let size = ev.entry.size();
+        st.history_bytes += size;
+        self.history_total.fetch_add(size, Ordering::Relaxed);
         st.history.push_back(ev.clone());
-        st.trim_history();
+        st.trim_history(&self.history_total);
         let _ = self.events.send(ev);
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        let st = self.state.read().expect("cache lock");
+        CacheStats {
+            objects: st.items.len(),
+            history_events: st.history.len(),
+            history_bytes: st.history_bytes,
+        }
     }
 
     pub fn revision(&self) -> i64 {
@@ -428,5 +502,94 @@ impl EventType {
         } else {
             self
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(revision: i64, padding: usize) -> Arc<CacheEvent> {
+        let object = json!({
+            "metadata": {"name": format!("p{revision}"), "labels": {"app": "web", "tier": "x"}},
+            "data": {"pad": "x".repeat(padding)},
+        });
+        let entry = Entry::from_object(
+            format!("/registry/pods/ns/p{revision}"),
+            &object,
+            revision,
+            &[],
+        );
+        Arc::new(CacheEvent {
+            kind: EventType::Added,
+            entry: Arc::new(entry),
+            prev: None,
+            revision,
+            seen: Instant::now(),
+        })
+    }
+
+    fn push(st: &mut State, total: &AtomicUsize, ev: Arc<CacheEvent>) {
+        let size = ev.entry.size();
+        st.history_bytes += size;
+        total.fetch_add(size, Ordering::Relaxed);
+        st.history.push_back(ev);
+        st.trim_history(total);
+    }
+
+    #[test]
+    fn entry_keeps_labels_for_selectors_and_its_exact_text() {
+        let ev = event(1, 100);
+        let sel = |s: &str| LabelSelector::parse(s).unwrap();
+        let none = FieldSelector::default();
+        assert!(ev.entry.matches(&sel("app=web,tier in (x,y)"), &none));
+        assert!(!ev.entry.matches(&sel("app=db"), &none));
+        assert!(ev.entry.matches(&sel("!missing"), &none));
+        assert_eq!(
+            ev.entry.object()["data"]["pad"].as_str().unwrap().len(),
+            100
+        );
+        assert!(ev.entry.size() > ev.entry.json.len() + ev.entry.key.len());
+    }
+
+    #[test]
+    fn fresh_history_is_kept_within_the_shared_budget() {
+        let total = AtomicUsize::new(0);
+        let mut st = State::default();
+        for rev in 1..=3_000 {
+            push(&mut st, &total, event(rev, 100));
+        }
+        // Fresh, few and small: all kept.
+        assert_eq!(st.history.len(), 3_000);
+        assert_eq!(total.load(Ordering::Relaxed), st.history_bytes);
+
+        // Another resource's burst took the total over the budget: this
+        // one's next event trims it to its minimum, oldest first.
+        total.fetch_add(HISTORY_BUDGET, Ordering::Relaxed);
+        push(&mut st, &total, event(3_001, 100));
+        assert_eq!(st.history.len(), HISTORY_MIN);
+        assert_eq!(
+            st.history.front().unwrap().revision,
+            3_001 - HISTORY_MIN as i64 + 1
+        );
+        assert_eq!(st.floor, 3_001 - HISTORY_MIN as i64);
+        assert_eq!(
+            total.load(Ordering::Relaxed) - HISTORY_BUDGET,
+            st.history_bytes,
+            "the shared total follows what this history dropped"
+        );
+    }
+
+    #[test]
+    fn one_resource_never_holds_more_than_its_own_cap() {
+        let total = AtomicUsize::new(0);
+        let mut st = State::default();
+        for rev in 1..=1_200 {
+            push(&mut st, &total, event(rev, 64 << 10));
+        }
+        assert!(st.history_bytes <= HISTORY_MAX_BYTES);
+        assert!(st.history.len() < 1_200);
+        assert_eq!(total.load(Ordering::Relaxed), st.history_bytes);
     }
 }

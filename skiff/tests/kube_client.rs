@@ -487,6 +487,17 @@ async fn wire_errors() {
         "{metrics}"
     );
     assert!(metrics.contains(r#"apiserver_request_duration_seconds_bucket{resource="configmaps",verb="POST",le="0.005"}"#), "{metrics}");
+    // The watch caches' gauges: objects per resource, and the history kept
+    // for watches that resume (this test has written configmaps).
+    let gauge = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    };
+    assert!(gauge(r#"apiserver_storage_objects{resource="namespaces"}"#) >= 4.0);
+    assert!(gauge(r#"skiff_watch_cache_history_events{resource="configmaps"}"#) >= 1.0);
+    assert!(gauge(r#"skiff_watch_cache_history_bytes{resource="configmaps"}"#) > 100.0);
 
     // No credentials: 401.
     let mut kc = Kubeconfig::read_from(s.kubeconfig()).unwrap();

@@ -92,7 +92,7 @@ async fn route(
         (Method::GET, ["metrics"]) => simple(
             (
                 [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                state.metrics.render(),
+                state.metrics.render() + &state.registry.cache_metrics(),
             )
                 .into_response(),
         ),

@@ -16,12 +16,13 @@ use crate::error::{ApiError, Cause};
 use crate::fieldvalidation;
 use crate::meta;
 use crate::storage::{Storage, StorageError};
-use crate::watchcache::{Entry, WatchCache};
+use crate::watchcache::{CacheStats, Entry, WatchCache};
 use bytes::Bytes;
 use serde_json::{json, Value};
 use skiff_machinery::catalog::{self, Resource};
 use skiff_machinery::{fields, labels};
 use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -205,11 +206,12 @@ impl Registry {
         service_cidr: &str,
     ) -> anyhow::Result<Arc<Registry>> {
         let mut caches = HashMap::new();
+        let history_total = Arc::new(AtomicUsize::new(0));
         for res in catalog::RESOURCES.iter().filter(|r| r.stored) {
             let prefix = res.key_prefix();
-            caches
-                .entry(prefix.clone())
-                .or_insert_with(|| WatchCache::start(storage.clone(), prefix));
+            caches.entry(prefix.clone()).or_insert_with(|| {
+                WatchCache::start(storage.clone(), prefix, history_total.clone())
+            });
         }
         let services = ipalloc::ServiceAllocator::new(service_cidr)?;
         Ok(Arc::new(Registry {
@@ -217,6 +219,53 @@ impl Registry {
             caches,
             services,
         }))
+    }
+
+    /// Gauges of the watch caches, in the Prometheus text format: objects
+    /// per resource (upstream's `apiserver_storage_objects`), and the events
+    /// and bytes each history holds for watches that resume.
+    pub fn cache_metrics(&self) -> String {
+        // One row per cache: resources sharing a prefix (events, the
+        // versions of one resource) are named by the first of them.
+        let mut seen = std::collections::HashSet::new();
+        let mut rows: Vec<(String, CacheStats)> = Vec::new();
+        for r in catalog::RESOURCES.iter().filter(|r| r.stored) {
+            let prefix = r.key_prefix();
+            let Some(cache) = self.caches.get(&prefix) else {
+                continue;
+            };
+            if seen.insert(prefix) {
+                let name = match r.group {
+                    "" => r.plural.to_string(),
+                    g => format!("{}.{g}", r.plural),
+                };
+                rows.push((name, cache.stats()));
+            }
+        }
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out = String::new();
+        let mut gauge = |name: &str, help: &str, value: fn(&CacheStats) -> usize| {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+            for (res, stats) in &rows {
+                out.push_str(&format!("{name}{{resource=\"{res}\"}} {}\n", value(stats)));
+            }
+        };
+        gauge(
+            "apiserver_storage_objects",
+            "Number of stored objects at the time of last check split by kind.",
+            |s| s.objects,
+        );
+        gauge(
+            "skiff_watch_cache_history_events",
+            "Events the watch cache keeps for watches that resume from an older resourceVersion.",
+            |s| s.history_events,
+        );
+        gauge(
+            "skiff_watch_cache_history_bytes",
+            "Approximate memory held by those events.",
+            |s| s.history_bytes,
+        );
+        out
     }
 
     pub fn cache(&self, res: &Resource) -> &Arc<WatchCache> {
