@@ -3,7 +3,8 @@
 //! `skiff server` the scheduler and every controller read the same cached
 //! objects, so tens of thousands of pods are held once, not once per
 //! component. Objects are cached without their managedFields, which no
-//! component reads and which would otherwise be much of their size.
+//! component reads and which would otherwise be much of their size, and
+//! without spare capacity in their lists (`compact`).
 
 use futures::{Stream, StreamExt};
 use kube::api::ObjectMeta;
@@ -146,7 +147,10 @@ async fn follow<K: Cacheable>(
     mut writer: reflector::store::Writer<K>,
 ) {
     let mut stream = std::pin::pin!(watcher(api, watcher::Config::default())
-        .modify(|o| o.meta_mut().managed_fields = None)
+        .modify(|o| {
+            o.meta_mut().managed_fields = None;
+            super::compact::shrink(o);
+        })
         .default_backoff());
     // Where each object sits in the owner index, by uid.
     let mut placed: HashMap<String, String> = HashMap::new();

@@ -2,6 +2,7 @@
 //! recorder, leader election and the shared informers. Behind the `client`
 //! feature, so the API server does not build a kube client.
 
+pub mod compact;
 pub mod events;
 pub mod informers;
 pub mod leader;
