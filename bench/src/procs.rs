@@ -179,7 +179,12 @@ pub fn start_server_on(
         .arg(dir.path())
         .stdout(Stdio::null())
         .stderr(log_sink("server")?)
-        .env("SKIFF_LOG", "warn");
+        // SKIFF_BENCH_SERVER_LOG (e.g. `warn,kube_runtime=debug`) shows what
+        // the server's own watches went through.
+        .env(
+            "SKIFF_LOG",
+            std::env::var("SKIFF_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+        );
     if let Some(ep) = datastore {
         cmd.args(["--datastore-endpoint", ep]);
     }
