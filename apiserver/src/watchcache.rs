@@ -189,6 +189,16 @@ struct State {
 }
 
 impl State {
+    /// Appends `ev` to the history, counting its size here and in `shared`,
+    /// and trims what no longer needs keeping.
+    fn record(&mut self, ev: Arc<CacheEvent>, shared: &AtomicUsize) {
+        let size = ev.entry.size();
+        self.history_bytes += size;
+        shared.fetch_add(size, Ordering::Relaxed);
+        self.history.push_back(ev);
+        self.trim_history(shared);
+    }
+
     /// Drops the events the history no longer needs to keep; `shared` is the
     /// size of every resource's history, this one's included.
     fn trim_history(&mut self, shared: &AtomicUsize) {
@@ -400,11 +410,7 @@ impl WatchCache {
             revision,
             seen: Instant::now(),
         });
-        let size = ev.entry.size();
-        st.history_bytes += size;
-        self.history_total.fetch_add(size, Ordering::Relaxed);
-        st.history.push_back(ev.clone());
-        st.trim_history(&self.history_total);
+        st.record(ev.clone(), &self.history_total);
         let _ = self.events.send(ev);
     }
 
@@ -530,14 +536,6 @@ mod tests {
         })
     }
 
-    fn push(st: &mut State, total: &AtomicUsize, ev: Arc<CacheEvent>) {
-        let size = ev.entry.size();
-        st.history_bytes += size;
-        total.fetch_add(size, Ordering::Relaxed);
-        st.history.push_back(ev);
-        st.trim_history(total);
-    }
-
     #[test]
     fn entry_keeps_labels_for_selectors_and_its_exact_text() {
         let ev = event(1, 100);
@@ -558,7 +556,7 @@ mod tests {
         let total = AtomicUsize::new(0);
         let mut st = State::default();
         for rev in 1..=3_000 {
-            push(&mut st, &total, event(rev, 100));
+            st.record(event(rev, 100), &total);
         }
         // Fresh, few and small: all kept.
         assert_eq!(st.history.len(), 3_000);
@@ -567,7 +565,7 @@ mod tests {
         // Another resource's burst took the total over the budget: this
         // one's next event trims it to its minimum, oldest first.
         total.fetch_add(HISTORY_BUDGET, Ordering::Relaxed);
-        push(&mut st, &total, event(3_001, 100));
+        st.record(event(3_001, 100), &total);
         assert_eq!(st.history.len(), HISTORY_MIN);
         assert_eq!(
             st.history.front().unwrap().revision,
@@ -586,7 +584,7 @@ mod tests {
         let total = AtomicUsize::new(0);
         let mut st = State::default();
         for rev in 1..=1_200 {
-            push(&mut st, &total, event(rev, 64 << 10));
+            st.record(event(rev, 64 << 10), &total);
         }
         assert!(st.history_bytes <= HISTORY_MAX_BYTES);
         assert!(st.history.len() < 1_200);

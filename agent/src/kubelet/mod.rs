@@ -511,10 +511,7 @@ async fn run_pods(ctx: Arc<Ctx>) -> anyhow::Result<()> {
     let cfg = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.node_name));
     // The kubelet never reads managedFields; they are half of a pod's size.
     let mut stream = watcher(pods, cfg)
-        .modify(|p| {
-            p.metadata.managed_fields = None;
-            skiff_machinery::client::compact::pod(p);
-        })
+        .modify(skiff_machinery::client::compact::for_cache)
         .boxed();
     // Each worker and its channel share one copy of the pod.
     let mut workers: HashMap<String, watch::Sender<Option<Arc<Pod>>>> = HashMap::new();

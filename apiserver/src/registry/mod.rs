@@ -225,23 +225,12 @@ impl Registry {
     /// per resource (upstream's `apiserver_storage_objects`), and the events
     /// and bytes each history holds for watches that resume.
     pub fn cache_metrics(&self) -> String {
-        // One row per cache: resources sharing a prefix (events, the
-        // versions of one resource) are named by the first of them.
-        let mut seen = std::collections::HashSet::new();
-        let mut rows: Vec<(String, CacheStats)> = Vec::new();
-        for r in catalog::RESOURCES.iter().filter(|r| r.stored) {
-            let prefix = r.key_prefix();
-            let Some(cache) = self.caches.get(&prefix) else {
-                continue;
-            };
-            if seen.insert(prefix) {
-                let name = match r.group {
-                    "" => r.plural.to_string(),
-                    g => format!("{}.{g}", r.plural),
-                };
-                rows.push((name, cache.stats()));
-            }
-        }
+        let mut rows: Vec<(String, CacheStats)> = catalog::stored()
+            .filter_map(|r| {
+                let cache = self.caches.get(&r.key_prefix())?;
+                Some((crate::error::qualified(r), cache.stats()))
+            })
+            .collect();
         rows.sort_by(|a, b| a.0.cmp(&b.0));
         let mut out = String::new();
         let mut gauge = |name: &str, help: &str, value: fn(&CacheStats) -> usize| {

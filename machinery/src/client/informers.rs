@@ -2,9 +2,8 @@
 //! shared by every component that asks (upstream's shared informers). Inside
 //! `skiff server` the scheduler and every controller read the same cached
 //! objects, so tens of thousands of pods are held once, not once per
-//! component. Objects are cached without their managedFields, which no
-//! component reads and which would otherwise be much of their size, and
-//! without spare capacity in their lists (`compact`).
+//! component. Objects are cached without their managedFields and without
+//! spare capacity in their lists (`compact`).
 
 use futures::{Stream, StreamExt};
 use kube::api::ObjectMeta;
@@ -147,10 +146,7 @@ async fn follow<K: Cacheable>(
     mut writer: reflector::store::Writer<K>,
 ) {
     let mut stream = std::pin::pin!(watcher(api, watcher::Config::default())
-        .modify(|o| {
-            o.meta_mut().managed_fields = None;
-            super::compact::shrink(o);
-        })
+        .modify(super::compact::for_cache)
         .default_backoff());
     // Where each object sits in the owner index, by uid.
     let mut placed: HashMap<String, String> = HashMap::new();

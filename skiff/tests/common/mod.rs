@@ -273,7 +273,6 @@ pub async fn eventually(what: &str, secs: u64, mut check: impl AsyncFnMut() -> b
     }
 }
 
-/// Waits for the default namespace's service account, which pods need.
 /// Until `pods` lists none (each deleted pod gone, not just terminating).
 pub async fn no_pods_left(
     what: &str,
@@ -290,6 +289,7 @@ pub async fn no_pods_left(
     .await;
 }
 
+/// Waits for the default namespace's service account, which pods need.
 pub async fn default_service_account(c: &kube::Client) {
     let sas: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> =
         kube::Api::namespaced(c.clone(), "default");
