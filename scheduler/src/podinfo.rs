@@ -108,7 +108,14 @@ pub struct PodInfo {
 impl PodInfo {
     pub fn new(pod: Arc<Pod>) -> PodInfo {
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-        let spec = pod.spec.clone().unwrap_or_default();
+        let no_spec;
+        let spec = match &pod.spec {
+            Some(spec) => spec,
+            None => {
+                no_spec = k8s_openapi::api::core::v1::PodSpec::default();
+                &no_spec
+            }
+        };
         let host_ports = spec
             .containers
             .iter()
@@ -157,8 +164,8 @@ impl PodInfo {
             uid: pod.metadata.uid.clone().unwrap_or_default(),
             name: pod.metadata.name.clone().unwrap_or_default(),
             labels: pod.metadata.labels.clone().unwrap_or_default(),
-            requests: pod_requests(&spec, false),
-            non_zero: pod_requests(&spec, true),
+            requests: pod_requests(spec, false),
+            non_zero: pod_requests(spec, true),
             host_ports,
             priority: spec.priority.unwrap_or(0),
             affinity,

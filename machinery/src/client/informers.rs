@@ -41,7 +41,8 @@ impl<K> Cacheable for K where
 
 /// A change as subscribers hear it. Each object is already in the store (or
 /// gone from it) when announced, so whatever it triggers reads a state no
-/// older than the change.
+/// older than the change. `Applied` carries the store's version when the
+/// subscriber takes it, which may be newer than the change announced.
 #[derive(Debug)]
 pub enum Change<K> {
     Applied(Arc<K>),
@@ -62,11 +63,32 @@ impl<K> Clone for Change<K> {
     }
 }
 
+/// A change as the shared cache broadcasts it. An applied object travels as
+/// its reference and is read from the store when a subscriber takes it: the
+/// broadcast keeps its last `BACKLOG` messages, and holding objects there
+/// would keep thousands of superseded versions alive (the subscriber gets
+/// the current version, which is what a controller wants anyway).
+enum Announce<K: kube::Resource<DynamicType = ()>> {
+    Applied(ObjectRef<K>),
+    Deleted(Arc<K>),
+    Resynced,
+}
+
+impl<K: kube::Resource<DynamicType = ()>> Clone for Announce<K> {
+    fn clone(&self) -> Self {
+        match self {
+            Announce::Applied(r) => Announce::Applied(r.clone()),
+            Announce::Deleted(o) => Announce::Deleted(o.clone()),
+            Announce::Resynced => Announce::Resynced,
+        }
+    }
+}
+
 struct Shared<K: kube::Resource<DynamicType = ()> + Clone + 'static> {
     store: Store<K>,
     /// Set once the first list is in the store.
     ready: AtomicBool,
-    events: broadcast::Sender<Change<K>>,
+    events: broadcast::Sender<Announce<K>>,
     owners: RwLock<OwnerIndex<K>>,
 }
 
@@ -167,15 +189,15 @@ async fn follow<K: Cacheable>(
                 if let Some(old) = placed.insert(uid.clone(), owner.clone()) {
                     index_remove(&mut index, &old, &uid);
                 }
-                index.entry(owner).or_default().insert(uid, obj.clone());
-                Change::Applied(obj)
+                index.entry(owner).or_default().insert(uid, obj);
+                Announce::Applied(ObjectRef::from_obj(&o))
             }
             watcher::Event::Delete(o) => {
                 let uid = uid_of(&o);
                 if let Some(old) = placed.remove(&uid) {
                     index_remove(&mut index, &old, &uid);
                 }
-                Change::Deleted(Arc::new(o))
+                Announce::Deleted(Arc::new(o))
             }
             watcher::Event::InitDone => {
                 // The store takes a (re)list whole only now: rebuild the index
@@ -197,12 +219,12 @@ async fn follow<K: Cacheable>(
                     .flat_map(HashMap::into_iter)
                     .filter(|(uid, _)| !placed.contains_key(uid))
                 {
-                    let _ = s.events.send(Change::Deleted(gone.1));
+                    let _ = s.events.send(Announce::Deleted(gone.1));
                 }
                 for obj in listed {
-                    let _ = s.events.send(Change::Applied(obj));
+                    let _ = s.events.send(Announce::Applied(ObjectRef::from_obj(&*obj)));
                 }
-                let _ = s.events.send(Change::Resynced);
+                let _ = s.events.send(Announce::Resynced);
                 continue;
             }
         };
@@ -235,7 +257,13 @@ pub fn subscribe<K: Cacheable>(
     let store = s.store.clone();
     let changes = futures::stream::unfold((rx, s), move |(mut rx, s)| async move {
         let batch = match rx.recv().await {
-            Ok(change) => vec![change],
+            Ok(Announce::Applied(r)) => match s.store.get(&r) {
+                Some(obj) => vec![Change::Applied(obj)],
+                // Deleted since: its deletion is announced next.
+                None => Vec::new(),
+            },
+            Ok(Announce::Deleted(o)) => vec![Change::Deleted(o)],
+            Ok(Announce::Resynced) => vec![Change::Resynced],
             Err(RecvError::Lagged(_)) => everything(&s),
             Err(RecvError::Closed) => return None,
         };
