@@ -129,6 +129,68 @@ async fn replica_sets_keep_count_adopt_and_release() {
     .await;
 }
 
+/// Events about one object go through upstream's correlator: a set that
+/// creates 40 pods writes nine "Created pod" events, then one combined event
+/// that counts the similar ones, and drops what comes after 25 in a burst.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_similar_events_are_combined_and_capped() {
+    let (_s, c, _sim) = cluster().await;
+    let sets: Api<ReplicaSet> = Api::namespaced(c.clone(), "default");
+    let rs: ReplicaSet = serde_json::from_value(json!({
+        "metadata": {"name": "many"},
+        "spec": {"replicas": 40, "selector": {"matchLabels": {"app": "many"}},
+                 "template": {"metadata": {"labels": {"app": "many"}},
+                              "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}
+    }))
+    .unwrap();
+    sets.create(&PostParams::default(), &rs).await.unwrap();
+    eventually("40 replicas", 60, async || {
+        sets.get("many")
+            .await
+            .unwrap()
+            .status
+            .unwrap_or_default()
+            .replicas
+            == 40
+    })
+    .await;
+    let events: Api<Event> = Api::namespaced(c.clone(), "default");
+    let created = async || -> Vec<Event> {
+        events
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.reason.as_deref() == Some("SuccessfulCreate")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("many")
+            })
+            .collect()
+    };
+    let combined = |e: &Event| {
+        e.note
+            .as_deref()
+            .is_some_and(|n| n.starts_with("(combined from similar events): Created pod: many-"))
+    };
+    // 25 pass the spam filter: nine on their own, the combined one and 15 repeats of it.
+    eventually("the combined event counted to 16", 30, async || {
+        created()
+            .await
+            .iter()
+            .any(|e| combined(e) && e.series.as_ref().is_some_and(|s| s.count == 16))
+    })
+    .await;
+    let all = created().await;
+    assert_eq!(all.len(), 10, "{all:?}");
+    assert_eq!(all.iter().filter(|e| combined(e)).count(), 1);
+    assert!(all.iter().filter(|e| !combined(e)).all(|e| e
+        .note
+        .as_deref()
+        .is_some_and(|n| n.starts_with("Created pod: many-"))
+        && e.series.is_none()));
+}
+
 /// The ScalingReplicaSet notes of a deployment, oldest first.
 async fn scaling(c: &Client, deployment: &str) -> Vec<String> {
     let events: Api<Event> = Api::namespaced(c.clone(), "default");

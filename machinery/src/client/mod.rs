@@ -3,6 +3,7 @@
 //! feature, so the API server does not build a kube client.
 
 pub mod compact;
+pub mod eventcorrelator;
 pub mod events;
 pub mod informers;
 pub mod leader;
