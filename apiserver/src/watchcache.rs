@@ -12,10 +12,10 @@ use skiff_machinery::fields::Selector as FieldSelector;
 use skiff_machinery::labels::Selector as LabelSelector;
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 
 /// Events kept for watches that resume from an older resourceVersion: all
 /// of the last `HISTORY_FRESH` (upstream's cacher keeps 75 s so a watcher
@@ -33,8 +33,11 @@ const HISTORY_MAX_BYTES: usize = 64 << 20;
 /// `HISTORY_MIN`), so a burst in pods, replicasets, deployments, nodes and
 /// events at once holds this much, not `HISTORY_MAX_BYTES` of each.
 const HISTORY_BUDGET: usize = 128 << 20;
-/// Events a watcher may trail the live feed by before it reads the history.
-const LIVE_BUFFER: usize = 512;
+/// How far (in bytes of events) a watcher may fall behind before it is
+/// closed. A watcher holds on to the events it has yet to send, so a slow
+/// one (the server's own informers in a burst, say) catches up without
+/// re-listing, and only one that stalls this far costs a re-list.
+const WATCHER_BEHIND_MAX: u64 = 256 << 20;
 
 /// One object as served: pre-serialized (with its resourceVersion) for lists
 /// and watches, plus just what selectors look at. The parsed form is made on
@@ -177,10 +180,70 @@ pub struct CacheEvent {
     seen: Instant,
 }
 
-#[derive(Default)]
+/// One link of the chain of events every watcher walks: a watcher holds the
+/// link of the last event it took, which keeps the events after it alive
+/// until it has taken them, and nothing once it is at the end.
+pub struct Link {
+    event: Option<Arc<CacheEvent>>,
+    next: OnceLock<Arc<Link>>,
+    /// The size of every event published up to and including this one.
+    bytes_through: u64,
+}
+
+impl Drop for Link {
+    /// Unlinks a long chain one link at a time (dropping it recursively
+    /// could overflow the stack).
+    fn drop(&mut self) {
+        let mut next = self.next.take();
+        while let Some(link) = next {
+            match Arc::try_unwrap(link) {
+                Ok(mut link) => next = link.next.take(),
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+/// Where a watcher is in the chain of events.
+pub struct Cursor {
+    at: Arc<Link>,
+    wake: watch::Receiver<i64>,
+    published_bytes: Arc<AtomicU64>,
+}
+
+impl Cursor {
+    /// The next event, if it has been published.
+    pub fn next(&mut self) -> Option<Arc<CacheEvent>> {
+        let next = self.at.next.get()?.clone();
+        self.at = next;
+        self.at.event.clone()
+    }
+
+    /// Marks what has been published as seen by `changed`.
+    pub fn mark_seen(&mut self) {
+        self.wake.borrow_and_update();
+    }
+
+    /// Resolves when something was published since `mark_seen`, or never
+    /// when the cache is gone.
+    pub async fn changed(&mut self) {
+        if self.wake.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Whether this watcher is so far behind that it should be closed.
+    pub fn too_far_behind(&self) -> bool {
+        let published = self.published_bytes.load(Ordering::Relaxed);
+        published.saturating_sub(self.at.bytes_through) > WATCHER_BEHIND_MAX
+    }
+}
+
 struct State {
     items: BTreeMap<String, Arc<Entry>>,
     revision: i64,
+    /// The last link of the chain of events.
+    tail: Arc<Link>,
     history: VecDeque<Arc<CacheEvent>>,
     /// The serialized size of the objects in `history`.
     history_bytes: usize,
@@ -188,7 +251,38 @@ struct State {
     floor: i64,
 }
 
+impl Default for State {
+    fn default() -> State {
+        State {
+            items: BTreeMap::new(),
+            revision: 0,
+            tail: Arc::new(Link {
+                event: None,
+                next: OnceLock::new(),
+                bytes_through: 0,
+            }),
+            history: VecDeque::new(),
+            history_bytes: 0,
+            floor: 0,
+        }
+    }
+}
+
 impl State {
+    /// Appends `ev` to the chain of events watchers walk; returns the size
+    /// of every event published up to it.
+    fn link(&mut self, ev: &Arc<CacheEvent>) -> u64 {
+        let bytes_through = self.tail.bytes_through + ev.entry.size() as u64;
+        let link = Arc::new(Link {
+            event: Some(ev.clone()),
+            next: OnceLock::new(),
+            bytes_through,
+        });
+        let _ = self.tail.next.set(link.clone());
+        self.tail = link;
+        bytes_through
+    }
+
     /// Appends `ev` to the history, counting its size here and in `shared`,
     /// and trims what no longer needs keeping.
     fn record(&mut self, ev: Arc<CacheEvent>, shared: &AtomicUsize) {
@@ -231,7 +325,8 @@ pub struct WatchCache {
     /// The selectable fields of the resources stored under this prefix.
     pub fields: Vec<&'static str>,
     state: RwLock<State>,
-    events: broadcast::Sender<Arc<CacheEvent>>,
+    /// The size of every event published so far (see `Link`).
+    published_bytes: Arc<AtomicU64>,
     revision: watch::Sender<i64>,
     /// Snapshots that paged lists are served from.
     pub snapshots: ListSnapshots,
@@ -242,7 +337,7 @@ pub struct WatchCache {
 /// What a watch starts with: events since its revision, then the live feed.
 pub struct Subscription {
     pub backlog: Vec<Arc<CacheEvent>>,
-    pub live: broadcast::Receiver<Arc<CacheEvent>>,
+    pub live: Cursor,
     pub revision: i64,
 }
 
@@ -254,9 +349,6 @@ impl WatchCache {
         prefix: String,
         history_total: Arc<AtomicUsize>,
     ) -> Arc<WatchCache> {
-        // Small: a watcher that falls behind the live feed catches up from
-        // the history, and every slot is allocated up front, per resource.
-        let (events, _) = broadcast::channel(LIVE_BUFFER);
         let (revision, _) = watch::channel(0);
         let mut fields: Vec<&'static str> = Vec::new();
         for res in skiff_machinery::catalog::RESOURCES
@@ -273,7 +365,7 @@ impl WatchCache {
             prefix,
             fields,
             state: RwLock::new(State::default()),
-            events,
+            published_bytes: Arc::default(),
             revision,
             snapshots: ListSnapshots::default(),
             history_total,
@@ -410,8 +502,9 @@ impl WatchCache {
             revision,
             seen: Instant::now(),
         });
-        st.record(ev.clone(), &self.history_total);
-        let _ = self.events.send(ev);
+        let bytes_through = st.link(&ev);
+        self.published_bytes.store(bytes_through, Ordering::Relaxed);
+        st.record(ev, &self.history_total);
     }
 
     pub fn stats(&self) -> CacheStats {
@@ -462,7 +555,11 @@ impl WatchCache {
     /// than the kept history.
     pub fn subscribe(&self, after: i64, prefix: &str) -> Result<Subscription, i64> {
         let st = self.state.read().expect("cache lock");
-        let live = self.events.subscribe();
+        let live = Cursor {
+            at: st.tail.clone(),
+            wake: self.revision.subscribe(),
+            published_bytes: self.published_bytes.clone(),
+        };
         if after == 0 {
             let backlog = st
                 .items
@@ -589,5 +686,58 @@ mod tests {
         assert!(st.history_bytes <= HISTORY_MAX_BYTES);
         assert!(st.history.len() < 1_200);
         assert_eq!(total.load(Ordering::Relaxed), st.history_bytes);
+    }
+
+    fn cursor_at_tail(st: &State, published: &Arc<AtomicU64>) -> Cursor {
+        Cursor {
+            at: st.tail.clone(),
+            wake: watch::channel(0).1,
+            published_bytes: published.clone(),
+        }
+    }
+
+    #[test]
+    fn a_watcher_behind_keeps_what_it_has_yet_to_take() {
+        let total = AtomicUsize::new(0);
+        let published = Arc::new(AtomicU64::new(0));
+        let mut st = State::default();
+        let mut cursor = cursor_at_tail(&st, &published);
+        for rev in 1..=1_200 {
+            let ev = event(rev, 64 << 10);
+            published.store(st.link(&ev), Ordering::Relaxed);
+            st.record(ev, &total);
+        }
+        assert!(st.history.len() < 1_200, "the history was trimmed");
+        assert!(!cursor.too_far_behind());
+        let revisions: Vec<i64> = std::iter::from_fn(|| cursor.next())
+            .map(|e| e.revision)
+            .collect();
+        assert_eq!(revisions, (1..=1_200).collect::<Vec<_>>());
+        assert!(cursor.next().is_none());
+    }
+
+    #[test]
+    fn a_watcher_too_far_behind_is_told_so() {
+        let published = Arc::new(AtomicU64::new(0));
+        let mut st = State::default();
+        let cursor = cursor_at_tail(&st, &published);
+        published.store(st.link(&event(1, 0)), Ordering::Relaxed);
+        assert!(!cursor.too_far_behind());
+        published.fetch_add(WATCHER_BEHIND_MAX, Ordering::Relaxed);
+        assert!(cursor.too_far_behind());
+    }
+
+    #[test]
+    fn a_long_chain_is_dropped_without_recursion() {
+        let mut st = State::default();
+        // A watcher that never moves holds every link after it.
+        let stalled = cursor_at_tail(&st, &Arc::default());
+        let ev = event(1, 0);
+        for _ in 0..1_000_000 {
+            st.link(&ev);
+        }
+        // Unlinks a million links; recursion would overflow the stack.
+        drop(stalled);
+        drop(st);
     }
 }

@@ -17,7 +17,7 @@ use serde_json::json;
 use skiff_machinery::catalog::Resource;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 const BOOKMARK_EVERY: Duration = Duration::from_secs(60);
 
@@ -175,7 +175,7 @@ pub async fn serve(
         if send_initial && tx.send(Ok(filter.bookmark(last_rev, true))).await.is_err() {
             return;
         }
-        let mut backlog_end = sub
+        let backlog_end = sub
             .backlog
             .iter()
             .map(|e| e.revision)
@@ -190,41 +190,38 @@ pub async fn serve(
         let mut ticker = tokio::time::interval(BOOKMARK_EVERY);
         ticker.tick().await;
         loop {
+            // Everything published so far, then wait for more. A watcher
+            // whose client reads slowly falls behind here and catches up
+            // from the events it holds (see watchcache::Link).
+            live.mark_seen();
+            while let Some(ev) = live.next() {
+                if ev.revision <= backlog_end {
+                    continue;
+                }
+                last_rev = ev.revision;
+                if let Some(b) = filter.translate(&ev) {
+                    if tx.send(Ok(b)).await.is_err() {
+                        return;
+                    }
+                }
+                if live.too_far_behind() {
+                    // As upstream's cacher does; the client resumes from its
+                    // last version (or re-lists on 410).
+                    tracing::warn!(
+                        resource = filter.res.plural,
+                        last_rev,
+                        "closing a watch too slow to keep up"
+                    );
+                    return;
+                }
+            }
             tokio::select! {
                 _ = &mut deadline => return,
                 _ = tx.closed() => return,
                 _ = ticker.tick(), if bookmarks => {
                     if tx.send(Ok(filter.bookmark(last_rev, false))).await.is_err() { return; }
                 }
-                msg = live.recv() => match msg {
-                    Ok(ev) => {
-                        if ev.revision <= backlog_end { continue; }
-                        last_rev = ev.revision;
-                        if let Some(b) = filter.translate(&ev) {
-                            if tx.send(Ok(b)).await.is_err() { return; }
-                        }
-                    }
-                    // Fell behind the live feed: catch up from the cache's history
-                    // when it still reaches back far enough, else end the watch and
-                    // let the client resume (or re-list on 410) as upstream's cacher forces.
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        let Ok(sub) = cache.subscribe(last_rev, &filter.prefix) else {
-                            tracing::warn!(resource = filter.res.plural, last_rev, "closing a watch too slow to keep up: the history no longer reaches its last revision");
-                            return;
-                        };
-                        for ev in &sub.backlog {
-                            last_rev = ev.revision;
-                            if let Some(b) = filter.translate(ev) {
-                                if tx.send(Ok(b)).await.is_err() {
-                                    return;
-                                }
-                            }
-                        }
-                        backlog_end = last_rev;
-                        live = sub.live;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                }
+                _ = live.changed() => {}
             }
         }
     });
