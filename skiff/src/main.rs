@@ -535,12 +535,12 @@ fn identity(data_dir: Option<&std::path::Path>) -> String {
     format!("{}_{suffix}", host.trim())
 }
 
-/// A kube client from a kubeconfig file.
+/// A kube client from a kubeconfig file, over HTTP/2.
 async fn component_client(path: &std::path::Path) -> Result<kube::Client> {
     let kc = kube::config::Kubeconfig::read_from(path)?;
     let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
         .await?;
-    Ok(kube::Client::try_from(cfg)?)
+    skiff_machinery::client::http2::client(cfg)
 }
 
 /// The control plane: the API server, and the scheduler and controllers

@@ -5,6 +5,7 @@
 pub mod compact;
 pub mod eventcorrelator;
 pub mod events;
+pub mod http2;
 pub mod informers;
 pub mod leader;
 pub mod nodeaffinity;
