@@ -329,14 +329,22 @@ pub struct Expectations {
 
 struct Expected {
     created: Vec<String>,
-    deleted: Vec<String>,
+    /// The names and uids of the pods deleted.
+    deleted: Vec<(String, String)>,
     since: Instant,
 }
 
 const EXPECTATIONS_TTL: Duration = Duration::from_secs(300);
 
+/// A deleted pod as `Expectations::expect` takes it.
+pub fn name_and_uid(pod: &Pod) -> (String, String) {
+    (pod.name_any(), pod.uid().unwrap_or_default())
+}
+
 impl Expectations {
-    pub fn expect(&self, key: &str, created: Vec<String>, deleted: Vec<String>) {
+    /// `created` names the pods created, `deleted` the pods deleted (see
+    /// `name_and_uid`).
+    pub fn expect(&self, key: &str, created: Vec<String>, deleted: Vec<(String, String)>) {
         if created.is_empty() && deleted.is_empty() {
             return;
         }
@@ -361,15 +369,14 @@ impl Expectations {
             pods.get(&kube::runtime::reflector::ObjectRef::new(name).within(namespace))
                 .is_some()
         });
-        let seen_deleted = e.deleted.is_empty() || {
-            let live: std::collections::HashSet<String> = pods
-                .state()
-                .iter()
-                .filter(|p| p.metadata.deletion_timestamp.is_none())
-                .filter_map(|p| p.uid())
-                .collect();
-            e.deleted.iter().all(|uid| !live.contains(uid))
-        };
+        // Gone from the cache, replaced by a namesake, or terminating.
+        let seen_deleted = e.deleted.iter().all(|(name, uid)| {
+            pods.get(&kube::runtime::reflector::ObjectRef::new(name).within(namespace))
+                .is_none_or(|p| {
+                    p.uid().as_deref() != Some(uid.as_str())
+                        || p.metadata.deletion_timestamp.is_some()
+                })
+        });
         if (seen_created && seen_deleted) || e.since.elapsed() > EXPECTATIONS_TTL {
             p.remove(key);
             return true;
@@ -428,5 +435,45 @@ fn go_key_order(v: serde_json::Value) -> serde_json::Value {
         }
         Value::Array(a) => Value::Array(a.into_iter().map(go_key_order).collect()),
         v => v,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::{reflector, watcher};
+
+    fn pod(name: &str, uid: &str, terminating: bool) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "ns", "uid": uid,
+                         "deletionTimestamp": terminating.then_some("2026-01-01T00:00:00Z")},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn deletions_are_seen_by_name_and_uid() {
+        let (store, mut writer) = reflector::store::<Pod>();
+        for p in [
+            pod("a", "1", false),
+            pod("b", "2", false),
+            pod("c", "3", false),
+        ] {
+            writer.apply_watcher_event(&watcher::Event::Apply(p));
+        }
+        let e = Expectations::default();
+        let deleted = vec![
+            ("a".into(), "1".into()),
+            ("b".into(), "2".into()),
+            ("c".into(), "3".into()),
+        ];
+        e.expect("ns/rs", vec![], deleted);
+        assert!(!e.satisfied("ns/rs", &store, "ns"), "all three still there");
+        // a gone, b terminating, c replaced by a namesake: all deleted.
+        writer.apply_watcher_event(&watcher::Event::Delete(pod("a", "1", false)));
+        writer.apply_watcher_event(&watcher::Event::Apply(pod("b", "2", true)));
+        assert!(!e.satisfied("ns/rs", &store, "ns"), "c is still there");
+        writer.apply_watcher_event(&watcher::Event::Apply(pod("c", "4", false)));
+        assert!(e.satisfied("ns/rs", &store, "ns"));
     }
 }

@@ -164,11 +164,8 @@ async fn manage(
                 format!("Deleted pod: {}", p.name_any()),
             );
         }
-        ctx.expectations.expect(
-            &key,
-            vec![],
-            deleted.iter().filter_map(|p| p.uid()).collect(),
-        );
+        let deleted = deleted.iter().map(|p| pods::name_and_uid(p)).collect();
+        ctx.expectations.expect(&key, vec![], deleted);
         if let Some(e) = err {
             return Some(("FailedDelete".into(), e.to_string()));
         }

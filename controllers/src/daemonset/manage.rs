@@ -226,7 +226,7 @@ pub async fn sync_nodes(
                     "Delete",
                     format!("Deleted pod: {}", p.name_any()),
                 );
-                deleted.extend(p.uid());
+                deleted.push(pods::name_and_uid(&p));
             }
             Err(e) => {
                 ctx.recorder.record(

@@ -41,9 +41,9 @@ impl Slot {
 /// What the sync did that the status and the next sync need to know.
 #[derive(Default)]
 pub struct Outcome {
-    /// Pods created (by name) and deleted (by uid), for the expectations.
+    /// Pods created (by name) and deleted (by name and uid), for the expectations.
     pub created: Vec<String>,
-    pub deleted: Vec<String>,
+    pub deleted: Vec<(String, String)>,
     /// Old-revision pods deleted by the rolling update (upstream lowers
     /// currentReplicas by them at once).
     pub deleted_for_update: i32,
@@ -367,7 +367,7 @@ impl Sync<'_> {
         );
         result?;
         self.note(|o| {
-            o.deleted.push(uid);
+            o.deleted.push((name, uid));
             o.deleted_for_update += for_update as i32;
         });
         Ok(())
