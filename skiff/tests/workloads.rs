@@ -21,6 +21,11 @@ async fn cluster() -> (Server, Client, Simulator) {
     (s, c, sim)
 }
 
+async fn default_events(c: &Client) -> Vec<Event> {
+    let events: Api<Event> = Api::namespaced(c.clone(), "default");
+    events.list(&Default::default()).await.unwrap().items
+}
+
 fn owned_by<'a>(pods: &'a [Pod], uid: &str) -> Vec<&'a Pod> {
     pods.iter()
         .filter(|p| {
@@ -74,13 +79,9 @@ async fn replica_sets_keep_count_adopt_and_release() {
         },
     )
     .await;
-    let events: Api<Event> = Api::namespaced(c.clone(), "default");
     let notes = async || -> Vec<String> {
-        events
-            .list(&Default::default())
+        default_events(&c)
             .await
-            .unwrap()
-            .items
             .into_iter()
             .filter(|e| e.reporting_controller.as_deref() == Some("replicaset-controller"))
             .filter_map(|e| e.note)
@@ -154,13 +155,9 @@ async fn many_similar_events_are_combined_and_capped() {
             == 40
     })
     .await;
-    let events: Api<Event> = Api::namespaced(c.clone(), "default");
     let created = async || -> Vec<Event> {
-        events
-            .list(&Default::default())
+        default_events(&c)
             .await
-            .unwrap()
-            .items
             .into_iter()
             .filter(|e| {
                 e.reason.as_deref() == Some("SuccessfulCreate")
@@ -193,12 +190,8 @@ async fn many_similar_events_are_combined_and_capped() {
 
 /// The ScalingReplicaSet notes of a deployment, oldest first.
 async fn scaling(c: &Client, deployment: &str) -> Vec<String> {
-    let events: Api<Event> = Api::namespaced(c.clone(), "default");
-    let mut list: Vec<Event> = events
-        .list(&Default::default())
+    let mut list: Vec<Event> = default_events(c)
         .await
-        .unwrap()
-        .items
         .into_iter()
         .filter(|e| {
             e.reason.as_deref() == Some("ScalingReplicaSet")

@@ -35,10 +35,11 @@ pub enum Outcome {
         note: String,
     },
     /// The event named `name` (written by an earlier `Create` with that
-    /// key) has now been seen `count` times.
+    /// key and `note`) has now been seen `count` times.
     Count {
         name: String,
         count: i32,
+        note: String,
     },
 }
 
@@ -81,6 +82,7 @@ impl Correlator {
                 Outcome::Count {
                     name: s.name.clone(),
                     count: s.count,
+                    note,
                 }
             }
             None => {
@@ -179,7 +181,8 @@ mod tests {
             c.observe(&f, "e2", now),
             Outcome::Count {
                 name: "e1".into(),
-                count: 2
+                count: 2,
+                note: "quota exceeded".into()
             }
         );
     }
@@ -213,7 +216,8 @@ mod tests {
             outcomes[SIMILAR_MAX],
             Outcome::Count {
                 name: "e9".into(),
-                count: 2
+                count: 2,
+                note: format!("{COMBINED}Created pod: p-10")
             }
         );
         // The 26th event about the object within the burst is dropped.

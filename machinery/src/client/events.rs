@@ -129,7 +129,7 @@ impl Recorder {
         let (note, series) = match outcome {
             Outcome::Drop => return,
             Outcome::Create { note } => (note, None),
-            Outcome::Count { name, count } => {
+            Outcome::Count { name, count, note } => {
                 event_name = name;
                 let series = EventSeries {
                     count,
