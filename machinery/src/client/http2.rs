@@ -5,6 +5,7 @@
 //! server (two TLS sessions each when both ends are in the server process).
 //! Over HTTP/2 each client needs one connection.
 
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use kube::client::ConfigExt;
@@ -21,12 +22,17 @@ const CONNECTION_WINDOW: u32 = 64 << 20;
 /// Pings find a dead connection (client-go pings every 30 s, 15 s timeout).
 pub fn client(config: kube::Config) -> anyhow::Result<kube::Client> {
     let tls = config.rustls_client_config()?;
+    // HTTP/2 writes a request's frames one by one: without TCP_NODELAY,
+    // Nagle's algorithm holds back the next write until the last is acked.
+    let mut tcp = HttpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_nodelay(true);
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
         .enable_http2()
-        .build();
+        .wrap_connector(tcp);
     let hyper = HyperClient::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
