@@ -12,7 +12,6 @@ pub mod metrics;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
-pub mod pacing;
 pub mod podgc;
 pub mod pods;
 pub mod replicaset;
