@@ -365,17 +365,15 @@ impl Expectations {
         let Some(e) = p.get(key) else {
             return true;
         };
-        let seen_created = e.created.iter().all(|name| {
+        let cached = |name: &str| {
             pods.get(&kube::runtime::reflector::ObjectRef::new(name).within(namespace))
-                .is_some()
-        });
+        };
+        let seen_created = e.created.iter().all(|name| cached(name).is_some());
         // Gone from the cache, replaced by a namesake, or terminating.
         let seen_deleted = e.deleted.iter().all(|(name, uid)| {
-            pods.get(&kube::runtime::reflector::ObjectRef::new(name).within(namespace))
-                .is_none_or(|p| {
-                    p.uid().as_deref() != Some(uid.as_str())
-                        || p.metadata.deletion_timestamp.is_some()
-                })
+            cached(name).is_none_or(|p| {
+                p.uid().as_deref() != Some(uid.as_str()) || p.metadata.deletion_timestamp.is_some()
+            })
         });
         if (seen_created && seen_deleted) || e.since.elapsed() > EXPECTATIONS_TTL {
             p.remove(key);

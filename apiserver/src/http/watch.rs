@@ -175,29 +175,16 @@ pub async fn serve(
         if send_initial && tx.send(Ok(filter.bookmark(last_rev, true))).await.is_err() {
             return;
         }
-        let backlog_end = sub
-            .backlog
-            .iter()
-            .map(|e| e.revision)
-            .max()
-            .unwrap_or(0)
-            .max(if start_from_state {
-                sub.revision
-            } else {
-                after
-            });
         let mut live = sub.live;
         let mut ticker = tokio::time::interval(BOOKMARK_EVERY);
         ticker.tick().await;
         loop {
-            // Everything published so far, then wait for more. A watcher
-            // whose client reads slowly falls behind here and catches up
-            // from the events it holds (see watchcache::Link).
+            // Everything published so far (all after the backlog: the cursor
+            // was taken with it), then wait for more. A watcher whose client
+            // reads slowly falls behind here and catches up from the events
+            // it holds (see watchcache::Link).
             live.mark_seen();
             while let Some(ev) = live.next() {
-                if ev.revision <= backlog_end {
-                    continue;
-                }
                 last_rev = ev.revision;
                 if let Some(b) = filter.translate(&ev) {
                     if tx.send(Ok(b)).await.is_err() {

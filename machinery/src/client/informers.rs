@@ -68,20 +68,11 @@ impl<K> Clone for Change<K> {
 /// broadcast keeps its last `BACKLOG` messages, and holding objects there
 /// would keep thousands of superseded versions alive (the subscriber gets
 /// the current version, which is what a controller wants anyway).
+#[derive(Clone)]
 enum Announce<K: kube::Resource<DynamicType = ()>> {
     Applied(ObjectRef<K>),
     Deleted(Arc<K>),
     Resynced,
-}
-
-impl<K: kube::Resource<DynamicType = ()>> Clone for Announce<K> {
-    fn clone(&self) -> Self {
-        match self {
-            Announce::Applied(r) => Announce::Applied(r.clone()),
-            Announce::Deleted(o) => Announce::Deleted(o.clone()),
-            Announce::Resynced => Announce::Resynced,
-        }
-    }
 }
 
 struct Shared<K: kube::Resource<DynamicType = ()> + Clone + 'static> {
