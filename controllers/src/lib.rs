@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
+pub mod pacing;
 pub mod podgc;
 pub mod pods;
 pub mod replicaset;

@@ -7,29 +7,34 @@
 //! from causing double creates.
 
 use crate::metrics::Controller;
+use crate::pacing::Pacer;
 use crate::pods::{self, Expectations};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use skiff_machinery::client::events::Recorder;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// At most this many creates or deletes per sync (upstream's burstReplicas).
 const BURST: usize = 500;
+/// The least time between two reconciles of one set (see `pacing`).
+const RECONCILE_GAP: Duration = Duration::from_millis(100);
 
 struct Ctx {
     client: Client,
+    sets: Store<ReplicaSet>,
     pods: Store<Pod>,
     expectations: Expectations,
     recorder: Recorder,
+    pacer: Pacer,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,9 +53,11 @@ pub async fn run(client: Client, recorder: Recorder) -> anyhow::Result<()> {
     let sets = controller.store();
     let ctx = Arc::new(Ctx {
         client,
+        sets: sets.clone(),
         pods,
         expectations: Expectations::default(),
         recorder,
+        pacer: Pacer::new(RECONCILE_GAP),
     });
     controller
         // A pod concerns its controller, or, orphaned, every set that selects it.
@@ -78,6 +85,18 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
     if ctx.pods.wait_until_ready().await.is_err() {
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
+    let key = key(&rs);
+    ctx.pacer.pace(&key).await;
+    // The set as it is after the wait.
+    let Some(rs) = ctx.sets.get(&ObjectRef::from_obj(&*rs)) else {
+        return Ok(Action::await_change());
+    };
+    let result = sync(&rs, &key, &ctx).await;
+    ctx.pacer.ended(&key, Instant::now());
+    result
+}
+
+async fn sync(rs: &ReplicaSet, key: &str, ctx: &Ctx) -> Result<Action, Error> {
     let spec = rs.spec.clone().unwrap_or_default();
     let ns = rs.namespace().unwrap_or_default();
     let selector = pods::selector_of(&spec.selector);
@@ -86,14 +105,12 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
             .into_iter()
             .filter(|p| pods::is_active(p))
             .collect();
-    let mine = pods::claim(&ctx.client, &*rs, &selector, candidates).await?;
-    let key = key(&rs);
+    let mine = pods::claim(&ctx.client, rs, &selector, candidates).await?;
     let mut failure = None;
-    if rs.metadata.deletion_timestamp.is_none() && ctx.expectations.satisfied(&key, &ctx.pods, &ns)
-    {
-        failure = manage(&rs, &mine, spec.replicas.unwrap_or(1) as usize, &ctx).await;
+    if rs.metadata.deletion_timestamp.is_none() && ctx.expectations.satisfied(key, &ctx.pods, &ns) {
+        failure = manage(rs, &mine, spec.replicas.unwrap_or(1) as usize, ctx).await;
     }
-    let requeue = update_status(&rs, &mine, failure, &ctx).await?;
+    let requeue = update_status(rs, &mine, failure, ctx).await?;
     Ok(requeue.map_or_else(Action::await_change, Action::requeue))
 }
 
