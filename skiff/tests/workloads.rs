@@ -12,6 +12,7 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
+use std::time::{Duration, Instant};
 
 async fn cluster() -> (Server, Client, Simulator) {
     let s = Server::start(None);
@@ -202,6 +203,19 @@ async fn scaling(c: &Client, deployment: &str) -> Vec<String> {
     list.into_iter().filter_map(|e| e.note).collect()
 }
 
+/// The deployment's scaling events once there are `n` (or more, or after
+/// 10 s, so that a wrong sequence shows in full).
+async fn scaling_settled(c: &Client, deployment: &str, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let events = scaling(c, deployment).await;
+        if events.len() >= n || Instant::now() > deadline {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn deploy(c: &Client, name: &str, replicas: i32, strategy: serde_json::Value) {
     let d: Deployment = serde_json::from_value(json!({
         "metadata": {"name": name},
@@ -247,7 +261,8 @@ fn with_names(notes: &[String]) -> Vec<String> {
                 names.push(set.clone());
             }
             let i = names.iter().position(|x| *x == set).unwrap();
-            n.replace(&set, if i == 0 { "OLD" } else { "NEW" })
+            // A third set (there should be none) shows as such.
+            n.replace(&set, ["OLD", "NEW"].get(i).copied().unwrap_or("THIRD"))
         })
         .collect()
 }
@@ -266,12 +281,8 @@ async fn rolling_updates_step_as_upstream() {
     rolled_out(&c, "surge", 4).await;
     set_image(&c, "surge", "busybox:2").await;
     rolled_out(&c, "surge", 4).await;
-    eventually("the surge rollout's events", 10, async || {
-        scaling(&c, "surge").await.len() == 9
-    })
-    .await;
     assert_eq!(
-        with_names(&scaling(&c, "surge").await),
+        with_names(&scaling_settled(&c, "surge", 9).await),
         [
             "Scaled up replica set OLD from 0 to 4",
             "Scaled up replica set NEW from 0 to 1",
@@ -296,12 +307,8 @@ async fn rolling_updates_step_as_upstream() {
     rolled_out(&c, "nosurge", 4).await;
     set_image(&c, "nosurge", "busybox:2").await;
     rolled_out(&c, "nosurge", 4).await;
-    eventually("the no-surge rollout's events", 10, async || {
-        scaling(&c, "nosurge").await.len() == 9
-    })
-    .await;
     assert_eq!(
-        with_names(&scaling(&c, "nosurge").await),
+        with_names(&scaling_settled(&c, "nosurge", 9).await),
         [
             "Scaled up replica set OLD from 0 to 4",
             "Scaled down replica set OLD from 4 to 3",

@@ -284,14 +284,28 @@ pub(crate) async fn new_replica_set(
                     .await?;
                     created
                 }
-                Err(kube::Error::Api(e)) if e.code == 409 => {
-                    // A set of that name with another template: count the
-                    // collision, so the next hash differs.
-                    status::bump_collisions(d, ctx).await?;
-                    return Err(Error::Other(format!(
-                        "hash collision for {}",
-                        rs.name_any()
-                    )));
+                Err(kube::Error::Api(e)) if e.code == 409 && e.reason == "AlreadyExists" => {
+                    // Our own set, created by an earlier sync that the cache
+                    // does not show yet, is the new set (upstream reads it
+                    // back the same way). A set of that name with another
+                    // template or owner is a collision: counted, so the next
+                    // hash differs.
+                    let existing = api.get(&rs.name_any()).await?;
+                    let ours = pods::controller_of(&existing.metadata)
+                        .is_some_and(|r| Some(&r.uid) == d.metadata.uid.as_ref());
+                    let same = existing
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.template.as_ref())
+                        .is_some_and(|t| same_template(t, &spec.template));
+                    if !(ours && same) {
+                        status::bump_collisions(d, ctx).await?;
+                        return Err(Error::Other(format!(
+                            "hash collision for {}",
+                            rs.name_any()
+                        )));
+                    }
+                    existing
                 }
                 Err(e) => return Err(e.into()),
             }

@@ -117,6 +117,15 @@ async fn scale_down_old(
         if size == 0 || size == available {
             continue;
         }
+        if available > size {
+            // The set's status still counts pods of a size it was scaled
+            // down from; "cleaning up" would scale it up. Wait for its
+            // status, as upstream does (cleanupUnhealthyReplicas' error).
+            return Err(Error::Other(format!(
+                "replica set {} reports {available} available of {size}: status not caught up",
+                rs.name_any()
+            )));
+        }
         let down = (max_scaled_down - cleaned).min(size - available);
         *rs = scale(d, rs, size - down, ctx).await?;
         changed.push(rs.clone());
