@@ -579,7 +579,7 @@ fn add_node(lab: &mut Lab, which: &Which) -> Result<()> {
 /// Waits until every node named is Ready, printing each as it becomes so;
 /// fails at once if one of their agents (our children) has exited.
 async fn wait_ready(lab: &Lab, names: &[&str], started: Instant, dir: &Path) -> Result<()> {
-    let client = crate::component_client(&admin_kubeconfig(dir)).await?;
+    let client = crate::component_client(&admin_kubeconfig(dir), "skiff").await?;
     let nodes: Api<Node> = Api::all(client);
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut ready_seen = std::collections::BTreeSet::new();

@@ -536,10 +536,23 @@ fn identity(data_dir: Option<&std::path::Path>) -> String {
 }
 
 /// A kube client from a kubeconfig file, over HTTP/2.
-async fn component_client(path: &std::path::Path) -> Result<kube::Client> {
+/// A client for one of skiff's components, named in its user agent as
+/// upstream's binaries name themselves (`kube-scheduler`, `kubelet`, …): the
+/// API server names field managers after it.
+async fn component_client(path: &std::path::Path, program: &str) -> Result<kube::Client> {
     let kc = kube::config::Kubeconfig::read_from(path)?;
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-        .await?;
+    let mut cfg =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await?;
+    let agent = format!(
+        "{program}/v{} (linux/{}) skiff",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::ARCH
+    );
+    cfg.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_str(&agent)?,
+    ));
     skiff_machinery::client::http2::client(cfg)
 }
 
@@ -567,7 +580,7 @@ async fn start_server(a: ServerArgs) -> Result<skiff_apiserver::server::Running>
     if !a.disable_scheduler {
         let kubeconfig = running.component_kubeconfig("scheduler", "system:kube-scheduler", &[])?;
         a.scheduler.spawn(
-            component_client(&kubeconfig).await?,
+            component_client(&kubeconfig, "kube-scheduler").await?,
             server_identity.clone(),
         )?;
     }
@@ -575,7 +588,7 @@ async fn start_server(a: ServerArgs) -> Result<skiff_apiserver::server::Running>
         let kubeconfig =
             running.component_kubeconfig("controller", "system:kube-controller-manager", &[])?;
         a.controllers.spawn(
-            component_client(&kubeconfig).await?,
+            component_client(&kubeconfig, "kube-controller-manager").await?,
             cluster_cidr,
             server_identity,
             &data_dir,
@@ -589,7 +602,7 @@ async fn start_server(a: ServerArgs) -> Result<skiff_apiserver::server::Running>
 async fn run_node(a: AgentArgs) -> Result<()> {
     let opts = a.options()?;
     let kubeconfig = a.kubeconfig(&opts.node_name).await?;
-    let client = component_client(&kubeconfig).await?;
+    let client = component_client(&kubeconfig, "kubelet").await?;
     // Without a CA to check clients against, the node still runs
     // pods; only logs/exec/port-forward through the API are off.
     let stream = a
@@ -704,7 +717,7 @@ async fn run(cli: Cli) -> Result<()> {
                 };
             }
             // Joining with a token, the simulator is one node identity.
-            let client = component_client(&a.kubeconfig(&a.name_prefix).await?).await?;
+            let client = component_client(&a.kubeconfig(&a.name_prefix).await?, "kubelet").await?;
             let opts = skiff_agent::simulate::Options {
                 nodes: a.nodes,
                 name_prefix: a.name_prefix,
@@ -735,14 +748,14 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Scheduler(a) => {
             init_logging(&cli.log_format);
-            let client = component_client(&a.kubeconfig).await?;
+            let client = component_client(&a.kubeconfig, "kube-scheduler").await?;
             a.common.spawn(client, identity(None))?;
             tokio::signal::ctrl_c().await?;
             Ok(())
         }
         Command::ControllerManager(a) => {
             init_logging(&cli.log_format);
-            let client = component_client(&a.kubeconfig).await?;
+            let client = component_client(&a.kubeconfig, "kube-controller-manager").await?;
             a.common.spawn(
                 client,
                 a.cluster_cidr,

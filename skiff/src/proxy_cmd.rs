@@ -104,7 +104,7 @@ pub async fn run(a: ProxyArgs) -> Result<()> {
             .to_lowercase(),
     };
     let opts = options(&a.flags, &node_name, &a.cluster_cidr, &a.cluster_domain)?;
-    let client = crate::component_client(&kubeconfig).await?;
+    let client = crate::component_client(&kubeconfig, "kube-proxy").await?;
     tokio::select! {
         r = skiff_proxy::run(client, opts) => r,
         _ = tokio::signal::ctrl_c() => Ok(()),

@@ -130,7 +130,7 @@ pub async fn run(a: UpArgs) -> Result<()> {
     let token = a.data_dir.join("server").join("node-token");
     let port = running.addr.port();
     let announce = async move {
-        let client = crate::component_client(&admin).await?;
+        let client = crate::component_client(&admin, "skiff").await?;
         wait_ready(&client, &node_name, started).await;
         if let Some(path) = &merged {
             merge_kubeconfig(&admin, path)
