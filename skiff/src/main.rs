@@ -676,6 +676,9 @@ fn exec_self() -> Result<()> {
     Err(anyhow::anyhow!("starting again: {err}"))
 }
 
+/// Threads for blocking work (see `main`).
+const BLOCKING_THREADS: usize = 16;
+
 fn main() -> Result<()> {
     // `skiff shim` (one per container, started by the agent) takes the
     // shortest path: no CLI parser, no async runtime, no huge pages.
@@ -694,6 +697,11 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Blocking work here is short (store reads, file reads). Tokio's
+        // default of 512 threads let a burst of store reads start some 50,
+        // each with an allocator heap of its own whose part-used pages stay
+        // resident after it goes.
+        .max_blocking_threads(BLOCKING_THREADS)
         .build()?
         .block_on(run(cli))
 }
