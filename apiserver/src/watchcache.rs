@@ -27,12 +27,12 @@ use tokio::sync::watch;
 const HISTORY_FRESH: Duration = Duration::from_secs(75);
 const HISTORY_MIN: usize = 1_000;
 const HISTORY_MAX: usize = 100_000;
-const HISTORY_MAX_BYTES: usize = 64 << 20;
+const HISTORY_MAX_BYTES: usize = 32 << 20;
 /// What the histories of all resources may hold together. A resource whose
 /// events take the total over it trims its own oldest (down to
 /// `HISTORY_MIN`), so a burst in pods, replicasets, deployments, nodes and
 /// events at once holds this much, not `HISTORY_MAX_BYTES` of each.
-const HISTORY_BUDGET: usize = 128 << 20;
+const HISTORY_BUDGET: usize = 64 << 20;
 /// How far (in bytes of events) a watcher may fall behind before it is
 /// closed. A watcher holds on to the events it has yet to send, so a slow
 /// one (the server's own informers in a burst, say) catches up without
