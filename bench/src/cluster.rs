@@ -44,6 +44,10 @@ fn cpu_seconds(p: &Proc) -> f64 {
 async fn mutating_p99_ms(c: &Client) -> Result<f64> {
     let req = http::Request::get("/metrics").body(Vec::new())?;
     let text = c.request_text(req).await?;
+    // Kept beside the logs: request counts by verb tell a slow run apart.
+    if let Some(dir) = std::env::var_os("SKIFF_BENCH_LOGS") {
+        std::fs::write(std::path::Path::new(&dir).join("metrics.txt"), &text)?;
+    }
     let mut buckets: BTreeMap<u64, f64> = BTreeMap::new();
     for line in text
         .lines()
