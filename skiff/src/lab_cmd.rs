@@ -267,6 +267,9 @@ fn running(pid: u32) -> bool {
 /// once the lab's directory is gone.
 fn log_tail(log: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
+    // With RUST_BACKTRACE set, an error ends in its backtrace: the tail
+    // should show the error, not the last frames.
+    let text = text.split("\nStack backtrace:").next().unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
@@ -733,4 +736,23 @@ async fn server_restart(w: &Which) -> Result<()> {
     start_server(&mut lab, w).await?;
     eprintln!("skiff lab: server restarted");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_tail_shows_the_error_not_its_backtrace() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("agent.log");
+        std::fs::write(
+            &log,
+            "starting\nError: no route to the server\n\nStack backtrace:\n   0: main\n   1: start\n",
+        )
+        .unwrap();
+        assert_eq!(log_tail(&log, 1), "Error: no route to the server");
+        std::fs::write(&log, "a\nb\nc\n").unwrap();
+        assert_eq!(log_tail(&log, 2), "b\nc");
+    }
 }
