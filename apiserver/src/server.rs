@@ -150,6 +150,9 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         skiff_machinery::tls::validity(&serving.cert_pem).map_err(anyhow::Error::msg)?;
     let renew_at = skiff_machinery::tls::renew_at(from, until);
     let tls = tls_config(&pki, &serving)?;
+    // The node token before the kubeconfig: whoever waits for the
+    // kubeconfig as the sign of a started server finds the token too.
+    let join = crate::join::Join::load(&server_dir, &pki, Some(&secret))?;
     let kubeconfig = cfg.kubeconfig_path();
     write_kubeconfig(
         &pki,
@@ -169,7 +172,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
             crate::kubelet::KubeletClient::new(&pki)?,
             registry.clone(),
         ),
-        join: crate::join::Join::load(&server_dir, &pki, Some(&secret))?,
+        join,
     });
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
     let task = tokio::spawn(async move {

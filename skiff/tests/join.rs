@@ -51,15 +51,7 @@ fn refused(mut cmd: Command) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_join_with_the_token() {
     let s = Server::start(None);
-    // The token file may land a moment after the kubeconfig that says ready.
-    let path = s.dir.path().join("server/node-token");
-    for _ in 0..100 {
-        if path.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    let token = std::fs::read_to_string(&path).unwrap();
+    let token = std::fs::read_to_string(s.dir.path().join("server/node-token")).unwrap();
     let token = token.trim();
     assert!(
         token.starts_with("K10") && token.contains("::server:"),
