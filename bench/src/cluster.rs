@@ -39,15 +39,20 @@ fn cpu_seconds(p: &Proc) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// The p99 of mutating requests, from the cumulative buckets of
-/// `apiserver_request_duration_seconds` summed over resources.
-async fn mutating_p99_ms(c: &Client) -> Result<f64> {
+/// The server's /metrics, also kept beside the logs when they are kept:
+/// request counts by verb tell a slow run apart.
+async fn server_metrics(c: &Client) -> Result<String> {
     let req = http::Request::get("/metrics").body(Vec::new())?;
     let text = c.request_text(req).await?;
-    // Kept beside the logs: request counts by verb tell a slow run apart.
     if let Some(dir) = std::env::var_os("SKIFF_BENCH_LOGS") {
         std::fs::write(std::path::Path::new(&dir).join("metrics.txt"), &text)?;
     }
+    Ok(text)
+}
+
+/// The p99 of mutating requests, from the cumulative buckets of
+/// `apiserver_request_duration_seconds` summed over resources.
+fn mutating_p99_ms(text: &str) -> Result<f64> {
     let mut buckets: BTreeMap<u64, f64> = BTreeMap::new();
     for line in text
         .lines()
@@ -139,7 +144,7 @@ pub async fn run() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let running = start.elapsed().as_secs_f64();
-    let p99 = mutating_p99_ms(&c).await?;
+    let p99 = mutating_p99_ms(&server_metrics(&c).await?)?;
     let (rss, server_cpu, sim_cpu) = (server.rss_mb(), cpu_seconds(&server), cpu_seconds(&sim));
     println!("{want} pods through {DEPLOYMENTS} deployments running in {running:.1} s");
     println!("mutating API calls p99 over the run: {p99:.0} ms (upstream SLO 1000 ms)");

@@ -535,10 +535,10 @@ fn identity(data_dir: Option<&std::path::Path>) -> String {
     format!("{}_{suffix}", host.trim())
 }
 
-/// A kube client from a kubeconfig file, over HTTP/2.
-/// A client for one of skiff's components, named in its user agent as
-/// upstream's binaries name themselves (`kube-scheduler`, `kubelet`, …): the
-/// API server names field managers after it.
+/// A kube client from a kubeconfig file, over HTTP/2, for one of skiff's
+/// components, named in its user agent as upstream's binaries name
+/// themselves (`kube-scheduler`, `kubelet`, …): the API server names field
+/// managers after it.
 async fn component_client(path: &std::path::Path, program: &str) -> Result<kube::Client> {
     let kc = kube::config::Kubeconfig::read_from(path)?;
     let mut cfg =
