@@ -125,11 +125,41 @@ pub enum Part {
     Finalize,
 }
 
-/// Stored form: the object without its resourceVersion (the store's revision is it).
+/// Stored form: the object without its resourceVersion (the store's revision
+/// is it), written without copying the object first.
 fn encode(obj: &Value) -> Bytes {
-    let mut stored = obj.clone();
-    crate::meta::clear_resource_version(&mut stored);
-    Bytes::from(serde_json::to_vec(&stored).unwrap_or_default())
+    Bytes::from(serde_json::to_vec(&StoredForm(obj)).unwrap_or_default())
+}
+
+/// An object serialized as stored: `metadata.resourceVersion` left out.
+struct StoredForm<'a>(&'a Value);
+
+/// A map serialized without one of its keys.
+struct Without<'a>(&'a serde_json::Map<String, Value>, &'static str);
+
+impl serde::Serialize for Without<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().filter(|(k, _)| *k != self.1))
+    }
+}
+
+impl serde::Serialize for StoredForm<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Value::Object(top) = self.0 else {
+            return self.0.serialize(s);
+        };
+        let mut map = s.serialize_map(Some(top.len()))?;
+        for (k, v) in top {
+            match v {
+                Value::Object(meta) if k == "metadata" => {
+                    map.serialize_entry(k, &Without(meta, "resourceVersion"))?
+                }
+                _ => map.serialize_entry(k, v)?,
+            }
+        }
+        map.end()
+    }
 }
 
 fn decode(kv: &crate::storage::KeyValue) -> Result<Value, ApiError> {
@@ -796,5 +826,25 @@ impl Registry {
             name,
             "too many concurrent updates, please retry",
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stored_form_leaves_out_only_the_resource_version() {
+        let obj = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "resourceVersion": "42", "uid": "u",
+                         "labels": {"resourceVersion": "kept"}},
+            "spec": {"resourceVersion": "kept"}});
+        let stored: Value = serde_json::from_slice(&encode(&obj)).unwrap();
+        let mut want = obj.clone();
+        meta::clear_resource_version(&mut want);
+        assert_eq!(stored, want);
+        let text = String::from_utf8(encode(&obj).to_vec()).unwrap();
+        assert!(text
+            .starts_with(r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","uid":"u","#));
     }
 }
