@@ -5,14 +5,13 @@
 
 mod common;
 
-use common::{default_service_account, eventually, Server, Simulator};
+use common::{default_service_account, eventually, settled, Server, Simulator};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use std::time::{Duration, Instant};
 
 async fn cluster() -> (Server, Client, Simulator) {
     let s = Server::start(None);
@@ -206,14 +205,7 @@ async fn scaling(c: &Client, deployment: &str) -> Vec<String> {
 /// The deployment's scaling events once there are `n` (or more, or after
 /// 10 s, so that a wrong sequence shows in full).
 async fn scaling_settled(c: &Client, deployment: &str, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let events = scaling(c, deployment).await;
-        if events.len() >= n || Instant::now() > deadline {
-            return events;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    settled(10, async || scaling(c, deployment).await, |e| e.len() >= n).await
 }
 
 async fn deploy(c: &Client, name: &str, replicas: i32, strategy: serde_json::Value) {

@@ -265,10 +265,27 @@ pub fn have_kubectl() -> bool {
 }
 
 /// Polls `check` every 100 ms until it holds; fails the test after `secs`.
-pub async fn eventually(what: &str, secs: u64, mut check: impl AsyncFnMut() -> bool) {
+pub async fn eventually(what: &str, secs: u64, check: impl AsyncFnMut() -> bool) {
+    assert!(
+        settled(secs, check, |held| *held).await,
+        "timed out waiting for {what}"
+    );
+}
+
+/// Polls `fetch` every 100 ms until `done` holds of what it returns, or
+/// `secs` have passed; returns the last value either way (so a test can
+/// show a wrong outcome in full).
+pub async fn settled<T>(
+    secs: u64,
+    mut fetch: impl AsyncFnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
     let deadline = Instant::now() + Duration::from_secs(secs);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+    loop {
+        let value = fetch().await;
+        if done(&value) || Instant::now() > deadline {
+            return value;
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
