@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, PostParams, WatchEvent, WatchParams};
 use kube::Client;
 use serde_json::json;
+use skiff_machinery::client::CachedPod;
 use skiff_scheduler::cache::Cache;
 use skiff_scheduler::config::Configuration;
 use skiff_scheduler::podinfo::PodInfo;
@@ -138,7 +139,7 @@ fn algorithm_alone(nodes: usize) -> Result<f64> {
         .map_err(anyhow::Error::msg)?;
     let profile = &profiles[0];
     let pods: Vec<Arc<PodInfo>> = (0..PODS)
-        .map(|i| Arc::new(PodInfo::new(Arc::new(pod(i)))))
+        .map(|i| Arc::new(PodInfo::new(Arc::new(CachedPod::from(&pod(i))))))
         .collect();
     let mut rounds = Vec::new();
     for _ in 0..ALGO_ROUNDS {

@@ -7,7 +7,6 @@
 
 use crate::metrics::Controller;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, Patch, PatchParams};
@@ -16,17 +15,18 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
+use skiff_machinery::client::CachedPod;
 use skiff_machinery::labels::Selector;
 use std::sync::Arc;
 use std::time::Duration;
 
 struct Ctx {
     client: Client,
-    pods: Store<Pod>,
+    pods: Store<CachedPod>,
 }
 
 pub async fn run(client: Client) -> anyhow::Result<()> {
-    let (pods, pod_events) = crate::resources::reflected::<Pod>(&client);
+    let (pods, pod_events) = crate::resources::reflected::<CachedPod>(&client);
     let controller = Controller::new(
         "disruption",
         Api::<PodDisruptionBudget>::all(client.clone()),
@@ -68,7 +68,7 @@ fn selector(b: &PodDisruptionBudget) -> Option<Selector> {
         .filter(|s| !s.is_empty())
 }
 
-fn labels_of(pod: &Pod) -> serde_json::Map<String, serde_json::Value> {
+fn labels_of(pod: &CachedPod) -> serde_json::Map<String, serde_json::Value> {
     pod.labels()
         .iter()
         .map(|(k, v)| (k.clone(), json!(v)))
@@ -87,13 +87,13 @@ fn scaled(v: &IntOrString, total: i32) -> i32 {
 }
 
 /// (expected, healthy, desired healthy, disruptions allowed) for a budget over these pods.
-pub fn compute(b: &PodDisruptionBudget, pods: &[Arc<Pod>]) -> (i32, i32, i32, i32) {
+pub fn compute(b: &PodDisruptionBudget, pods: &[Arc<CachedPod>]) -> (i32, i32, i32, i32) {
     let disrupted = b
         .status
         .as_ref()
         .and_then(|s| s.disrupted_pods.clone())
         .unwrap_or_default();
-    let live: Vec<&Arc<Pod>> = pods
+    let live: Vec<&Arc<CachedPod>> = pods
         .iter()
         .filter(|p| {
             p.metadata.deletion_timestamp.is_none()
@@ -133,7 +133,7 @@ async fn reconcile(b: Arc<PodDisruptionBudget>, ctx: Arc<Ctx>) -> Result<Action,
     }
     let ns = b.namespace().unwrap_or_default();
     let sel = selector(&b);
-    let pods: Vec<Arc<Pod>> = ctx
+    let pods: Vec<Arc<CachedPod>> = ctx
         .pods
         .state()
         .into_iter()

@@ -6,7 +6,7 @@
 
 use crate::metrics::Controller;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::controller::Action;
@@ -14,6 +14,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
+use skiff_machinery::client::CachedPod;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,12 +25,12 @@ pub const MAX_PER_SLICE: usize = 100;
 
 struct Ctx {
     client: Client,
-    pods: Store<Pod>,
+    pods: Store<CachedPod>,
     nodes: Store<Node>,
 }
 
 pub async fn run(client: Client) -> anyhow::Result<()> {
-    let (pods, pod_events) = crate::resources::reflected::<Pod>(&client);
+    let (pods, pod_events) = crate::resources::reflected::<CachedPod>(&client);
     let nodes = crate::resources::cached::<Node>(&client).await?;
 
     let controller = Controller::new(
@@ -81,7 +82,7 @@ fn selector(svc: &Service) -> Option<&BTreeMap<String, String>> {
         .filter(|s| !s.is_empty())
 }
 
-fn selects(svc: &Service, pod: &Pod) -> bool {
+fn selects(svc: &Service, pod: &CachedPod) -> bool {
     let Some(sel) = selector(svc) else {
         return false;
     };
@@ -108,7 +109,7 @@ struct Member {
 }
 
 /// A service port's target on one pod: a number, or a named container port.
-fn resolve_port(target: Option<&Value>, port: i32, pod: &Pod, protocol: &str) -> Option<i32> {
+fn resolve_port(target: Option<&Value>, port: i32, pod: &CachedPod, protocol: &str) -> Option<i32> {
     match target {
         None => Some(port),
         Some(Value::Number(n)) => n.as_i64().map(|n| n as i32),

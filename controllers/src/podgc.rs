@@ -6,6 +6,7 @@ use crate::resources::cached;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, Preconditions};
 use kube::{Client, ResourceExt};
+use skiff_machinery::client::CachedPod;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -31,8 +32,8 @@ pub async fn collect(client: &Client, terminated_threshold: usize) -> anyhow::Re
         .iter()
         .map(|n| n.name_any())
         .collect();
-    let pods = cached::<Pod>(client).await?.state();
-    let mut terminated: Vec<&Pod> = Vec::new();
+    let pods = cached::<CachedPod>(client).await?.state();
+    let mut terminated: Vec<&CachedPod> = Vec::new();
     for pod in pods.iter().map(|p| &**p) {
         let node = pod
             .spec
@@ -62,7 +63,7 @@ pub async fn collect(client: &Client, terminated_threshold: usize) -> anyhow::Re
     Ok(())
 }
 
-async fn force_delete(client: &Client, pod: &Pod) -> Result<(), kube::Error> {
+async fn force_delete(client: &Client, pod: &CachedPod) -> Result<(), kube::Error> {
     let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
     let dp = DeleteParams {
         grace_period_seconds: Some(0),

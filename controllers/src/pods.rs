@@ -10,6 +10,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
+use skiff_machinery::client::cachedpod::{CachedPod, PodCondition};
 use skiff_machinery::labels::Selector;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -24,27 +25,22 @@ pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
 }
 
 /// Not finished and not being deleted (upstream's `IsPodActive`).
-pub fn is_active(p: &Pod) -> bool {
+pub fn is_active(p: &CachedPod) -> bool {
     let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
     !matches!(phase, Some("Succeeded" | "Failed")) && p.metadata.deletion_timestamp.is_none()
 }
 
-fn ready_condition(p: &Pod) -> Option<&k8s_openapi::api::core::v1::PodCondition> {
-    p.status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == "Ready")
+fn ready_condition(p: &CachedPod) -> Option<&PodCondition> {
+    p.condition("Ready")
 }
 
-pub fn is_ready(p: &Pod) -> bool {
+pub fn is_ready(p: &CachedPod) -> bool {
     ready_condition(p).is_some_and(|c| c.status == "True")
 }
 
 /// Ready for at least `min_ready_seconds`; else how long until it will be
 /// (`Err(None)` when it is not ready at all).
-pub fn availability(p: &Pod, min_ready_seconds: i32) -> Result<(), Option<Duration>> {
+pub fn availability(p: &CachedPod, min_ready_seconds: i32) -> Result<(), Option<Duration>> {
     let Some(c) = ready_condition(p).filter(|c| c.status == "True") else {
         return Err(None);
     };
@@ -83,7 +79,7 @@ pub fn labels_match(sel: &Selector, labels: &BTreeMap<String, String>) -> bool {
 /// while it is an orphan.
 pub fn selecting<S>(
     sets: &Store<S>,
-    pod: &Pod,
+    pod: &CachedPod,
     selector: impl Fn(&S) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
 ) -> Vec<Arc<S>>
 where
@@ -101,7 +97,7 @@ where
 /// `kind`, none when something else controls it, and for an orphan the
 /// `adopters` that may take it.
 pub fn sets_for_pod<S>(
-    pod: &Pod,
+    pod: &CachedPod,
     kind: &str,
     adopters: impl FnOnce() -> Vec<Arc<S>>,
 ) -> Vec<ObjectRef<S>>
@@ -272,7 +268,7 @@ pub async fn create_pod(client: &Client, pod: &Pod) -> Result<Pod, kube::Error> 
 
 /// Deletes a pod by uid (so a namesake created since is safe); a pod
 /// already gone counts as deleted.
-pub async fn delete_pod(client: &Client, p: Arc<Pod>) -> Result<Arc<Pod>, kube::Error> {
+pub async fn delete_pod(client: &Client, p: Arc<CachedPod>) -> Result<Arc<CachedPod>, kube::Error> {
     let api: Api<Pod> = Api::namespaced(client.clone(), &p.namespace().unwrap_or_default());
     let dp = kube::api::DeleteParams {
         preconditions: Some(kube::api::Preconditions {
@@ -337,7 +333,7 @@ struct Expected {
 const EXPECTATIONS_TTL: Duration = Duration::from_secs(300);
 
 /// A deleted pod as `Expectations::expect` takes it.
-pub fn name_and_uid(pod: &Pod) -> (String, String) {
+pub fn name_and_uid(pod: &CachedPod) -> (String, String) {
     (pod.name_any(), pod.uid().unwrap_or_default())
 }
 
@@ -360,7 +356,7 @@ impl Expectations {
     }
 
     /// Whether the cache now shows everything expected for `key`.
-    pub fn satisfied(&self, key: &str, pods: &Store<Pod>, namespace: &str) -> bool {
+    pub fn satisfied(&self, key: &str, pods: &Store<CachedPod>, namespace: &str) -> bool {
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let Some(e) = p.get(key) else {
             return true;
@@ -441,7 +437,7 @@ mod tests {
     use super::*;
     use kube::runtime::{reflector, watcher};
 
-    fn pod(name: &str, uid: &str, terminating: bool) -> Pod {
+    fn pod(name: &str, uid: &str, terminating: bool) -> CachedPod {
         serde_json::from_value(json!({
             "metadata": {"name": name, "namespace": "ns", "uid": uid,
                          "deletionTimestamp": terminating.then_some("2026-01-01T00:00:00Z")},
@@ -451,7 +447,7 @@ mod tests {
 
     #[test]
     fn deletions_are_seen_by_name_and_uid() {
-        let (store, mut writer) = reflector::store::<Pod>();
+        let (store, mut writer) = reflector::store::<CachedPod>();
         for p in [
             pod("a", "1", false),
             pod("b", "2", false),

@@ -11,7 +11,6 @@ use crate::pacing::Pacer;
 use crate::pods::{self, Expectations};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -19,6 +18,7 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use skiff_machinery::client::events::Recorder;
+use skiff_machinery::client::CachedPod;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,7 +31,7 @@ const RECONCILE_GAP: Duration = Duration::from_millis(100);
 struct Ctx {
     client: Client,
     sets: Store<ReplicaSet>,
-    pods: Store<Pod>,
+    pods: Store<CachedPod>,
     expectations: Expectations,
     recorder: Recorder,
     pacer: Pacer,
@@ -44,7 +44,7 @@ pub enum Error {
 }
 
 pub async fn run(client: Client, recorder: Recorder) -> anyhow::Result<()> {
-    let (pods, pod_events) = crate::resources::reflected::<Pod>(&client);
+    let (pods, pod_events) = crate::resources::reflected::<CachedPod>(&client);
     let controller = Controller::new(
         "replicaset",
         Api::<ReplicaSet>::all(client.clone()),
@@ -61,7 +61,7 @@ pub async fn run(client: Client, recorder: Recorder) -> anyhow::Result<()> {
     });
     controller
         // A pod concerns its controller, or, orphaned, every set that selects it.
-        .watches_shared_stream(pod_events, move |pod: Arc<Pod>| {
+        .watches_shared_stream(pod_events, move |pod: Arc<CachedPod>| {
             pods::sets_for_pod(&pod, "ReplicaSet", || {
                 pods::selecting(&sets, &pod, |rs| rs.spec.as_ref().map(|s| &s.selector))
             })
@@ -100,8 +100,8 @@ async fn sync(rs: &ReplicaSet, key: &str, ctx: &Ctx) -> Result<Action, Error> {
     let spec = rs.spec.clone().unwrap_or_default();
     let ns = rs.namespace().unwrap_or_default();
     let selector = pods::selector_of(&spec.selector);
-    let candidates: Vec<Arc<Pod>> =
-        crate::resources::owned_or_orphaned::<Pod>(&rs.uid().unwrap_or_default(), &ns)
+    let candidates: Vec<Arc<CachedPod>> =
+        crate::resources::owned_or_orphaned::<CachedPod>(&rs.uid().unwrap_or_default(), &ns)
             .into_iter()
             .filter(|p| pods::is_active(p))
             .collect();
@@ -117,7 +117,7 @@ async fn sync(rs: &ReplicaSet, key: &str, ctx: &Ctx) -> Result<Action, Error> {
 /// Creates or deletes pods to reach `want`; returns a failure to report.
 async fn manage(
     rs: &ReplicaSet,
-    mine: &[Arc<Pod>],
+    mine: &[Arc<CachedPod>],
     want: usize,
     ctx: &Ctx,
 ) -> Option<(String, String)> {
@@ -177,14 +177,14 @@ async fn manage(
 /// unscheduled before scheduled, pending before running, not ready before
 /// ready, pods doubled up on a node before lone ones, recently ready before
 /// long ready, more restarts first, newest first.
-pub fn pods_to_delete(pods: &[Arc<Pod>], count: usize) -> Vec<Arc<Pod>> {
+pub fn pods_to_delete(pods: &[Arc<CachedPod>], count: usize) -> Vec<Arc<CachedPod>> {
     let mut per_node: HashMap<&str, usize> = HashMap::new();
     for p in pods {
         if let Some(n) = p.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
             *per_node.entry(n).or_default() += 1;
         }
     }
-    let rank = |p: &Pod| {
+    let rank = |p: &CachedPod| {
         let node = p.spec.as_ref().and_then(|s| s.node_name.as_deref());
         let phase = match p.status.as_ref().and_then(|s| s.phase.as_deref()) {
             Some("Pending") => 0,
@@ -216,7 +216,7 @@ pub fn pods_to_delete(pods: &[Arc<Pod>], count: usize) -> Vec<Arc<Pod>> {
             std::cmp::Reverse(created),
         )
     };
-    let mut sorted: Vec<Arc<Pod>> = pods.to_vec();
+    let mut sorted: Vec<Arc<CachedPod>> = pods.to_vec();
     sorted.sort_by_key(|p| rank(p));
     sorted.truncate(count);
     sorted
@@ -226,7 +226,7 @@ pub fn pods_to_delete(pods: &[Arc<Pod>], count: usize) -> Vec<Arc<Pod>> {
 /// available (minReadySeconds).
 async fn update_status(
     rs: &ReplicaSet,
-    mine: &[Arc<Pod>],
+    mine: &[Arc<CachedPod>],
     failure: Option<(String, String)>,
     ctx: &Ctx,
 ) -> Result<Option<Duration>, kube::Error> {

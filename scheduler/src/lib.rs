@@ -22,7 +22,7 @@ mod tests;
 
 use cache::Cache;
 use framework::Profile;
-use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::{Client, ResourceExt};
@@ -30,6 +30,7 @@ use podinfo::PodInfo;
 use queue::{Outcome, Queue};
 use schedule::{Algorithm, Decision};
 use skiff_machinery::client::events::Recorder;
+use skiff_machinery::client::CachedPod;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore};
@@ -122,8 +123,9 @@ impl Scheduler {
             nodes_synced =
                 informer::spawn::<Node>(&mut watches, &client, move |n, gone| s2.on_node(n, gone));
             let s2 = s.clone();
-            pods_synced =
-                informer::spawn::<Pod>(&mut watches, &client, move |p, gone| s2.on_pod(p, gone));
+            pods_synced = informer::spawn::<CachedPod>(&mut watches, &client, move |p, gone| {
+                s2.on_pod(p, gone)
+            });
             let s2 = s.clone();
             informer::spawn::<Namespace>(&mut watches, &client, move |ns, gone| {
                 s2.with_state(|st| {
@@ -229,7 +231,7 @@ impl Scheduler {
         })
     }
 
-    fn on_pod(&self, pod: Arc<Pod>, gone: bool) {
+    fn on_pod(&self, pod: Arc<CachedPod>, gone: bool) {
         let info = Arc::new(PodInfo::new(pod));
         self.with_state(|st| {
             let uid = info.uid.clone();

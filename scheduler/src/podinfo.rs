@@ -3,7 +3,8 @@
 //! against thousands of nodes allocates nothing.
 
 use crate::resources::{pod_requests, Resources};
-use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, Toleration};
+use k8s_openapi::api::core::v1::{PodAffinityTerm, Toleration};
+use skiff_machinery::client::cachedpod::{CachedPod, PodSpec};
 use skiff_machinery::labels::Selector;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -91,7 +92,7 @@ impl Affinity {
 
 #[derive(Debug)]
 pub struct PodInfo {
-    pub pod: Arc<Pod>,
+    pub pod: Arc<CachedPod>,
     pub uid: String,
     pub namespace: String,
     pub name: String,
@@ -106,13 +107,13 @@ pub struct PodInfo {
 }
 
 impl PodInfo {
-    pub fn new(pod: Arc<Pod>) -> PodInfo {
+    pub fn new(pod: Arc<CachedPod>) -> PodInfo {
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
         let no_spec;
         let spec = match &pod.spec {
             Some(spec) => spec,
             None => {
-                no_spec = k8s_openapi::api::core::v1::PodSpec::default();
+                no_spec = PodSpec::default();
                 &no_spec
             }
         };
@@ -179,9 +180,8 @@ impl PodInfo {
         self.labels.get(key).map(String::as_str)
     }
 
-    pub fn spec(&self) -> &k8s_openapi::api::core::v1::PodSpec {
-        static EMPTY: std::sync::OnceLock<k8s_openapi::api::core::v1::PodSpec> =
-            std::sync::OnceLock::new();
+    pub fn spec(&self) -> &PodSpec {
+        static EMPTY: std::sync::OnceLock<PodSpec> = std::sync::OnceLock::new();
         self.pod
             .spec
             .as_ref()

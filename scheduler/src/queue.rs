@@ -281,11 +281,11 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::Pod;
     use serde_json::json;
+    use skiff_machinery::client::CachedPod;
 
     fn pod(name: &str, priority: i32) -> Arc<PodInfo> {
-        let p: Pod = serde_json::from_value(json!({
+        let p: CachedPod = serde_json::from_value(json!({
             "metadata": {"name": name, "namespace": "default", "uid": name},
             "spec": {"priority": priority, "containers": [{"name": "c", "image": "x"}]}
         }))

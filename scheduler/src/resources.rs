@@ -2,8 +2,9 @@
 //! `framework.Resource`: cpu in millicores, memory and ephemeral storage in
 //! bytes, extended resources (`example.com/gpu`, `hugepages-2Mi`) by name.
 
-use k8s_openapi::api::core::v1::{Container, Node, PodSpec};
+use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use skiff_machinery::client::cachedpod::{Container, PodSpec};
 use skiff_machinery::quantity;
 use std::collections::BTreeMap;
 

@@ -7,8 +7,9 @@ use crate::config::Configuration;
 use crate::framework::Profile;
 use crate::podinfo::PodInfo;
 use crate::schedule::{Algorithm, Decision};
-use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim};
 use serde_json::{json, Value};
+use skiff_machinery::client::CachedPod;
 use std::sync::Arc;
 
 fn node(name: &str, cpu: &str, extra: Value) -> Arc<Node> {
@@ -29,7 +30,7 @@ fn pod(name: &str, spec: Value) -> Arc<PodInfo> {
     });
     merge(&mut p["spec"], spec);
     Arc::new(PodInfo::new(Arc::new(
-        serde_json::from_value::<Pod>(p).unwrap(),
+        serde_json::from_value::<CachedPod>(p).unwrap(),
     )))
 }
 
@@ -105,7 +106,7 @@ fn preferred_pod_affinity_and_image_locality_score() {
     let mut cache = Cache::default();
     cache.set_node(node("a", "8", json!({})));
     cache.set_node(node("b", "8", json!({"status": {"images": [{"names": ["registry.example/big:1"], "sizeBytes": 900_000_000}]}})));
-    let db: Pod = serde_json::from_value(json!({"metadata": {"name": "db", "namespace": "default", "uid": "db", "labels": {"app": "db"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}})).unwrap();
+    let db: CachedPod = serde_json::from_value(json!({"metadata": {"name": "db", "namespace": "default", "uid": "db", "labels": {"app": "db"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}})).unwrap();
     cache.set_pod(Arc::new(PodInfo::new(Arc::new(db))), "a");
     let near_db = pod(
         "web",

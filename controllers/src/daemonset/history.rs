@@ -16,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
 use serde_json::{json, Value};
+use skiff_machinery::client::CachedPod;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -194,7 +195,7 @@ async fn dedup(
     let keep_hash = hash_of(&keep);
     let dup_hashes: HashSet<String> = current.iter().map(hash_of).collect();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    for p in crate::resources::owned_by::<Pod>(&ds.uid().unwrap_or_default()) {
+    for p in crate::resources::owned_by::<CachedPod>(&ds.uid().unwrap_or_default()) {
         if p.labels()
             .get(HASH_LABEL)
             .is_some_and(|h| dup_hashes.contains(h))
@@ -224,7 +225,7 @@ async fn dedup(
 pub async fn cleanup(
     ds: &DaemonSet,
     mut old: Vec<ControllerRevision>,
-    pods: &[Arc<Pod>],
+    pods: &[Arc<CachedPod>],
     ctx: &Ctx,
 ) -> Result<(), Error> {
     let limit = ds

@@ -10,8 +10,9 @@ use super::util::{self, by_age, is_updated};
 use super::{Ctx, Error, NodePods};
 use crate::pods;
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use kube::ResourceExt;
+use skiff_machinery::client::CachedPod;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +26,7 @@ const BURST: usize = 250;
 #[derive(Default)]
 pub struct Plan {
     pub create: Vec<String>,
-    pub delete: Vec<Arc<Pod>>,
+    pub delete: Vec<Arc<CachedPod>>,
     pub requeue: Option<Duration>,
 }
 
@@ -64,7 +65,7 @@ pub fn plan(
     plan
 }
 
-fn phase(p: &Pod) -> &str {
+fn phase(p: &CachedPod) -> &str {
     p.status
         .as_ref()
         .and_then(|s| s.phase.as_deref())
@@ -97,7 +98,7 @@ fn on_node(
         );
         return;
     }
-    let mut running: Vec<Arc<Pod>> = Vec::new();
+    let mut running: Vec<Arc<CachedPod>> = Vec::new();
     for p in pods
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
@@ -169,7 +170,7 @@ fn on_node(
 /// BURST of each, recording what it expects to see.
 pub async fn sync_nodes(
     ds: &DaemonSet,
-    delete: &[Arc<Pod>],
+    delete: &[Arc<CachedPod>],
     create: &[String],
     hash: &str,
     ctx: &Ctx,

@@ -20,7 +20,7 @@ use crate::metrics::Controller;
 use crate::pods::{self, Expectations};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -28,17 +28,18 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use placement::Placement;
 use skiff_machinery::client::events::Recorder;
+use skiff_machinery::client::CachedPod;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A DaemonSet's pods by the node they are on or meant for.
-pub(crate) type NodePods = BTreeMap<String, Vec<Arc<Pod>>>;
+pub(crate) type NodePods = BTreeMap<String, Vec<Arc<CachedPod>>>;
 
 pub(crate) struct Ctx {
     client: Client,
-    pods: Store<Pod>,
+    pods: Store<CachedPod>,
     nodes: Store<Node>,
     revisions: Store<ControllerRevision>,
     expectations: Expectations,
@@ -55,7 +56,7 @@ pub enum Error {
 }
 
 pub async fn run(client: Client, recorder: Recorder) -> anyhow::Result<()> {
-    let (pods, pod_events) = crate::resources::reflected::<Pod>(&client);
+    let (pods, pod_events) = crate::resources::reflected::<CachedPod>(&client);
     let (nodes, node_events) = crate::resources::reflected::<Node>(&client);
     let (revisions, revision_events) = crate::resources::reflected::<ControllerRevision>(&client);
     let controller = Controller::new(
@@ -77,7 +78,7 @@ pub async fn run(client: Client, recorder: Recorder) -> anyhow::Result<()> {
     });
     controller
         // A pod concerns its daemon set, or, orphaned, every set that selects it.
-        .watches_shared_stream(pod_events, move |pod: Arc<Pod>| {
+        .watches_shared_stream(pod_events, move |pod: Arc<CachedPod>| {
             pods::sets_for_pod(&pod, "DaemonSet", || {
                 pods::selecting(&pod_sets, &pod, |ds| ds.spec.as_ref().map(|s| &s.selector))
             })
@@ -152,7 +153,7 @@ pub(crate) fn key(ds: &DaemonSet) -> String {
 
 /// Pods by target node; finished pods already being deleted are gone as
 /// far as the controller cares.
-fn by_node(pods: &[Arc<Pod>]) -> NodePods {
+fn by_node(pods: &[Arc<CachedPod>]) -> NodePods {
     let mut map = NodePods::new();
     for p in pods {
         let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
@@ -210,7 +211,8 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
 
     let ns = ds.namespace().unwrap_or_default();
     // Its own pods and its namespace's orphans, from the shared owner index.
-    let candidates = crate::resources::owned_or_orphaned::<Pod>(&ds.uid().unwrap_or_default(), &ns);
+    let candidates =
+        crate::resources::owned_or_orphaned::<CachedPod>(&ds.uid().unwrap_or_default(), &ns);
     let mine = pods::claim(
         &ctx.client,
         &*ds,

@@ -12,14 +12,18 @@ use super::util::{is_updated, surge_count, unavailable_count};
 use super::NodePods;
 use crate::pods;
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use kube::ResourceExt;
+use skiff_machinery::client::CachedPod;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The new and the old pod on a node, or `None` when there are more of
 /// either than one (the manage loop clears those first).
-fn updated_and_old(pods: &[Arc<Pod>], hash: &str) -> Option<(Option<Arc<Pod>>, Option<Arc<Pod>>)> {
+fn updated_and_old(
+    pods: &[Arc<CachedPod>],
+    hash: &str,
+) -> Option<(Option<Arc<CachedPod>>, Option<Arc<CachedPod>>)> {
     let (mut new, mut old) = (None, None);
     for p in pods
         .iter()
@@ -76,7 +80,7 @@ pub fn rolling_update(
         .as_ref()
         .and_then(|s| s.min_ready_seconds)
         .unwrap_or(0);
-    let available = |p: &Pod| pods::availability(p, min_ready).is_ok();
+    let available = |p: &CachedPod| pods::availability(p, min_ready).is_ok();
     let mut plan = Plan::default();
 
     if max_surge == 0 {
@@ -176,7 +180,7 @@ mod tests {
         .unwrap()
     }
 
-    fn pod(node: &str, hash: &str, ready: bool) -> Arc<Pod> {
+    fn pod(node: &str, hash: &str, ready: bool) -> Arc<CachedPod> {
         Arc::new(serde_json::from_value(json!({
             "metadata": {"name": format!("{node}-{hash}"), "labels": {"controller-revision-hash": hash}},
             "spec": {"nodeName": node, "containers": []},

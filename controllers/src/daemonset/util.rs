@@ -6,10 +6,11 @@
 use crate::deployment::util::scaled;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{
-    Affinity, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec,
+    Affinity, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PodSpec,
     PodTemplateSpec, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use skiff_machinery::client::CachedPod;
 use std::cmp::Ordering;
 
 /// The label on pods and ControllerRevisions naming the template revision.
@@ -75,7 +76,7 @@ pub fn pin_to_node(affinity: Option<Affinity>, node: &str) -> Affinity {
 
 /// The node a daemon pod is on or meant for: its nodeName, else the node
 /// its `metadata.name` affinity names (upstream's GetTargetNodeName).
-pub fn target_node(pod: &Pod) -> Option<String> {
+pub fn target_node(pod: &CachedPod) -> Option<String> {
     let spec = pod.spec.as_ref()?;
     if let Some(n) = spec.node_name.as_ref().filter(|n| !n.is_empty()) {
         return Some(n.clone());
@@ -119,7 +120,7 @@ pub fn pod_template(ds: &DaemonSet, hash: &str) -> PodTemplateSpec {
 
 /// The pod runs the current template (upstream's IsPodUpdated; skiff keeps
 /// no deprecated template generation, so the hash alone decides).
-pub fn is_updated(pod: &Pod, hash: &str) -> bool {
+pub fn is_updated(pod: &CachedPod, hash: &str) -> bool {
     !hash.is_empty()
         && pod
             .metadata
@@ -180,14 +181,14 @@ pub fn allows_surge(ds: &DaemonSet) -> bool {
 
 /// Scheduled pods first, then oldest, then by name (upstream's
 /// podByCreationTimestampAndPhase).
-pub fn by_age(a: &Pod, b: &Pod) -> Ordering {
-    let scheduled = |p: &Pod| {
+pub fn by_age(a: &CachedPod, b: &CachedPod) -> Ordering {
+    let scheduled = |p: &CachedPod| {
         p.spec
             .as_ref()
             .and_then(|s| s.node_name.as_deref())
             .is_some_and(|n| !n.is_empty())
     };
-    let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    let created = |p: &CachedPod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
     scheduled(b)
         .cmp(&scheduled(a))
         .then(created(a).cmp(&created(b)))
@@ -215,9 +216,9 @@ mod tests {
             .iter()
             .any(|t| t.key.as_deref() == Some("node.kubernetes.io/network-unavailable")));
 
-        let pod = Pod {
-            spec: Some(PodSpec {
-                affinity: Some(pin_to_node(None, "n7")),
+        let pod = CachedPod {
+            spec: Some(skiff_machinery::client::cachedpod::PodSpec {
+                affinity: Some(Box::new(pin_to_node(None, "n7"))),
                 ..Default::default()
             }),
             ..Default::default()

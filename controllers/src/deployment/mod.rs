@@ -14,13 +14,13 @@ use crate::metrics::Controller;
 use crate::pods;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use skiff_machinery::client::events::Recorder;
+use skiff_machinery::client::CachedPod;
 use std::sync::Arc;
 use std::time::Duration;
 use util::*;
@@ -28,7 +28,7 @@ use util::*;
 pub(crate) struct Ctx {
     client: Client,
     sets: Store<ReplicaSet>,
-    pods: Store<Pod>,
+    pods: Store<CachedPod>,
     recorder: Recorder,
 }
 
@@ -42,7 +42,7 @@ pub enum Error {
 
 pub async fn run(client: Client, recorder: Recorder) -> anyhow::Result<()> {
     let (sets, set_events) = crate::resources::reflected::<ReplicaSet>(&client);
-    let (pods, pod_events) = crate::resources::reflected::<Pod>(&client);
+    let (pods, pod_events) = crate::resources::reflected::<CachedPod>(&client);
     let controller = Controller::new(
         "deployment",
         Api::<Deployment>::all(client.clone()),
@@ -78,7 +78,7 @@ pub async fn run(client: Client, recorder: Recorder) -> anyhow::Result<()> {
             }
         })
         // Pods going away let a Recreate rollout proceed.
-        .watches_shared_stream(pod_events, move |pod: Arc<Pod>| {
+        .watches_shared_stream(pod_events, move |pod: Arc<CachedPod>| {
             let ns = pod.namespace().unwrap_or_default();
             let Some(r) = pods::controller_of(&pod.metadata).filter(|r| r.kind == "ReplicaSet")
             else {

@@ -4,8 +4,8 @@
 //! the last failed pod finished.
 
 use super::pods;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
+use skiff_machinery::client::CachedPod;
 use std::time::Duration;
 
 pub const DEFAULT_BACKOFF: Duration = Duration::from_secs(10);
@@ -19,7 +19,7 @@ pub struct Record {
 
 impl Record {
     /// The record after these newly finished pods (`newBackoffRecord`).
-    pub fn after(&self, succeeded: &[&Pod], failed: &[&Pod]) -> Record {
+    pub fn after(&self, succeeded: &[&CachedPod], failed: &[&CachedPod]) -> Record {
         let mut failed_at: Vec<Timestamp> = failed.iter().map(|p| finished_at(p)).collect();
         failed_at.sort();
         if succeeded.is_empty() {
@@ -66,7 +66,7 @@ pub fn remaining(failures: i32, last: Option<Timestamp>, now: Timestamp) -> Dura
 
 /// When a pod finished: its Ready condition turning False once terminal,
 /// else its containers' last finish, else its deletion, else its creation.
-pub fn finished_at(p: &Pod) -> Timestamp {
+pub fn finished_at(p: &CachedPod) -> Timestamp {
     let status = p.status.as_ref();
     let terminal = matches!(
         status.and_then(|s| s.phase.as_deref()),
@@ -96,7 +96,7 @@ pub fn finished_at(p: &Pod) -> Timestamp {
 
 /// Per index (backoffLimitPerIndex): the delay before re-creating the index
 /// whose last failed pod is `last`, from that pod's failure counts.
-pub fn remaining_for_index(last: Option<&Pod>, now: Timestamp) -> Duration {
+pub fn remaining_for_index(last: Option<&CachedPod>, now: Timestamp) -> Duration {
     let Some(p) = last else {
         return Duration::ZERO;
     };

@@ -4,8 +4,8 @@
 //! that has not caught up would create pods twice or count a pod twice.
 
 use super::pods::{controller_of, has_finalizer};
-use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
+use skiff_machinery::client::CachedPod;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -57,7 +57,7 @@ impl Expectations {
     }
 
     /// A pod event, from the stream that fills the cache.
-    pub fn observe(&self, pod: &Pod) {
+    pub fn observe(&self, pod: &CachedPod) {
         let Some(owner) = controller_of(&pod.metadata) else {
             return;
         };
@@ -77,11 +77,12 @@ impl Expectations {
             map.remove(job);
             return (true, HashSet::new());
         }
-        let by_uid: HashMap<String, std::sync::Arc<Pod>> = crate::resources::owned_by::<Pod>(job)
-            .into_iter()
-            .filter(|x| x.metadata.namespace.as_deref() == Some(namespace))
-            .map(|x| (x.uid().unwrap_or_default(), x))
-            .collect();
+        let by_uid: HashMap<String, std::sync::Arc<CachedPod>> =
+            crate::resources::owned_by::<CachedPod>(job)
+                .into_iter()
+                .filter(|x| x.metadata.namespace.as_deref() == Some(namespace))
+                .map(|x| (x.uid().unwrap_or_default(), x))
+                .collect();
         let names: HashSet<String> = by_uid.values().map(|x| x.name_any()).collect();
         p.created.retain(|n| !names.contains(n));
         p.deleted.retain(|u| {

@@ -3,8 +3,8 @@
 //! (of a non-zero terminated container) or pod conditions match decides.
 
 use k8s_openapi::api::batch::v1::{PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement};
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodCondition};
 use kube::ResourceExt;
+use skiff_machinery::client::cachedpod::{CachedPod, ContainerStatus, PodCondition};
 
 /// What a failed pod means for its Job.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,7 +17,7 @@ pub struct Verdict {
     pub action: Option<String>,
 }
 
-pub fn evaluate(policy: &PodFailurePolicy, pod: &Pod) -> Verdict {
+pub fn evaluate(policy: &PodFailurePolicy, pod: &CachedPod) -> Verdict {
     for (index, rule) in policy.rules.iter().enumerate() {
         let matched = if let Some(req) = &rule.on_exit_codes {
             exit_code_match(pod, req).map(|c| {
@@ -78,7 +78,7 @@ pub fn evaluate(policy: &PodFailurePolicy, pod: &Pod) -> Verdict {
 /// The first container (init containers first) that terminated with a
 /// non-zero code the requirement selects.
 fn exit_code_match<'a>(
-    pod: &'a Pod,
+    pod: &'a CachedPod,
     req: &PodFailurePolicyOnExitCodesRequirement,
 ) -> Option<&'a ContainerStatus> {
     let status = pod.status.as_ref()?;
@@ -107,7 +107,7 @@ fn exit_code_match<'a>(
 }
 
 fn condition_match<'a>(
-    pod: &'a Pod,
+    pod: &'a CachedPod,
     patterns: &[k8s_openapi::api::batch::v1::PodFailurePolicyOnPodConditionsPattern],
 ) -> Option<&'a PodCondition> {
     let conditions = pod.status.as_ref()?.conditions.as_ref()?;

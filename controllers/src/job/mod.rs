@@ -36,6 +36,7 @@ use kube::{Client, ResourceExt};
 use pods::*;
 use serde_json::json;
 use skiff_machinery::client::events::Recorder;
+use skiff_machinery::client::CachedPod;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -54,7 +55,7 @@ pub fn system_clock() -> Clock {
 
 pub struct Ctx {
     client: Client,
-    pods: Store<Pod>,
+    pods: Store<CachedPod>,
     recorder: Recorder,
     expectations: Expectations,
     /// Back-off records per Job uid, updated once their pods are recorded.
@@ -66,7 +67,7 @@ pub struct Ctx {
 }
 
 pub async fn run(client: Client, recorder: Recorder) -> anyhow::Result<()> {
-    let (pods, pod_events) = crate::resources::reflected::<Pod>(&client);
+    let (pods, pod_events) = crate::resources::reflected::<CachedPod>(&client);
     let controller = Controller::new(
         "job",
         Api::<Job>::all(client.clone()),
@@ -134,7 +135,7 @@ fn remove_finalizer_patch() -> Patch<serde_json::Value> {
     )
 }
 
-async fn remove_finalizer(client: &Client, pod: &Pod) -> Result<(), kube::Error> {
+async fn remove_finalizer(client: &Client, pod: &CachedPod) -> Result<(), kube::Error> {
     let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
     match api
         .patch(
@@ -152,7 +153,7 @@ async fn remove_finalizer(client: &Client, pod: &Pod) -> Result<(), kube::Error>
 
 /// Tracked pods whose Job is gone (upstream's orphan queue): checked with
 /// a read of the Job itself, since the cache may simply not have it yet.
-async fn release_orphans(client: Client, mut rx: mpsc::UnboundedReceiver<Pod>) {
+async fn release_orphans(client: Client, mut rx: mpsc::UnboundedReceiver<CachedPod>) {
     while let Some(pod) = rx.recv().await {
         let Some(owner) = controller_of(&pod.metadata).cloned() else {
             continue;
@@ -233,7 +234,7 @@ fn ensure_condition(job: &mut Job, c: JobCondition) -> bool {
 struct JobSync<'a> {
     job: Job,
     uid: String,
-    pods: Vec<Arc<Pod>>,
+    pods: Vec<Arc<CachedPod>>,
     indexed: bool,
     completions: i32,
     active: i32,
@@ -249,7 +250,7 @@ struct JobSync<'a> {
     failed_indexes: Option<Indexes>,
     /// Per index, the failed pod kept until its replacement carries its
     /// failure count (backoffLimitPerIndex).
-    delayed: BTreeMap<i32, Arc<Pod>>,
+    delayed: BTreeMap<i32, Arc<CachedPod>>,
     finished: Option<JobCondition>,
     new_backoff: backoff::Record,
     requeue: Option<Duration>,
@@ -341,8 +342,10 @@ pub async fn reconcile(shared: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, kube::
         pods,
         job,
     };
-    let new_succeeded: Vec<Arc<Pod>> = s.new_finished(&s.uncounted_succeeded, |p| succeeded(p));
-    let new_failed: Vec<Arc<Pod>> = s.new_finished(&s.uncounted_failed, |p| is_failed(p, &s.job));
+    let new_succeeded: Vec<Arc<CachedPod>> =
+        s.new_finished(&s.uncounted_succeeded, |p| succeeded(p));
+    let new_failed: Vec<Arc<CachedPod>> =
+        s.new_finished(&s.uncounted_failed, |p| is_failed(p, &s.job));
     let status = s.job.status.clone().unwrap_or_default();
     s.succeeded = status.succeeded.unwrap_or(0)
         + new_succeeded.len() as i32
@@ -354,7 +357,7 @@ pub async fn reconcile(shared: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, kube::
     if status.start_time.is_none() && !suspended {
         s.job.status.as_mut().unwrap().start_time = Some(Time(now));
     }
-    fn refs(v: &[Arc<Pod>]) -> Vec<&Pod> {
+    fn refs(v: &[Arc<CachedPod>]) -> Vec<&CachedPod> {
         v.iter().map(|p| &**p).collect()
     }
     s.new_backoff = ctx
@@ -474,7 +477,7 @@ pub async fn reconcile(shared: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, kube::
     if s.finished.is_some() {
         // Whatever still runs is stopped; the Job is declared finished only
         // once everything is accounted for.
-        let active: Vec<Arc<Pod>> = s.pods.iter().filter(|p| is_active(p)).cloned().collect();
+        let active: Vec<Arc<CachedPod>> = s.pods.iter().filter(|p| is_active(p)).cloned().collect();
         let (deleted, deleted_ready, err) = s.delete_pods(&active, false).await;
         if deleted != active.len() as i32 || !satisfied {
             s.finished = None;
@@ -562,8 +565,8 @@ fn failed_from(target: &JobCondition, now: Timestamp) -> JobCondition {
 }
 
 /// The job's pods, from the shared pod cache's owner index.
-fn owned_pods(job: &Job) -> Vec<Arc<Pod>> {
-    crate::resources::owned_by::<Pod>(&job.uid().unwrap_or_default())
+fn owned_pods(job: &Job) -> Vec<Arc<CachedPod>> {
+    crate::resources::owned_by::<CachedPod>(&job.uid().unwrap_or_default())
 }
 
 /// The pods this Job controls and still selects (upstream's getPodsForJob):
@@ -571,14 +574,14 @@ fn owned_pods(job: &Job) -> Vec<Arc<Pod>> {
 /// tracking finalizer goes with the reference), and matching orphans in its
 /// namespace are adopted with the tracking finalizer, but only while a fresh
 /// read shows the same Job, not being deleted.
-async fn claim_pods(ctx: &Ctx, job: &Job) -> Result<Vec<Arc<Pod>>, kube::Error> {
+async fn claim_pods(ctx: &Ctx, job: &Job) -> Result<Vec<Arc<CachedPod>>, kube::Error> {
     let Some(selector) = job.spec.as_ref().and_then(|s| s.selector.as_ref()) else {
         return Ok(owned_pods(job));
     };
     let selector = crate::pods::selector_of(selector);
     let uid = job.uid().unwrap_or_default();
     let ns = job.namespace().unwrap_or_default();
-    let mut candidates = crate::resources::owned_or_orphaned::<Pod>(&uid, &ns);
+    let mut candidates = crate::resources::owned_or_orphaned::<CachedPod>(&uid, &ns);
     if job.metadata.deletion_timestamp.is_some() {
         // A Job being deleted neither adopts nor releases: the pods it no
         // longer selects are simply not its own for this sync.
@@ -586,7 +589,7 @@ async fn claim_pods(ctx: &Ctx, job: &Job) -> Result<Vec<Arc<Pod>>, kube::Error> 
             controller_of(&p.metadata).is_some() && crate::pods::labels_match(&selector, p.labels())
         });
     }
-    let adoptable = |p: &Pod| {
+    let adoptable = |p: &CachedPod| {
         controller_of(&p.metadata).is_none()
             && p.metadata.deletion_timestamp.is_none()
             && crate::pods::labels_match(&selector, p.labels())
@@ -618,14 +621,14 @@ impl JobSync<'_> {
         self.job.spec.as_ref().expect("job spec")
     }
 
-    fn verdict(&self, p: &Pod) -> Option<failure_policy::Verdict> {
+    fn verdict(&self, p: &CachedPod) -> Option<failure_policy::Verdict> {
         self.spec()
             .pod_failure_policy
             .as_ref()
             .map(|policy| failure_policy::evaluate(policy, p))
     }
 
-    fn counts_as_failure(&self, p: &Pod) -> bool {
+    fn counts_as_failure(&self, p: &CachedPod) -> bool {
         self.verdict(p).is_none_or(|v| v.count)
     }
 
@@ -634,8 +637,8 @@ impl JobSync<'_> {
     fn new_finished(
         &self,
         uncounted: &HashSet<String>,
-        filter: impl Fn(&Pod) -> bool,
-    ) -> Vec<Arc<Pod>> {
+        filter: impl Fn(&CachedPod) -> bool,
+    ) -> Vec<Arc<CachedPod>> {
         self.pods
             .iter()
             .filter(|p| {
@@ -722,7 +725,7 @@ impl JobSync<'_> {
 
     /// The latest failed pod of each index that is neither done nor running
     /// again: its finalizer stays until the replacement is created.
-    fn pods_with_delayed_deletion(&self) -> BTreeMap<i32, Arc<Pod>> {
+    fn pods_with_delayed_deletion(&self) -> BTreeMap<i32, Arc<CachedPod>> {
         let active: HashSet<i32> = self
             .pods
             .iter()
@@ -730,11 +733,11 @@ impl JobSync<'_> {
             .filter_map(|p| completion_index(p))
             .collect();
         let failed = self.failed_indexes.clone().unwrap_or_default();
-        let absolute = |p: &Pod| {
+        let absolute = |p: &CachedPod| {
             annotation_count(p, INDEX_FAILURE_COUNT)
                 + annotation_count(p, INDEX_IGNORED_FAILURE_COUNT)
         };
-        let mut out: BTreeMap<i32, Arc<Pod>> = BTreeMap::new();
+        let mut out: BTreeMap<i32, Arc<CachedPod>> = BTreeMap::new();
         for p in self.new_finished(&HashSet::new(), |p| is_failed(p, &self.job)) {
             let Some(ix) = valid_index(&p, self.completions) else {
                 continue;
@@ -756,7 +759,8 @@ impl JobSync<'_> {
     /// Creates or deletes pods towards the wanted number active
     /// (`manageJob`); a suspended Job has none.
     async fn manage(&mut self, suspended: bool) -> Result<(), kube::Error> {
-        let active: Vec<Arc<Pod>> = self.pods.iter().filter(|p| is_active(p)).cloned().collect();
+        let active: Vec<Arc<CachedPod>> =
+            self.pods.iter().filter(|p| is_active(p)).cloned().collect();
         if suspended {
             let (removed, removed_ready, err) = self.delete_pods(&active, true).await;
             self.active -= removed;
@@ -853,11 +857,11 @@ impl JobSync<'_> {
 
     /// Indexed Jobs first drop pods without a valid index and duplicates of
     /// an index (keeping the most advanced); then the `removal_order`.
-    fn pods_for_removal(&self, active: &[Arc<Pod>], at_least: usize) -> Vec<Arc<Pod>> {
+    fn pods_for_removal(&self, active: &[Arc<CachedPod>], at_least: usize) -> Vec<Arc<CachedPod>> {
         let mut rm = Vec::new();
-        let mut left: Vec<Arc<Pod>> = Vec::new();
+        let mut left: Vec<Arc<CachedPod>> = Vec::new();
         if self.indexed {
-            let mut by_index: BTreeMap<i32, Vec<Arc<Pod>>> = BTreeMap::new();
+            let mut by_index: BTreeMap<i32, Vec<Arc<CachedPod>>> = BTreeMap::new();
             for p in active {
                 match valid_index(p, self.completions) {
                     Some(ix) => by_index.entry(ix).or_default().push(p.clone()),
@@ -966,7 +970,7 @@ impl JobSync<'_> {
     /// many were deleted, how many of those were ready, and the first error.
     async fn delete_pods(
         &self,
-        victims: &[Arc<Pod>],
+        victims: &[Arc<CachedPod>],
         release: bool,
     ) -> (i32, i32, Option<kube::Error>) {
         let api: Api<Pod> = Api::namespaced(
@@ -1026,7 +1030,7 @@ impl JobSync<'_> {
         (deleted, ready, err)
     }
 
-    fn can_remove_finalizer(&self, p: &Pod, considered_failed: bool) -> bool {
+    fn can_remove_finalizer(&self, p: &CachedPod, considered_failed: bool) -> bool {
         if self.job.metadata.deletion_timestamp.is_some() || self.finished.is_some() || succeeded(p)
         {
             return true;
@@ -1059,7 +1063,7 @@ impl JobSync<'_> {
         if self.indexed {
             pods.sort_by_key(|p| completion_index(p).unwrap_or(-1));
         }
-        let mut to_release: Vec<Arc<Pod>> = Vec::new();
+        let mut to_release: Vec<Arc<CachedPod>> = Vec::new();
         let mut new_indexes = Vec::new();
         let mut reached_max = false;
         let terminal_failure = self

@@ -8,6 +8,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::ResourceExt;
+use skiff_machinery::client::CachedPod;
 use std::cmp::Ordering;
 
 /// Keeps a finished pod until the controller has counted it.
@@ -18,19 +19,19 @@ pub const COMPLETION_INDEX_ENV: &str = "JOB_COMPLETION_INDEX";
 pub const INDEX_FAILURE_COUNT: &str = "batch.kubernetes.io/job-index-failure-count";
 pub const INDEX_IGNORED_FAILURE_COUNT: &str = "batch.kubernetes.io/job-index-ignored-failure-count";
 
-fn phase(p: &Pod) -> &str {
+fn phase(p: &CachedPod) -> &str {
     p.status
         .as_ref()
         .and_then(|s| s.phase.as_deref())
         .unwrap_or("")
 }
 
-pub fn succeeded(p: &Pod) -> bool {
+pub fn succeeded(p: &CachedPod) -> bool {
     phase(p) == "Succeeded"
 }
 
 /// Being deleted but not finished (`CountTerminatingPods`).
-pub fn is_terminating(p: &Pod) -> bool {
+pub fn is_terminating(p: &CachedPod) -> bool {
     !matches!(phase(p), "Succeeded" | "Failed") && p.metadata.deletion_timestamp.is_some()
 }
 
@@ -44,7 +45,7 @@ pub fn only_replace_failed(job: &Job) -> bool {
 
 /// Failed, or (unless only failed pods count) deleted before it succeeded:
 /// an orphan or evicted pod may never reach the Failed phase (`isPodFailed`).
-pub fn is_failed(p: &Pod, job: &Job) -> bool {
+pub fn is_failed(p: &CachedPod, job: &Job) -> bool {
     if phase(p) == "Failed" {
         return true;
     }
@@ -54,12 +55,12 @@ pub fn is_failed(p: &Pod, job: &Job) -> bool {
     p.metadata.deletion_timestamp.is_some() && phase(p) != "Succeeded"
 }
 
-pub fn has_finalizer(p: &Pod) -> bool {
+pub fn has_finalizer(p: &CachedPod) -> bool {
     p.finalizers().iter().any(|f| f == TRACKING_FINALIZER)
 }
 
 /// The pod's completion index from its annotation; None when absent or bad.
-pub fn completion_index(p: &Pod) -> Option<i32> {
+pub fn completion_index(p: &CachedPod) -> Option<i32> {
     p.annotations()
         .get(COMPLETION_INDEX)
         .and_then(|v| v.parse::<i32>().ok())
@@ -67,18 +68,18 @@ pub fn completion_index(p: &Pod) -> Option<i32> {
 }
 
 /// An index within `completions`, as upstream requires of counted pods.
-pub fn valid_index(p: &Pod, completions: i32) -> Option<i32> {
+pub fn valid_index(p: &CachedPod, completions: i32) -> Option<i32> {
     completion_index(p).filter(|i| *i < completions)
 }
 
-pub fn annotation_count(p: &Pod, key: &str) -> i32 {
+pub fn annotation_count(p: &CachedPod, key: &str) -> i32 {
     p.annotations()
         .get(key)
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
 
-fn restarts(p: &Pod) -> i32 {
+fn restarts(p: &CachedPod) -> i32 {
     p.status
         .as_ref()
         .and_then(|s| s.container_statuses.as_ref())
@@ -91,14 +92,14 @@ fn restarts(p: &Pod) -> i32 {
 /// Upstream's `ActivePods` order: the pods to remove first come first —
 /// unscheduled before scheduled, pending before running, not ready before
 /// ready, more restarts before fewer, newer before older.
-pub fn removal_order(a: &Pod, b: &Pod) -> Ordering {
-    let node = |p: &Pod| {
+pub fn removal_order(a: &CachedPod, b: &CachedPod) -> Ordering {
+    let node = |p: &CachedPod| {
         p.spec
             .as_ref()
             .and_then(|s| s.node_name.as_deref())
             .is_some_and(|n| !n.is_empty())
     };
-    let rank = |p: &Pod| match phase(p) {
+    let rank = |p: &CachedPod| match phase(p) {
         "Pending" => 0,
         "Unknown" => 1,
         "Running" => 2,

@@ -17,6 +17,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
+use skiff_machinery::client::CachedPod;
 
 /// (whenDeleted, whenScaled) are Delete; anything else is Retain.
 fn policy(set: &StatefulSet) -> (bool, bool) {
@@ -71,7 +72,7 @@ fn refers_to<K: Resource<DynamicType = ()>>(r: &OwnerReference, name: &str) -> b
 /// another controller owns is not taken over.
 fn wanted_refs(
     set: &StatefulSet,
-    pod: &Pod,
+    pod: &CachedPod,
     claim: &PersistentVolumeClaim,
 ) -> Option<Vec<OwnerReference>> {
     let refs = claim.metadata.owner_references.clone().unwrap_or_default();
@@ -114,7 +115,7 @@ fn same_refs(a: &[OwnerReference], b: &[OwnerReference]) -> bool {
 }
 
 /// Whether every existing claim of the pod has the owners the policy wants.
-pub fn match_policy(set: &StatefulSet, pod: &Pod, ctx: &Ctx) -> bool {
+pub fn match_policy(set: &StatefulSet, pod: &CachedPod, ctx: &Ctx) -> bool {
     claims_for(set, ordinal(pod)).iter().all(|c| {
         let Some(live) = cached(ctx, c) else {
             return true;
@@ -132,7 +133,11 @@ pub fn match_policy(set: &StatefulSet, pod: &Pod, ctx: &Ctx) -> bool {
 }
 
 /// Gives the pod's existing claims the owners the policy wants.
-pub async fn update_owners(set: &StatefulSet, pod: &Pod, ctx: &Ctx) -> Result<(), kube::Error> {
+pub async fn update_owners(
+    set: &StatefulSet,
+    pod: &CachedPod,
+    ctx: &Ctx,
+) -> Result<(), kube::Error> {
     for c in claims_for(set, ordinal(pod)) {
         let Some(live) = cached(ctx, &c) else {
             continue;
@@ -167,7 +172,7 @@ pub async fn update_owners(set: &StatefulSet, pod: &Pod, ctx: &Ctx) -> Result<()
 
 /// A claim of the pod about to be made still belongs to a pod of that name
 /// deleted before: wait for the garbage collector (upstream's PodClaimIsStale).
-pub fn stale(set: &StatefulSet, pod: &Pod, ctx: &Ctx) -> bool {
+pub fn stale(set: &StatefulSet, pod: &CachedPod, ctx: &Ctx) -> bool {
     if !policy(set).1 {
         return false;
     }
@@ -192,7 +197,7 @@ pub enum Missing {
 /// event on the set.
 pub async fn create_missing(
     set: &StatefulSet,
-    pod: &Pod,
+    pod: &CachedPod,
     ctx: &Ctx,
 ) -> Result<Missing, kube::Error> {
     let api: Api<PersistentVolumeClaim> =
@@ -238,7 +243,7 @@ mod tests {
         .unwrap()
     }
 
-    fn pod(ordinal: i64) -> Pod {
+    fn pod(ordinal: i64) -> CachedPod {
         serde_json::from_value(
             json!({"metadata": {"name": format!("db-{ordinal}"), "uid": format!("pod-{ordinal}")}}),
         )

@@ -20,20 +20,22 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, Patch, PatchParams};
 use kube::ResourceExt;
 use serde_json::json;
+use skiff_machinery::client::CachedPod;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A place in the ordinal range: the pod there, or the one to create.
 enum Slot {
-    Live(Arc<Pod>),
-    New(Box<Pod>),
+    Live(Arc<CachedPod>),
+    /// The pod to create, and its view as the shared helpers read pods.
+    New(Box<(Pod, CachedPod)>),
 }
 
 impl Slot {
-    fn pod(&self) -> &Pod {
+    fn pod(&self) -> &CachedPod {
         match self {
             Slot::Live(p) => p,
-            Slot::New(p) => p,
+            Slot::New(new) => &new.1,
         }
     }
 }
@@ -51,15 +53,15 @@ pub struct Outcome {
     pub requeue: Option<Duration>,
 }
 
-pub fn is_running_and_ready(p: &Pod) -> bool {
+pub fn is_running_and_ready(p: &CachedPod) -> bool {
     phase(p) == Some("Running") && pods::is_ready(p)
 }
 
-pub fn phase(p: &Pod) -> Option<&str> {
+pub fn phase(p: &CachedPod) -> Option<&str> {
     p.status.as_ref().and_then(|s| s.phase.as_deref())
 }
 
-fn terminating(p: &Pod) -> bool {
+fn terminating(p: &CachedPod) -> bool {
     p.metadata.deletion_timestamp.is_some()
 }
 
@@ -71,11 +73,11 @@ fn min_ready(set: &StatefulSet) -> i32 {
 }
 
 /// Running, ready for minReadySeconds and not being deleted.
-fn available(set: &StatefulSet, p: &Pod) -> bool {
+fn available(set: &StatefulSet, p: &CachedPod) -> bool {
     is_running_and_ready(p) && pods::availability(p, min_ready(set)).is_ok()
 }
 
-fn unavailable(set: &StatefulSet, p: &Pod) -> bool {
+fn unavailable(set: &StatefulSet, p: &CachedPod) -> bool {
     !available(set, p) || terminating(p)
 }
 
@@ -134,7 +136,7 @@ struct Sync<'a> {
 pub async fn sync(
     set: &StatefulSet,
     revs: &Revisions,
-    pods: &[Arc<Pod>],
+    pods: &[Arc<CachedPod>],
     ctx: &Ctx,
 ) -> (Outcome, Result<(), kube::Error>) {
     let spec_template = set
@@ -192,12 +194,12 @@ impl Sync<'_> {
         }
     }
 
-    async fn run(&self, pods: &[Arc<Pod>]) -> Result<(), kube::Error> {
+    async fn run(&self, pods: &[Arc<CachedPod>]) -> Result<(), kube::Error> {
         let set = self.set;
         let start = identity::start_ordinal(set);
         let count = identity::replicas(set);
-        let mut slots: Vec<Option<Arc<Pod>>> = vec![None; count as usize];
-        let mut condemned: Vec<Arc<Pod>> = Vec::new();
+        let mut slots: Vec<Option<Arc<CachedPod>>> = vec![None; count as usize];
+        let mut condemned: Vec<Arc<CachedPod>> = Vec::new();
         for p in pods {
             let ord = ordinal(p);
             if identity::in_range(set, ord) {
@@ -211,7 +213,11 @@ impl Sync<'_> {
             .enumerate()
             .map(|(i, p)| match p {
                 Some(p) => Slot::Live(p),
-                None => Slot::New(Box::new(self.new_pod(start + i as i64))),
+                None => {
+                    let pod = self.new_pod(start + i as i64);
+                    let view = CachedPod::from(&pod);
+                    Slot::New(Box::new((pod, view)))
+                }
             })
             .collect();
         condemned.sort_by_key(|p| std::cmp::Reverse(ordinal(p)));
@@ -276,7 +282,7 @@ impl Sync<'_> {
     async fn replica(&self, slot: &Slot) -> Result<bool, kube::Error> {
         let set = self.set;
         let pod = match slot {
-            Slot::New(pod) => return self.create(pod).await,
+            Slot::New(new) => return self.create(&new.0, &new.1).await,
             Slot::Live(pod) => pod,
         };
         if matches!(phase(pod), Some("Failed" | "Succeeded")) {
@@ -315,14 +321,14 @@ impl Sync<'_> {
     }
 
     /// Creates the claims, then the pod.
-    async fn create(&self, pod: &Pod) -> Result<bool, kube::Error> {
+    async fn create(&self, pod: &Pod, view: &CachedPod) -> Result<bool, kube::Error> {
         let (set, ctx) = (self.set, self.ctx);
-        if claims::stale(set, pod, ctx) {
+        if claims::stale(set, view, ctx) {
             self.retry_in(Duration::from_secs(1));
             return Ok(true);
         }
         let name = pod.name_any();
-        let made = match claims::create_missing(set, pod, ctx).await {
+        let made = match claims::create_missing(set, view, ctx).await {
             Ok(Missing::Done) => pods::create_pod(&ctx.client, pod).await,
             Ok(Missing::Deleting(claim)) => {
                 let why = format!("pvc {claim} is being deleted");
@@ -337,6 +343,7 @@ impl Sync<'_> {
                 events::pod(ctx, set, "create", &name, None);
                 self.note(|o| o.created.push(name));
                 // Its claims get their owners now that it has a uid.
+                let created = CachedPod::from(&created);
                 if !claims::match_policy(set, &created, ctx) {
                     claims::update_owners(set, &created, ctx).await?;
                 }
@@ -354,7 +361,7 @@ impl Sync<'_> {
         }
     }
 
-    async fn delete(&self, pod: Arc<Pod>, for_update: bool) -> Result<(), kube::Error> {
+    async fn delete(&self, pod: Arc<CachedPod>, for_update: bool) -> Result<(), kube::Error> {
         let (set, ctx) = (self.set, self.ctx);
         let (name, uid) = (pod.name_any(), pod.uid().unwrap_or_default());
         let result = pods::delete_pod(&ctx.client, pod).await;
@@ -374,7 +381,7 @@ impl Sync<'_> {
     }
 
     /// Restores the name and index labels (upstream's updateIdentity).
-    async fn relabel(&self, pod: &Pod) -> Result<(), kube::Error> {
+    async fn relabel(&self, pod: &CachedPod) -> Result<(), kube::Error> {
         let api: Api<Pod> = Api::namespaced(
             self.ctx.client.clone(),
             &pod.namespace().unwrap_or_default(),
@@ -393,7 +400,7 @@ impl Sync<'_> {
         )
     }
 
-    async fn fix_claims(&self, pod: &Pod) -> Result<bool, kube::Error> {
+    async fn fix_claims(&self, pod: &CachedPod) -> Result<bool, kube::Error> {
         if !claims::match_policy(self.set, pod, self.ctx) {
             claims::update_owners(self.set, pod, self.ctx).await?;
         }
@@ -405,7 +412,7 @@ impl Sync<'_> {
     /// unhealthy one), and one at a time.
     async fn condemned(
         &self,
-        pod: &Arc<Pod>,
+        pod: &Arc<CachedPod>,
         first_unavailable: Option<&str>,
     ) -> Result<bool, kube::Error> {
         if terminating(pod) {

@@ -12,10 +12,11 @@ use super::{unless_gone, Ctx};
 use crate::deployment::util::template_hash;
 use crate::pods;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
 use kube::ResourceExt;
+use skiff_machinery::client::CachedPod;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -183,7 +184,7 @@ fn new_revision(
 pub async fn truncate(
     set: &StatefulSet,
     revs: &Revisions,
-    pods: &[Arc<Pod>],
+    pods: &[Arc<CachedPod>],
     ctx: &Ctx,
 ) -> Result<(), kube::Error> {
     let mut live: HashSet<String> = pods.iter().map(|p| revision_of(p).to_string()).collect();

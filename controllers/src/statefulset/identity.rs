@@ -8,6 +8,7 @@ use crate::pods;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaimVolumeSource, Pod, PodTemplateSpec, Volume};
 use kube::ResourceExt;
+use skiff_machinery::client::CachedPod;
 
 /// The pod label naming the pod (for a per-pod Service).
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
@@ -29,12 +30,12 @@ pub fn parent_and_ordinal(name: &str) -> (&str, i64) {
     }
 }
 
-pub fn ordinal(pod: &Pod) -> i64 {
+pub fn ordinal(pod: &CachedPod) -> i64 {
     parent_and_ordinal(pod.metadata.name.as_deref().unwrap_or_default()).1
 }
 
 /// The pod's name says it belongs to the set.
-pub fn is_member(set: &StatefulSet, pod: &Pod) -> bool {
+pub fn is_member(set: &StatefulSet, pod: &CachedPod) -> bool {
     parent_and_ordinal(pod.metadata.name.as_deref().unwrap_or_default()).0 == set.name_any()
 }
 
@@ -68,7 +69,7 @@ pub fn claim_name(set: &StatefulSet, template: &str, ordinal: i64) -> String {
     format!("{template}-{}-{ordinal}", set.name_any())
 }
 
-pub fn revision_of(pod: &Pod) -> &str {
+pub fn revision_of(pod: &CachedPod) -> &str {
     pod.labels()
         .get(REVISION_LABEL)
         .map(String::as_str)
@@ -83,7 +84,7 @@ fn claim_templates(set: &StatefulSet) -> impl Iterator<Item = String> + '_ {
 }
 
 /// The pod has its name, namespace and name label (upstream's identityMatches).
-pub fn identity_matches(set: &StatefulSet, pod: &Pod) -> bool {
+pub fn identity_matches(set: &StatefulSet, pod: &CachedPod) -> bool {
     let ord = ordinal(pod);
     let name = pod.name_any();
     ord >= 0
@@ -94,7 +95,7 @@ pub fn identity_matches(set: &StatefulSet, pod: &Pod) -> bool {
 }
 
 /// Its volumes mount each of its claims (upstream's storageMatches).
-pub fn storage_matches(set: &StatefulSet, pod: &Pod) -> bool {
+pub fn storage_matches(set: &StatefulSet, pod: &CachedPod) -> bool {
     let ord = ordinal(pod);
     let volumes = pod
         .spec
@@ -200,7 +201,8 @@ mod tests {
             vols[0].persistent_volume_claim.as_ref().unwrap().claim_name,
             "data-web-4"
         );
-        assert!(identity_matches(&set, &pod) && storage_matches(&set, &pod));
+        let cached = CachedPod::from(&pod);
+        assert!(identity_matches(&set, &cached) && storage_matches(&set, &cached));
         let owner = &pod.metadata.owner_references.as_ref().unwrap()[0];
         assert_eq!(
             (owner.kind.as_str(), owner.controller),

@@ -19,19 +19,20 @@ use crate::metrics::Controller;
 use crate::pods::{self, Expectations};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use skiff_machinery::client::events::Recorder;
+use skiff_machinery::client::CachedPod;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) struct Ctx {
     client: Client,
-    pods: Store<Pod>,
+    pods: Store<CachedPod>,
     revisions: Store<ControllerRevision>,
     claims: Store<PersistentVolumeClaim>,
     expectations: Expectations,
@@ -48,7 +49,7 @@ fn unless_gone<T>(r: Result<T, kube::Error>) -> Result<(), kube::Error> {
 }
 
 pub async fn run(client: Client, recorder: Recorder) -> anyhow::Result<()> {
-    let (pods, pod_events) = crate::resources::reflected::<Pod>(&client);
+    let (pods, pod_events) = crate::resources::reflected::<CachedPod>(&client);
     let (revisions, revision_events) = crate::resources::reflected::<ControllerRevision>(&client);
     // Claims are read from the cache; their changes wake no set.
     let (claims, _) = crate::resources::reflected::<PersistentVolumeClaim>(&client);
@@ -68,7 +69,7 @@ pub async fn run(client: Client, recorder: Recorder) -> anyhow::Result<()> {
     });
     controller
         // A pod concerns its set, or, orphaned, every set it would belong to.
-        .watches_shared_stream(pod_events, move |pod: Arc<Pod>| {
+        .watches_shared_stream(pod_events, move |pod: Arc<CachedPod>| {
             pods::sets_for_pod(&pod, "StatefulSet", || {
                 pods::selecting(&sets, &pod, |s| s.spec.as_ref().map(|s| &s.selector))
                     .into_iter()
@@ -118,8 +119,8 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, kube:
         return Ok(Action::await_change());
     }
     // Its own pods and the orphans named as its members, claimed.
-    let candidates: Vec<Arc<Pod>> =
-        crate::resources::owned_or_orphaned::<Pod>(&set.uid().unwrap_or_default(), &ns)
+    let candidates: Vec<Arc<CachedPod>> =
+        crate::resources::owned_or_orphaned::<CachedPod>(&set.uid().unwrap_or_default(), &ns)
             .into_iter()
             .filter(|p| identity::is_member(&set, p))
             .collect();

@@ -11,10 +11,10 @@ use super::identity::{self, ordinal, revision_of};
 use super::{unless_gone, Ctx};
 use crate::pods;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
-use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
 use kube::ResourceExt;
 use serde_json::json;
+use skiff_machinery::client::CachedPod;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ use std::time::Duration;
 pub fn compute(
     set: &StatefulSet,
     revs: &Revisions,
-    pods: &[Arc<Pod>],
+    pods: &[Arc<CachedPod>],
     deleted_for_update: i32,
 ) -> StatefulSetStatus {
     let min_ready = set

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::reflector::Store;
@@ -27,6 +27,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 use skiff_machinery::client::events::Recorder;
 use skiff_machinery::client::informers;
+use skiff_machinery::client::CachedPod;
 use skiff_machinery::quantity::Quantity;
 
 /// Changes arriving within this long of each other are handled together.
@@ -42,7 +43,7 @@ struct Caches {
     claims: Store<PersistentVolumeClaim>,
     volumes: Store<PersistentVolume>,
     classes: Store<StorageClass>,
-    pods: Store<Pod>,
+    pods: Store<CachedPod>,
 }
 
 pub async fn run(client: Client, opts: Options, recorder: Recorder) -> anyhow::Result<()> {
@@ -50,7 +51,7 @@ pub async fn run(client: Client, opts: Options, recorder: Recorder) -> anyhow::R
     let (claims, claim_changes) = informers::subscribe::<PersistentVolumeClaim>(&client);
     let (volumes, volume_changes) = informers::subscribe::<PersistentVolume>(&client);
     let (classes, class_changes) = informers::subscribe::<StorageClass>(&client);
-    let (pods, pod_changes) = informers::subscribe::<Pod>(&client);
+    let (pods, pod_changes) = informers::subscribe::<CachedPod>(&client);
     for ready in [
         claims.wait_until_ready().await,
         volumes.wait_until_ready().await,
@@ -110,7 +111,7 @@ struct Binder {
 }
 
 /// The claims a pod's volumes name.
-fn claims_of(pod: &Pod) -> impl Iterator<Item = &str> {
+fn claims_of(pod: &CachedPod) -> impl Iterator<Item = &str> {
     pod.spec
         .iter()
         .flat_map(|s| s.volumes.iter().flatten())
@@ -491,7 +492,7 @@ impl Binder {
 
 /// The node a claim's volume should be made on: the scheduler's choice if
 /// it recorded one, else the node of a pod that uses the claim.
-fn consumer_node(claim: &PersistentVolumeClaim, pods: &Store<Pod>) -> Option<String> {
+fn consumer_node(claim: &PersistentVolumeClaim, pods: &Store<CachedPod>) -> Option<String> {
     if let Some(n) = claim
         .annotations()
         .get("volume.kubernetes.io/selected-node")

@@ -9,11 +9,14 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use std::any::Any;
 
 /// Drops managedFields, and shrinks the lists of the kinds that are cached
-/// by the thousand (pods); other kinds keep theirs.
+/// by the thousand (pods, whole or as `CachedPod`); other kinds keep theirs.
 pub fn for_cache<K: kube::Resource + Any>(object: &mut K) {
     object.meta_mut().managed_fields = None;
-    if let Some(pod) = (object as &mut dyn Any).downcast_mut::<Pod>() {
+    let object = object as &mut dyn Any;
+    if let Some(pod) = object.downcast_mut::<Pod>() {
         self::pod(pod);
+    } else if let Some(pod) = object.downcast_mut::<super::CachedPod>() {
+        pod.fit_lists();
     }
 }
 

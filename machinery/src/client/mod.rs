@@ -2,6 +2,7 @@
 //! recorder, leader election and the shared informers. Behind the `client`
 //! feature, so the API server does not build a kube client.
 
+pub mod cachedpod;
 pub mod compact;
 pub mod eventcorrelator;
 pub mod events;
@@ -9,3 +10,5 @@ pub mod http2;
 pub mod informers;
 pub mod leader;
 pub mod nodeaffinity;
+
+pub use cachedpod::CachedPod;

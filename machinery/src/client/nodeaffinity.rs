@@ -3,9 +3,36 @@
 //! filter and the DaemonSet controller's placement share it, so a daemon
 //! pod is only made for a node the scheduler will bind it to.
 
+use super::cachedpod;
 use k8s_openapi::api::core::v1::{
-    Node, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PodSpec,
+    Affinity, Node, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PodSpec,
 };
+use std::collections::BTreeMap;
+
+/// Where a pod asks to run, read from a full spec (a template) or from a
+/// cached pod's.
+pub trait Placement {
+    fn node_selector(&self) -> Option<&BTreeMap<String, String>>;
+    fn affinity(&self) -> Option<&Affinity>;
+}
+
+impl Placement for PodSpec {
+    fn node_selector(&self) -> Option<&BTreeMap<String, String>> {
+        self.node_selector.as_ref()
+    }
+    fn affinity(&self) -> Option<&Affinity> {
+        self.affinity.as_ref()
+    }
+}
+
+impl Placement for cachedpod::PodSpec {
+    fn node_selector(&self) -> Option<&BTreeMap<String, String>> {
+        self.node_selector.as_ref()
+    }
+    fn affinity(&self) -> Option<&Affinity> {
+        self.affinity.as_deref()
+    }
+}
 
 /// What node affinity reads of a node: its labels, and its name for `matchFields`.
 pub trait NodeFacts {
@@ -72,8 +99,8 @@ pub fn selector_matches(sel: &NodeSelector, node: &impl NodeFacts) -> bool {
 }
 
 /// `nodeSelector` and required node affinity, both of which must hold.
-pub fn required_matches(spec: &PodSpec, node: &impl NodeFacts) -> bool {
-    if let Some(sel) = &spec.node_selector {
+pub fn required_matches(spec: &impl Placement, node: &impl NodeFacts) -> bool {
+    if let Some(sel) = spec.node_selector() {
         if !sel.iter().all(|(k, v)| node.label(k) == Some(v.as_str())) {
             return false;
         }
@@ -81,9 +108,8 @@ pub fn required_matches(spec: &PodSpec, node: &impl NodeFacts) -> bool {
     required_affinity(spec).is_none_or(|required| selector_matches(required, node))
 }
 
-pub fn required_affinity(spec: &PodSpec) -> Option<&NodeSelector> {
-    spec.affinity
-        .as_ref()?
+pub fn required_affinity(spec: &impl Placement) -> Option<&NodeSelector> {
+    spec.affinity()?
         .node_affinity
         .as_ref()?
         .required_during_scheduling_ignored_during_execution

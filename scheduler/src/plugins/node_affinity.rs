@@ -3,7 +3,8 @@
 
 use crate::framework::{default_normalize, relevant, Cycle, Plugin, Rejection, Relevance};
 use crate::nodeinfo::NodeInfo;
-use k8s_openapi::api::core::v1::{PodSpec, PreferredSchedulingTerm};
+use k8s_openapi::api::core::v1::PreferredSchedulingTerm;
+use skiff_machinery::client::cachedpod::PodSpec;
 pub use skiff_machinery::client::nodeaffinity::{
     required_affinity, required_matches, selector_matches, term_matches,
 };
