@@ -96,7 +96,6 @@ pub struct PodInfo {
     pub uid: String,
     pub namespace: String,
     pub name: String,
-    pub labels: BTreeMap<String, String>,
     pub requests: Resources,
     /// Requests with request-less containers at the scoring defaults.
     pub non_zero: Resources,
@@ -164,7 +163,6 @@ impl PodInfo {
         PodInfo {
             uid: pod.metadata.uid.clone().unwrap_or_default(),
             name: pod.metadata.name.clone().unwrap_or_default(),
-            labels: pod.metadata.labels.clone().unwrap_or_default(),
             requests: pod_requests(spec, false),
             non_zero: pod_requests(spec, true),
             host_ports,
@@ -177,7 +175,14 @@ impl PodInfo {
     }
 
     pub fn label(&self, key: &str) -> Option<&str> {
-        self.labels.get(key).map(String::as_str)
+        // Read from the cached pod, not copied: a label map costs a
+        // half-kilobyte node per pod.
+        self.pod
+            .metadata
+            .labels
+            .as_ref()?
+            .get(key)
+            .map(String::as_str)
     }
 
     pub fn spec(&self) -> &PodSpec {

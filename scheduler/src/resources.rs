@@ -121,12 +121,12 @@ fn container_requests(c: &Container, non_zero: bool) -> Resources {
 /// the scoring defaults.
 pub fn pod_requests(spec: &PodSpec, non_zero: bool) -> Resources {
     let mut total = Resources::default();
-    for c in &spec.containers {
+    for c in spec.containers.iter() {
         total.add(&container_requests(c, non_zero));
     }
     let mut sidecars = Resources::default();
     let mut init_peak = Resources::default();
-    for c in spec.init_containers.iter().flatten() {
+    for c in spec.init_containers.as_deref().unwrap_or_default() {
         let r = container_requests(c, non_zero);
         if c.restart_policy.as_deref() == Some("Always") {
             sidecars.add(&r);

@@ -6,6 +6,9 @@
 //! upstream names and shapes, so code reads `pod.spec`, `pod.status` as it
 //! would a full Pod; anything not listed here is skipped while decoding.
 //!
+//! The lists that are the same in every pod of a template (containers,
+//! tolerations) are held once and shared by those pods.
+//!
 //! Decoding is lossy on purpose: a `CachedPod` is never written back. Writes
 //! go by name and uid (patches, bindings, deletes), as upstream's do.
 
@@ -15,8 +18,9 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
-use serde::{Deserialize, Deserializer};
-use std::collections::BTreeMap;
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 pub struct CachedPod {
@@ -56,16 +60,18 @@ pub struct PodSpec {
     pub hostname: Option<String>,
     pub subdomain: Option<String>,
     pub node_selector: Option<BTreeMap<String, String>>,
-    pub tolerations: Option<Vec<Toleration>>,
+    #[serde(default, deserialize_with = "shared_tolerations")]
+    pub tolerations: Option<Arc<[Toleration]>>,
     pub affinity: Option<Box<Affinity>>,
     pub topology_spread_constraints: Option<Vec<TopologySpreadConstraint>>,
     pub volumes: Option<Vec<Volume>>,
-    #[serde(default)]
-    pub containers: Vec<Container>,
-    pub init_containers: Option<Vec<Container>>,
+    #[serde(default, deserialize_with = "shared_containers")]
+    pub containers: Arc<[Container]>,
+    #[serde(default, deserialize_with = "shared_init_containers")]
+    pub init_containers: Option<Arc<[Container]>>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Container {
     #[serde(default)]
@@ -179,6 +185,63 @@ fn fitted<T>(mut list: Vec<T>) -> Vec<T> {
     list
 }
 
+/// Equal lists decoded once each, by their JSON text, while some pod
+/// holds them.
+struct Interner<T> {
+    lists: Mutex<HashMap<String, Weak<[T]>>>,
+}
+
+impl<T: Serialize> Interner<T> {
+    fn new() -> Self {
+        Interner {
+            lists: Mutex::default(),
+        }
+    }
+
+    fn share(&self, list: Vec<T>) -> Arc<[T]> {
+        let Ok(key) = serde_json::to_string(&list) else {
+            return list.into();
+        };
+        let mut lists = self.lists.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(held) = lists.get(&key).and_then(Weak::upgrade) {
+            return held;
+        }
+        let list: Arc<[T]> = list.into();
+        // Forget lists no pod holds any more, before there are many.
+        if lists.len() >= 1024 && lists.len().is_power_of_two() {
+            lists.retain(|_, l| l.strong_count() > 0);
+        }
+        lists.insert(key, Arc::downgrade(&list));
+        list
+    }
+}
+
+static CONTAINERS: LazyLock<Interner<Container>> = LazyLock::new(Interner::new);
+static TOLERATIONS: LazyLock<Interner<Toleration>> = LazyLock::new(Interner::new);
+
+fn containers(mut list: Vec<Container>) -> Arc<[Container]> {
+    list.iter_mut().for_each(|c| fit(&mut c.ports));
+    CONTAINERS.share(list)
+}
+
+fn shared_containers<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<[Container]>, D::Error> {
+    Ok(containers(
+        Option::<Vec<Container>>::deserialize(d)?.unwrap_or_default(),
+    ))
+}
+
+fn shared_init_containers<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Arc<[Container]>>, D::Error> {
+    Ok(Option::<Vec<Container>>::deserialize(d)?.map(containers))
+}
+
+fn shared_tolerations<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Arc<[Toleration]>>, D::Error> {
+    Ok(Option::<Vec<Toleration>>::deserialize(d)?.map(|l| TOLERATIONS.share(l)))
+}
+
 fn fit<T>(list: &mut Option<Vec<T>>) {
     if let Some(list) = list {
         list.shrink_to_fit();
@@ -201,18 +264,8 @@ impl CachedPod {
     /// Gives back the spare room serde left in the pod's lists.
     pub fn fit_lists(&mut self) {
         if let Some(spec) = &mut self.spec {
-            spec.containers.shrink_to_fit();
-            fit(&mut spec.init_containers);
-            fit(&mut spec.tolerations);
             fit(&mut spec.volumes);
             fit(&mut spec.topology_spread_constraints);
-            for c in spec
-                .containers
-                .iter_mut()
-                .chain(spec.init_containers.iter_mut().flatten())
-            {
-                fit(&mut c.ports);
-            }
         }
         if let Some(status) = &mut self.status {
             fit(&mut status.conditions);
@@ -325,6 +378,25 @@ mod tests {
         assert!(cached.metadata.managed_fields.is_none());
         assert_eq!(cached.spec.unwrap().volumes.unwrap()[0].name, "data");
         assert_eq!(cached.status.unwrap().phase.as_deref(), Some("Pending"));
+    }
+
+    #[test]
+    fn pods_of_one_template_share_its_lists() {
+        let pod = |name: &str, image: &str| -> CachedPod {
+            serde_json::from_value(json!({
+                "metadata": {"name": name},
+                "spec": {"containers": [{"name": "c", "image": image}],
+                         "tolerations": [{"key": "k", "operator": "Exists"}]}
+            }))
+            .unwrap()
+        };
+        let (a, b, c) = (pod("a", "x"), pod("b", "x"), pod("c", "y"));
+        let (a, b, c) = (a.spec.unwrap(), b.spec.unwrap(), c.spec.unwrap());
+        assert!(Arc::ptr_eq(&a.containers, &b.containers));
+        assert!(!Arc::ptr_eq(&a.containers, &c.containers));
+        assert_eq!(c.containers[0].image.as_deref(), Some("y"));
+        let tolerations = |s: &PodSpec| s.tolerations.clone().unwrap();
+        assert!(Arc::ptr_eq(&tolerations(&a), &tolerations(&c)));
     }
 
     #[test]

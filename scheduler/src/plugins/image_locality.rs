@@ -31,8 +31,9 @@ impl Plugin for ImageLocality {
         let spec = cx.pod.spec();
         let containers: Vec<_> = spec
             .init_containers
+            .as_deref()
+            .unwrap_or_default()
             .iter()
-            .flatten()
             .chain(spec.containers.iter())
             .collect();
         let sum: i64 = containers
