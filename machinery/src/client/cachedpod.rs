@@ -12,6 +12,7 @@
 //! Decoding is lossy on purpose: a `CachedPod` is never written back. Writes
 //! go by name and uid (patches, bindings, deletes), as upstream's do.
 
+use super::compact::fit;
 use k8s_openapi::api::core::v1::{
     Affinity, ContainerPort, PersistentVolumeClaimVolumeSource, ResourceRequirements, Toleration,
     TopologySpreadConstraint,
@@ -240,12 +241,6 @@ fn shared_tolerations<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<Option<Arc<[Toleration]>>, D::Error> {
     Ok(Option::<Vec<Toleration>>::deserialize(d)?.map(|l| TOLERATIONS.share(l)))
-}
-
-fn fit<T>(list: &mut Option<Vec<T>>) {
-    if let Some(list) = list {
-        list.shrink_to_fit();
-    }
 }
 
 /// The cached view of a pod a controller has just built or created, for

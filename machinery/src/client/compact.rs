@@ -20,7 +20,8 @@ pub fn for_cache<K: kube::Resource + Any>(object: &mut K) {
     }
 }
 
-fn fit<T>(list: &mut Option<Vec<T>>) {
+/// Gives back a list's spare room.
+pub(super) fn fit<T>(list: &mut Option<Vec<T>>) {
     if let Some(list) = list {
         list.shrink_to_fit();
     }
