@@ -10,7 +10,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
-use skiff_machinery::client::cachedpod::{CachedPod, PodCondition};
+use skiff_machinery::client::CachedPod;
 use skiff_machinery::labels::Selector;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -30,18 +30,14 @@ pub fn is_active(p: &CachedPod) -> bool {
     !matches!(phase, Some("Succeeded" | "Failed")) && p.metadata.deletion_timestamp.is_none()
 }
 
-fn ready_condition(p: &CachedPod) -> Option<&PodCondition> {
-    p.condition("Ready")
-}
-
 pub fn is_ready(p: &CachedPod) -> bool {
-    ready_condition(p).is_some_and(|c| c.status == "True")
+    p.condition("Ready").is_some_and(|c| c.status == "True")
 }
 
 /// Ready for at least `min_ready_seconds`; else how long until it will be
 /// (`Err(None)` when it is not ready at all).
 pub fn availability(p: &CachedPod, min_ready_seconds: i32) -> Result<(), Option<Duration>> {
-    let Some(c) = ready_condition(p).filter(|c| c.status == "True") else {
+    let Some(c) = p.condition("Ready").filter(|c| c.status == "True") else {
         return Err(None);
     };
     if min_ready_seconds <= 0 {

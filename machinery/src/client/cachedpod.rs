@@ -21,6 +21,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{DefaultHasher, Hasher};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -173,26 +174,32 @@ fn metadata<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
         deletion_grace_period_seconds: m.deletion_grace_period_seconds,
         labels: m.labels,
         annotations: m.annotations,
-        finalizers: m.finalizers.map(fitted),
-        owner_references: m.owner_references.map(fitted),
+        finalizers: m.finalizers,
+        owner_references: m.owner_references,
         ..Default::default()
     })
 }
 
-/// serde fills a list by pushing, which leaves room for up to twice its
-/// items; cached lists are never pushed to again.
-fn fitted<T>(mut list: Vec<T>) -> Vec<T> {
-    list.shrink_to_fit();
-    list
-}
-
-/// Equal lists decoded once each, by their JSON text, while some pod
-/// holds them.
+/// Equal lists held once each while some pod holds them, found by a hash
+/// of their JSON text (hashed as it is written, nothing kept but the hash).
 struct Interner<T> {
-    lists: Mutex<HashMap<String, Weak<[T]>>>,
+    lists: Mutex<HashMap<u64, Weak<[T]>>>,
 }
 
-impl<T: Serialize> Interner<T> {
+/// Feeds what serde_json writes into a hasher.
+struct HashWriter(DefaultHasher);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.write(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<T: Serialize + PartialEq> Interner<T> {
     fn new() -> Self {
         Interner {
             lists: Mutex::default(),
@@ -200,12 +207,15 @@ impl<T: Serialize> Interner<T> {
     }
 
     fn share(&self, list: Vec<T>) -> Arc<[T]> {
-        let Ok(key) = serde_json::to_string(&list) else {
+        let mut hash = HashWriter(DefaultHasher::new());
+        if serde_json::to_writer(&mut hash, &list).is_err() {
             return list.into();
-        };
+        }
+        let key = hash.0.finish();
         let mut lists = self.lists.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(held) = lists.get(&key).and_then(Weak::upgrade) {
-            return held;
+            // Another list with the same hash is simply not shared.
+            return if *held == *list { held } else { list.into() };
         }
         let list: Arc<[T]> = list.into();
         // Forget lists no pod holds any more, before there are many.
@@ -258,6 +268,8 @@ impl From<&k8s_openapi::api::core::v1::Pod> for CachedPod {
 impl CachedPod {
     /// Gives back the spare room serde left in the pod's lists.
     pub fn fit_lists(&mut self) {
+        fit(&mut self.metadata.finalizers);
+        fit(&mut self.metadata.owner_references);
         if let Some(spec) = &mut self.spec {
             fit(&mut spec.volumes);
             fit(&mut spec.topology_spread_constraints);
