@@ -27,12 +27,16 @@ use tokio::sync::watch;
 const HISTORY_FRESH: Duration = Duration::from_secs(75);
 const HISTORY_MIN: usize = 1_000;
 const HISTORY_MAX: usize = 100_000;
-const HISTORY_MAX_BYTES: usize = 32 << 20;
+const HISTORY_MAX_BYTES: usize = 16 << 20;
 /// What the histories of all resources may hold together. A resource whose
 /// events take the total over it trims its own oldest (down to
 /// `HISTORY_MIN`), so a burst in pods, replicasets, deployments, nodes and
-/// events at once holds this much, not `HISTORY_MAX_BYTES` of each.
-const HISTORY_BUDGET: usize = 64 << 20;
+/// events at once holds this much, not `HISTORY_MAX_BYTES` of each. Open
+/// watches never read the history (a watcher behind holds its own events,
+/// see `Link`); it only serves watches resumed from an older version, and
+/// 32 MB is still thousands of events of each busy resource (3,500 pod
+/// updates), where a 30,000-pod burst used to leave 64 MB resident after it.
+const HISTORY_BUDGET: usize = 32 << 20;
 /// How far (in bytes of events) a watcher may fall behind before it is
 /// closed. A watcher holds on to the events it has yet to send, so a slow
 /// one (the server's own informers in a burst, say) catches up without
@@ -229,6 +233,21 @@ impl Cursor {
     pub async fn changed(&mut self) {
         if self.wake.changed().await.is_err() {
             std::future::pending::<()>().await;
+        }
+    }
+
+    /// A cursor on a chain of its own, `behind` bytes behind its end: for
+    /// tests of what serves watches.
+    #[cfg(test)]
+    pub(crate) fn detached(behind: u64) -> Cursor {
+        Cursor {
+            at: Arc::new(Link {
+                event: None,
+                next: OnceLock::new(),
+                bytes_through: 0,
+            }),
+            wake: watch::channel(0).1,
+            published_bytes: Arc::new(AtomicU64::new(behind)),
         }
     }
 

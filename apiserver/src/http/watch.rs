@@ -9,17 +9,21 @@ use super::resources::list_options;
 use crate::conversion;
 use crate::error::ApiError;
 use crate::registry::{ListOptions, Registry};
-use crate::watchcache::{CacheEvent, Entry, EventType};
+use crate::watchcache::{CacheEvent, Cursor, Entry, EventType};
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::json;
 use skiff_machinery::catalog::Resource;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
 const BOOKMARK_EVERY: Duration = Duration::from_secs(60);
+/// How often a watch blocked on a client that does not read checks whether
+/// it has fallen too far behind.
+const STALL_CHECK: Duration = Duration::from_secs(1);
 
 struct Filter {
     res: &'static Resource,
@@ -162,20 +166,23 @@ pub async fn serve(
         }
     };
     tokio::spawn(async move {
-        let deadline = tokio::time::sleep(timeout);
-        tokio::pin!(deadline);
         let mut last_rev = sub.revision;
+        let mut live = sub.live;
+        let mut out = Outlet {
+            tx,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+            res: res.plural,
+        };
         for ev in &sub.backlog {
             if let Some(b) = filter.translate(ev) {
-                if tx.send(Ok(b)).await.is_err() {
+                if !out.send(b, &live).await {
                     return;
                 }
             }
         }
-        if send_initial && tx.send(Ok(filter.bookmark(last_rev, true))).await.is_err() {
+        if send_initial && !out.send(filter.bookmark(last_rev, true), &live).await {
             return;
         }
-        let mut live = sub.live;
         let mut ticker = tokio::time::interval(BOOKMARK_EVERY);
         ticker.tick().await;
         loop {
@@ -187,26 +194,19 @@ pub async fn serve(
             while let Some(ev) = live.next() {
                 last_rev = ev.revision;
                 if let Some(b) = filter.translate(&ev) {
-                    if tx.send(Ok(b)).await.is_err() {
+                    if !out.send(b, &live).await {
                         return;
                     }
                 }
-                if live.too_far_behind() {
-                    // As upstream's cacher does; the client resumes from its
-                    // last version (or re-lists on 410).
-                    tracing::warn!(
-                        resource = filter.res.plural,
-                        last_rev,
-                        "closing a watch too slow to keep up"
-                    );
+                if out.too_far_behind(&live) {
                     return;
                 }
             }
             tokio::select! {
-                _ = &mut deadline => return,
-                _ = tx.closed() => return,
+                _ = &mut out.deadline => return,
+                _ = out.tx.closed() => return,
                 _ = ticker.tick(), if bookmarks => {
-                    if tx.send(Ok(filter.bookmark(last_rev, false))).await.is_err() { return; }
+                    if !out.send(filter.bookmark(last_rev, false), &live).await { return; }
                 }
                 _ = live.changed() => {}
             }
@@ -214,6 +214,56 @@ pub async fn serve(
     });
     let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
     Ok(stream_response(Body::from_stream(stream)))
+}
+
+/// Where a watch's events go: the response body, until the watch's deadline.
+struct Outlet {
+    tx: mpsc::Sender<Result<Bytes, std::convert::Infallible>>,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    res: &'static str,
+}
+
+impl Outlet {
+    /// Sends `b` once the body has room; false when the watch is over: the
+    /// client went away, the deadline passed, or the client stopped reading
+    /// while events kept coming. A watcher holds every event it has yet to
+    /// send, so one whose client never reads must not hold them for ever
+    /// (upstream's cacher likewise closes a watcher it cannot deliver to).
+    async fn send(&mut self, b: Bytes, live: &Cursor) -> bool {
+        match self.tx.try_reserve() {
+            Ok(permit) => {
+                permit.send(Ok(b));
+                return true;
+            }
+            Err(mpsc::error::TrySendError::Closed(())) => return false,
+            Err(mpsc::error::TrySendError::Full(())) => {}
+        }
+        loop {
+            tokio::select! {
+                permit = self.tx.reserve() => {
+                    let Ok(permit) = permit else { return false };
+                    permit.send(Ok(b));
+                    return true;
+                }
+                _ = &mut self.deadline => return false,
+                _ = tokio::time::sleep(STALL_CHECK) => {
+                    if self.too_far_behind(live) {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    fn too_far_behind(&self, live: &Cursor) -> bool {
+        if !live.too_far_behind() {
+            return false;
+        }
+        // As upstream's cacher does; the client resumes from its last
+        // version (or re-lists on 410).
+        tracing::warn!(resource = self.res, "closing a watch too slow to keep up");
+        true
+    }
 }
 
 fn stream_response(body: Body) -> Response {
@@ -227,4 +277,74 @@ fn stream_response(body: Body) -> Response {
         http::HeaderValue::from_static("no-cache, private"),
     );
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn outlet(
+        buffer: usize,
+        deadline: Duration,
+    ) -> (
+        Outlet,
+        mpsc::Receiver<Result<Bytes, std::convert::Infallible>>,
+    ) {
+        let (tx, rx) = mpsc::channel(buffer);
+        let out = Outlet {
+            tx,
+            deadline: Box::pin(tokio::time::sleep(deadline)),
+            res: "pods",
+        };
+        (out, rx)
+    }
+
+    #[tokio::test]
+    async fn a_watch_whose_client_does_not_read_ends_at_its_deadline() {
+        let (mut out, _rx) = outlet(1, Duration::from_millis(200));
+        let live = Cursor::detached(0);
+        assert!(out.send(Bytes::from_static(b"a"), &live).await);
+        let start = Instant::now();
+        // The body is full and nobody reads it: the deadline still holds.
+        assert!(!out.send(Bytes::from_static(b"b"), &live).await);
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn a_stalled_watch_too_far_behind_is_closed_before_its_deadline() {
+        let (mut out, _rx) = outlet(1, Duration::from_secs(3600));
+        let live = Cursor::detached(u64::MAX);
+        assert!(out.send(Bytes::from_static(b"a"), &live).await);
+        assert!(!out.send(Bytes::from_static(b"b"), &live).await);
+    }
+
+    #[tokio::test]
+    async fn a_slow_reader_gets_every_event() {
+        let (mut out, mut rx) = outlet(1, Duration::from_secs(3600));
+        let live = Cursor::detached(0);
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(Ok(b)) = rx.recv().await {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                got.push(b);
+            }
+            got
+        });
+        for i in 0..5u8 {
+            assert!(out.send(Bytes::from(vec![i]), &live).await);
+        }
+        drop(out);
+        assert_eq!(reader.await.unwrap().len(), 5);
+    }
+
+    #[tokio::test]
+    async fn a_client_gone_ends_the_watch() {
+        let (mut out, rx) = outlet(1, Duration::from_secs(3600));
+        drop(rx);
+        assert!(
+            !out.send(Bytes::from_static(b"a"), &Cursor::detached(0))
+                .await
+        );
+    }
 }
