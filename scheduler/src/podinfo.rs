@@ -4,6 +4,7 @@
 
 use crate::resources::{pod_requests, Resources};
 use k8s_openapi::api::core::v1::{PodAffinityTerm, Toleration};
+use kube::ResourceExt;
 use skiff_machinery::client::cachedpod::{CachedPod, PodSpec};
 use skiff_machinery::labels::Selector;
 use std::collections::{BTreeMap, BTreeSet};
@@ -177,12 +178,7 @@ impl PodInfo {
     pub fn label(&self, key: &str) -> Option<&str> {
         // Read from the cached pod, not copied: a label map costs a
         // half-kilobyte node per pod.
-        self.pod
-            .metadata
-            .labels
-            .as_ref()?
-            .get(key)
-            .map(String::as_str)
+        self.pod.labels().get(key).map(String::as_str)
     }
 
     pub fn spec(&self) -> &PodSpec {
