@@ -22,28 +22,35 @@ const FOREGROUND: &str = "foregroundDeletion";
 /// API calls the collector makes at once.
 const WORKERS: usize = 8;
 
-#[derive(Debug, Clone)]
+/// An object's uid: one allocation shared by the graph's key, the
+/// dependents sets that name it and the owner references to it.
+type Uid = Arc<str>;
+
+#[derive(Debug, Clone, PartialEq)]
 struct OwnerRef {
     api_version: String,
     kind: String,
     name: String,
-    uid: String,
+    uid: Uid,
     block: bool,
 }
 
+/// What the graph keeps per object. At 30,000 pods this is most of the
+/// collector's memory, so the parts pods of one controller have in common
+/// (owner references, namespace) are shared with their siblings and owner.
 #[derive(Debug, Clone)]
 struct Node {
     res: &'static Resource,
-    namespace: Option<String>,
-    name: String,
-    resource_version: String,
-    owners: Vec<OwnerRef>,
+    namespace: Option<Arc<str>>,
+    name: Box<str>,
+    resource_version: Box<str>,
+    owners: Arc<[OwnerRef]>,
     deleting: bool,
-    finalizers: Vec<String>,
+    finalizers: Box<[String]>,
 }
 
 impl Node {
-    fn from(res: &'static Resource, m: &ObjectMeta) -> Option<(String, Node)> {
+    fn from(res: &'static Resource, m: &ObjectMeta) -> Option<(Uid, Node)> {
         let owners = m
             .owner_references
             .iter()
@@ -52,20 +59,20 @@ impl Node {
                 api_version: r.api_version.clone(),
                 kind: r.kind.clone(),
                 name: r.name.clone(),
-                uid: r.uid.clone(),
+                uid: r.uid.as_str().into(),
                 block: r.block_owner_deletion.unwrap_or(false),
             })
             .collect();
         Some((
-            m.uid.clone()?,
+            m.uid.as_deref()?.into(),
             Node {
                 res,
-                namespace: m.namespace.clone(),
-                name: m.name.clone()?,
-                resource_version: m.resource_version.clone().unwrap_or_default(),
+                namespace: m.namespace.as_deref().map(Arc::from),
+                name: m.name.as_deref()?.into(),
+                resource_version: m.resource_version.as_deref().unwrap_or_default().into(),
                 owners,
                 deleting: m.deletion_timestamp.is_some(),
-                finalizers: m.finalizers.clone().unwrap_or_default(),
+                finalizers: m.finalizers.clone().unwrap_or_default().into(),
             },
         ))
     }
@@ -73,23 +80,23 @@ impl Node {
 
 #[derive(Default)]
 struct Graph {
-    nodes: HashMap<String, Node>,
-    dependents: HashMap<String, HashSet<String>>,
+    nodes: HashMap<Uid, Node>,
+    dependents: HashMap<Uid, HashSet<Uid>>,
 }
 
 impl Graph {
     /// Inserts or replaces a node; returns the uids whose decisions may change.
-    fn upsert(&mut self, uid: String, node: Node) -> Vec<String> {
+    fn upsert(&mut self, uid: Uid, mut node: Node) -> Vec<Uid> {
+        let uid = self.known_uid(uid);
+        self.share_with_siblings(&mut node);
         let mut touched = vec![uid.clone()];
         if let Some(old) = self.nodes.remove(&uid) {
-            for o in &old.owners {
-                if let Some(d) = self.dependents.get_mut(&o.uid) {
-                    d.remove(&uid);
-                }
+            for o in old.owners.iter() {
+                self.forget_dependent(&o.uid, &uid);
                 touched.push(o.uid.clone());
             }
         }
-        for o in &node.owners {
+        for o in node.owners.iter() {
             self.dependents
                 .entry(o.uid.clone())
                 .or_default()
@@ -100,8 +107,8 @@ impl Graph {
         touched
     }
 
-    fn remove(&mut self, uid: &str) -> Vec<String> {
-        let mut touched: Vec<String> = self
+    fn remove(&mut self, uid: &str) -> Vec<Uid> {
+        let mut touched: Vec<Uid> = self
             .dependents
             .get(uid)
             .into_iter()
@@ -109,14 +116,67 @@ impl Graph {
             .cloned()
             .collect();
         if let Some(old) = self.nodes.remove(uid) {
-            for o in &old.owners {
-                if let Some(d) = self.dependents.get_mut(&o.uid) {
-                    d.remove(uid);
-                }
+            for o in old.owners.iter() {
+                self.forget_dependent(&o.uid, uid);
                 touched.push(o.uid.clone());
             }
         }
         touched
+    }
+
+    fn forget_dependent(&mut self, owner: &str, dependent: &str) {
+        if let Some(d) = self.dependents.get_mut(owner) {
+            d.remove(dependent);
+            if d.is_empty() {
+                self.dependents.remove(owner);
+            }
+        }
+    }
+
+    /// The graph's own copy of a uid, when it has one (as a key or as an
+    /// owner its dependents name), so each uid is held once.
+    fn known_uid(&self, uid: Uid) -> Uid {
+        self.nodes
+            .get_key_value(&uid)
+            .map(|(k, _)| k)
+            .or_else(|| self.dependents.get_key_value(&uid).map(|(k, _)| k))
+            .cloned()
+            .unwrap_or(uid)
+    }
+
+    /// Points the node's owner list at a sibling's equal one (pods of one
+    /// ReplicaSet carry the same references), its owner uids at the graph's
+    /// copies, and its namespace at its owner's.
+    fn share_with_siblings(&self, node: &mut Node) {
+        let Some(first) = node.owners.first() else {
+            return;
+        };
+        let sibling = self
+            .dependents
+            .get(&first.uid)
+            .and_then(|d| d.iter().next())
+            .and_then(|d| self.nodes.get(d))
+            .filter(|s| s.owners == node.owners);
+        if let Some(sibling) = sibling {
+            node.owners = sibling.owners.clone();
+        } else {
+            node.owners = node
+                .owners
+                .iter()
+                .map(|o| OwnerRef {
+                    uid: self.known_uid(o.uid.clone()),
+                    ..o.clone()
+                })
+                .collect();
+        }
+        let owner = self.nodes.get(&node.owners[0].uid);
+        if let (Some(ns), Some(theirs)) =
+            (&node.namespace, owner.and_then(|o| o.namespace.as_ref()))
+        {
+            if ns == theirs {
+                node.namespace = Some(theirs.clone());
+            }
+        }
     }
 }
 
@@ -124,7 +184,7 @@ impl Graph {
 enum Msg {
     Event(usize, watcher::Event<PartialObjectMeta<DynamicObject>>),
     /// Decide again about an object that changed while an action on it ran.
-    Recheck(String),
+    Recheck(Uid),
 }
 
 pub async fn run(client: Client) -> anyhow::Result<()> {
@@ -150,10 +210,10 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
     }
     let mut graph = Graph::default();
     let mut synced: HashSet<usize> = HashSet::new();
-    let mut relisting: HashMap<usize, HashSet<String>> = HashMap::new();
-    let mut dirty: BTreeSet<String> = BTreeSet::new();
-    let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
-    let skipped: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let mut relisting: HashMap<usize, HashSet<Uid>> = HashMap::new();
+    let mut dirty: BTreeSet<Uid> = BTreeSet::new();
+    let in_flight: Arc<Mutex<HashSet<Uid>>> = Arc::default();
+    let skipped: Arc<Mutex<HashSet<Uid>>> = Arc::default();
     let workers = Arc::new(Semaphore::new(WORKERS));
     let queue = crate::metrics::queue("garbagecollector");
     while let Some(first) = rx.recv().await {
@@ -193,7 +253,7 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
                 watcher::Event::InitDone => {
                     // Objects of this kind not seen in the new list went away meanwhile.
                     let seen = relisting.remove(&i).unwrap_or_default();
-                    let gone: Vec<String> = graph
+                    let gone: Vec<Uid> = graph
                         .nodes
                         .iter()
                         .filter(|(uid, n)| std::ptr::eq(n.res, res) && !seen.contains(*uid))
@@ -223,7 +283,7 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
                     }
                     continue;
                 }
-                queue.add(uid.clone());
+                queue.add(uid.to_string());
                 let (client, in_flight, skipped, workers, tx, queue) = (
                     client.clone(),
                     in_flight.clone(),
@@ -257,18 +317,18 @@ enum Action {
     /// Remove references to `owner` from these dependents, then the finalizer.
     Orphan {
         owner: Node,
-        owner_uid: String,
+        owner_uid: Uid,
         dependents: Vec<Node>,
     },
     /// Delete these dependents (foreground); drop the finalizer when none block.
     Foreground {
         owner: Node,
-        delete: Vec<(String, Node)>,
+        delete: Vec<(Uid, Node)>,
         release: bool,
     },
     /// The owners the graph lacks: confirm, then delete or drop dangling refs.
     CheckOwners {
-        uid: String,
+        uid: Uid,
         node: Node,
         missing: Vec<OwnerRef>,
     },
@@ -284,8 +344,8 @@ impl Action {
 }
 
 fn decide(graph: &Graph, uid: &str) -> Option<Action> {
-    let node = graph.nodes.get(uid)?;
-    let dependents = || -> Vec<(String, Node)> {
+    let (uid, node) = graph.nodes.get_key_value(uid)?;
+    let dependents = || -> Vec<(Uid, Node)> {
         graph
             .dependents
             .get(uid)
@@ -298,7 +358,7 @@ fn decide(graph: &Graph, uid: &str) -> Option<Action> {
         let deps = dependents().into_iter().map(|(_, n)| n).collect();
         return Some(Action::Orphan {
             owner: node.clone(),
-            owner_uid: uid.to_string(),
+            owner_uid: uid.clone(),
             dependents: deps,
         });
     }
@@ -306,8 +366,8 @@ fn decide(graph: &Graph, uid: &str) -> Option<Action> {
         let deps = dependents();
         let blocking = deps
             .iter()
-            .any(|(_, d)| d.owners.iter().any(|o| o.uid == uid && o.block));
-        let delete: Vec<(String, Node)> = deps.into_iter().filter(|(_, d)| !d.deleting).collect();
+            .any(|(_, d)| d.owners.iter().any(|o| o.uid == *uid && o.block));
+        let delete: Vec<(Uid, Node)> = deps.into_iter().filter(|(_, d)| !d.deleting).collect();
         return Some(Action::Foreground {
             owner: node.clone(),
             delete,
@@ -324,7 +384,7 @@ fn decide(graph: &Graph, uid: &str) -> Option<Action> {
         return None;
     }
     Some(Action::CheckOwners {
-        uid: uid.to_string(),
+        uid: uid.clone(),
         node: node.clone(),
         missing,
     })
@@ -339,7 +399,7 @@ async fn act(client: &Client, action: &Action) -> Result<(), kube::Error> {
         } => {
             for d in dependents {
                 let refs: Vec<&OwnerRef> =
-                    d.owners.iter().filter(|o| &o.uid != owner_uid).collect();
+                    d.owners.iter().filter(|o| o.uid != *owner_uid).collect();
                 set_owner_refs(client, d, &refs).await?;
             }
             remove_finalizer(client, owner, ORPHAN).await
@@ -396,7 +456,7 @@ async fn owner_absent(
     };
     let api = resources::api_for(client, res, dependent.namespace.as_deref());
     match api.get_opt(&owner.name).await? {
-        Some(o) => Ok(o.metadata.uid.as_deref() != Some(owner.uid.as_str())),
+        Some(o) => Ok(o.metadata.uid.as_deref() != Some(&*owner.uid)),
         None => Ok(true),
     }
 }
@@ -430,7 +490,7 @@ async fn set_owner_refs(
 ) -> Result<(), kube::Error> {
     let refs: Vec<serde_json::Value> = refs
         .iter()
-        .map(|o| json!({"apiVersion": o.api_version, "kind": o.kind, "name": o.name, "uid": o.uid, "blockOwnerDeletion": o.block}))
+        .map(|o| json!({"apiVersion": o.api_version, "kind": o.kind, "name": o.name, "uid": &*o.uid, "blockOwnerDeletion": o.block}))
         .collect();
     let api = resources::api_for(client, node.res, node.namespace.as_deref());
     // No references left: the field goes away, as upstream leaves it.
@@ -467,5 +527,83 @@ fn ignore_gone<T>(r: Result<T, kube::Error>) -> Result<(), kube::Error> {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    fn meta(uid: &str, name: &str, owners: &[&str]) -> ObjectMeta {
+        ObjectMeta {
+            uid: Some(uid.into()),
+            name: Some(name.into()),
+            namespace: Some("default".into()),
+            owner_references: Some(
+                owners
+                    .iter()
+                    .map(|o| OwnerReference {
+                        api_version: "apps/v1".into(),
+                        kind: "ReplicaSet".into(),
+                        name: format!("rs-{o}"),
+                        uid: o.to_string(),
+                        ..OwnerReference::default()
+                    })
+                    .collect(),
+            ),
+            ..ObjectMeta::default()
+        }
+    }
+
+    fn insert(g: &mut Graph, uid: &str, owners: &[&str]) -> Vec<Uid> {
+        let res = catalog::by_kind("v1", "Pod").unwrap();
+        let (uid, node) = Node::from(res, &meta(uid, uid, owners)).unwrap();
+        g.upsert(uid, node)
+    }
+
+    #[test]
+    fn siblings_share_owner_list_uids_and_namespace() {
+        let mut g = Graph::default();
+        insert(&mut g, "rs", &[]);
+        insert(&mut g, "a", &["rs"]);
+        insert(&mut g, "b", &["rs"]);
+        let (a, b, rs) = (&g.nodes["a"], &g.nodes["b"], &g.nodes["rs"]);
+        assert!(Arc::ptr_eq(&a.owners, &b.owners));
+        let (key, _) = g.nodes.get_key_value("rs").unwrap();
+        assert!(Arc::ptr_eq(key, &a.owners[0].uid));
+        assert!(Arc::ptr_eq(
+            a.namespace.as_ref().unwrap(),
+            rs.namespace.as_ref().unwrap()
+        ));
+        // A different owner list is not shared.
+        insert(&mut g, "c", &["rs", "other"]);
+        assert!(!Arc::ptr_eq(&g.nodes["c"].owners, &g.nodes["a"].owners));
+        assert_eq!(g.dependents["rs"].len(), 3);
+    }
+
+    #[test]
+    fn removing_dependents_forgets_their_owner_entry() {
+        let mut g = Graph::default();
+        insert(&mut g, "a", &["rs"]);
+        insert(&mut g, "b", &["rs"]);
+        let touched = g.remove("a");
+        assert!(touched.iter().any(|u| &**u == "rs"));
+        assert_eq!(g.dependents["rs"].len(), 1);
+        g.remove("b");
+        assert!(g.dependents.is_empty());
+        assert!(g.nodes.is_empty());
+    }
+
+    #[test]
+    fn an_update_moves_the_dependent_between_owners() {
+        let mut g = Graph::default();
+        insert(&mut g, "a", &["one"]);
+        let touched = insert(&mut g, "a", &["two"]);
+        assert!(touched.iter().any(|u| &**u == "one"));
+        assert!(touched.iter().any(|u| &**u == "two"));
+        assert!(!g.dependents.contains_key("one"));
+        assert_eq!(g.dependents["two"].len(), 1);
+        assert!(decide(&g, "a").is_some(), "owner two is missing");
     }
 }
