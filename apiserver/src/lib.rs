@@ -19,6 +19,7 @@ pub mod protobuf;
 pub mod registry;
 pub mod server;
 mod shared_ca;
+pub mod sharedjson;
 pub mod storage;
 pub mod tables;
 pub mod version;

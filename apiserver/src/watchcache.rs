@@ -5,8 +5,8 @@
 //! are served from memory, as upstream's cacher does.
 
 use crate::listsnapshots::ListSnapshots;
+use crate::sharedjson::SharedJson;
 use crate::storage::{EventKind, KeyValue, Storage, StorageError, WatchEvent};
-use bytes::Bytes;
 use serde_json::Value;
 use skiff_machinery::fields::Selector as FieldSelector;
 use skiff_machinery::labels::Selector as LabelSelector;
@@ -45,11 +45,12 @@ const WATCHER_BEHIND_MAX: u64 = 256 << 20;
 
 /// One object as served: pre-serialized (with its resourceVersion) for lists
 /// and watches, plus just what selectors look at. The parsed form is made on
-/// demand, so a cache of many objects costs little more than their JSON.
+/// demand, so a cache of many objects costs little more than their JSON, and
+/// less where their JSON repeats (see `SharedJson`).
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub key: String,
-    pub json: Bytes,
+    pub json: SharedJson,
     pub mod_revision: i64,
     /// Label keys and values: what label selectors look at, without the
     /// hash map a parsed object would need per entry.
@@ -83,13 +84,7 @@ impl Entry {
         mod_revision: i64,
         fields: &[&'static str],
     ) -> Entry {
-        // Exactly as long as the text: a Vec grown by doubling holds up to
-        // twice that, for as long as the entry lives.
-        let json = Bytes::from(
-            serde_json::to_vec(object)
-                .unwrap_or_default()
-                .into_boxed_slice(),
-        );
+        let json = SharedJson::encode(object);
         let labels = object
             .pointer("/metadata/labels")
             .and_then(Value::as_object)
@@ -117,7 +112,7 @@ impl Entry {
 
     /// The object, parsed.
     pub fn object(&self) -> Value {
-        serde_json::from_slice(&self.json).unwrap_or(Value::Null)
+        serde_json::from_slice(&self.json.to_vec()).unwrap_or(Value::Null)
     }
 
     /// Roughly the memory the entry holds: its text, its key and what
@@ -135,7 +130,7 @@ impl Entry {
             .map(|(_, v)| v.len() + PER_ALLOCATION)
             .sum();
         std::mem::size_of::<Entry>()
-            + self.json.len()
+            + self.json.held_bytes()
             + self.key.len()
             + labels
             + fields
@@ -633,9 +628,11 @@ mod tests {
     use serde_json::json;
 
     fn event(revision: i64, padding: usize) -> Arc<CacheEvent> {
+        // Text of each event's own, as objects' updates are (equal text is shared).
+        let pad = format!("{revision}{}", "x".repeat(padding));
         let object = json!({
             "metadata": {"name": format!("p{revision}"), "labels": {"app": "web", "tier": "x"}},
-            "data": {"pad": "x".repeat(padding)},
+            "data": {"pad": pad},
         });
         let entry = Entry::from_object(
             format!("/registry/pods/ns/p{revision}"),
@@ -661,8 +658,8 @@ mod tests {
         assert!(!ev.entry.matches(&sel("app=db"), &none));
         assert!(ev.entry.matches(&sel("!missing"), &none));
         assert_eq!(
-            ev.entry.object()["data"]["pad"].as_str().unwrap().len(),
-            100
+            ev.entry.object()["data"]["pad"].as_str().unwrap(),
+            format!("1{}", "x".repeat(100))
         );
         assert!(ev.entry.size() > ev.entry.json.len() + ev.entry.key.len());
     }

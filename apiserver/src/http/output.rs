@@ -179,7 +179,7 @@ pub fn list_response(
                 if i > 0 {
                     out.put_u8(b',');
                 }
-                out.put_slice(&items[i].json);
+                items[i].json.write_to(&mut out);
                 i += 1;
             }
             let rest = if i < items.len() {

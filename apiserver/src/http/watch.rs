@@ -68,7 +68,7 @@ impl Filter {
                 b.put_slice(b"{\"type\":\"");
                 b.put_slice(kind.as_bytes());
                 b.put_slice(b"\",\"object\":");
-                b.put_slice(&entry.json);
+                entry.json.write_to(&mut b);
                 b.put_slice(b"}\n");
                 b.freeze()
             }
