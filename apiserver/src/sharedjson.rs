@@ -158,17 +158,29 @@ fn scalar(value: &impl serde::Serialize, out: &mut Vec<u8>) {
 /// The pieces in use, by their text.
 struct Table {
     pieces: HashSet<Arc<[u8]>>,
+    /// Their text, in bytes.
+    bytes: usize,
     sweep_at: usize,
 }
 
-static TABLE: LazyLock<Mutex<Table>> = LazyLock::new(|| {
-    Mutex::new(Table {
-        pieces: HashSet::new(),
-        sweep_at: FIRST_SWEEP,
-    })
-});
+static TABLE: LazyLock<Mutex<Table>> = LazyLock::new(|| Mutex::new(Table::new()));
+
+/// How many pieces the table holds and their bytes (`/metrics`), those no
+/// object holds any more included until the next sweep.
+pub fn held() -> (usize, usize) {
+    let table = TABLE.lock().unwrap_or_else(|e| e.into_inner());
+    (table.pieces.len(), table.bytes)
+}
 
 impl Table {
+    fn new() -> Table {
+        Table {
+            pieces: HashSet::new(),
+            bytes: 0,
+            sweep_at: FIRST_SWEEP,
+        }
+    }
+
     fn share(&mut self, text: &[u8]) -> Arc<[u8]> {
         if let Some(held) = self.pieces.get(text) {
             return held.clone();
@@ -178,10 +190,18 @@ impl Table {
             // quarter more are held keeps the work per piece constant (five
             // entries visited per insert) and what the dead ones hold below
             // a quarter of what the live ones do.
-            self.pieces.retain(|p| Arc::strong_count(p) > 1);
+            let bytes = &mut self.bytes;
+            self.pieces.retain(|p| {
+                let held = Arc::strong_count(p) > 1;
+                if !held {
+                    *bytes -= p.len();
+                }
+                held
+            });
             self.sweep_at = (self.pieces.len() + self.pieces.len() / 4).max(FIRST_SWEEP);
         }
         let piece: Arc<[u8]> = text.into();
+        self.bytes += piece.len();
         self.pieces.insert(piece.clone());
         piece
     }
@@ -256,14 +276,16 @@ mod tests {
     #[test]
     fn pieces_no_object_holds_are_swept() {
         let mut table = Table {
-            pieces: HashSet::new(),
             sweep_at: 2,
+            ..Table::new()
         };
         let kept = table.share(b"kept");
         drop(table.share(b"dropped"));
-        table.share(b"new");
+        assert_eq!(table.bytes, 11);
+        let new = table.share(b"new");
         assert!(table.pieces.contains(&b"kept"[..]));
         assert!(!table.pieces.contains(&b"dropped"[..]));
-        drop(kept);
+        assert_eq!(table.bytes, 7);
+        drop((kept, new));
     }
 }

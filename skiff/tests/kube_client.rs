@@ -498,6 +498,10 @@ async fn wire_errors() {
     assert!(gauge(r#"apiserver_storage_objects{resource="namespaces"}"#) >= 4.0);
     assert!(gauge(r#"skiff_watch_cache_history_events{resource="configmaps"}"#) >= 1.0);
     assert!(gauge(r#"skiff_watch_cache_history_bytes{resource="configmaps"}"#) > 100.0);
+    // Objects' repeated JSON held once (the default namespace's
+    // ServiceAccount, the system pods' and nodes' larger parts at least).
+    assert!(gauge("skiff_watch_cache_shared_pieces") >= 1.0);
+    assert!(gauge("skiff_watch_cache_shared_bytes") >= 128.0);
 
     // No credentials: 401.
     let mut kc = Kubeconfig::read_from(s.kubeconfig()).unwrap();

@@ -284,6 +284,23 @@ impl Registry {
             "Approximate memory held by those events.",
             |s| s.history_bytes,
         );
+        let (pieces, bytes) = crate::sharedjson::held();
+        for (name, help, value) in [
+            (
+                "skiff_watch_cache_shared_pieces",
+                "Parts of cached objects' JSON held once for all the objects that repeat them.",
+                pieces,
+            ),
+            (
+                "skiff_watch_cache_shared_bytes",
+                "The text of those parts, in bytes.",
+                bytes,
+            ),
+        ] {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+            ));
+        }
         out
     }
 
