@@ -151,6 +151,33 @@ pub fn arch() -> &'static str {
 
 /// Creates the node (or takes over an existing one of that name) and reports
 /// its status.
+/// Registers the node as the kubelet does, trying again (backing off to 7 s)
+/// while the API server cannot be reached or answers 5xx or 429: a server
+/// that restarts, or a connection that breaks, as the agent starts must not
+/// end it. Any other answer (forbidden, invalid) does.
+pub async fn register_with_retries(client: &Client, info: &NodeInfo) -> Result<Node, kube::Error> {
+    let mut delay = std::time::Duration::from_millis(200);
+    loop {
+        match register(client, info).await {
+            Err(e) if is_transient(&e) => {
+                tracing::warn!(error = %e, node = %info.name, "registering the node; trying again");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(7));
+            }
+            done => return done,
+        }
+    }
+}
+
+/// Whether a request may succeed if simply tried again.
+fn is_transient(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => s.code >= 500 || s.code == 429,
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    }
+}
+
 pub async fn register(client: &Client, info: &NodeInfo) -> Result<Node, kube::Error> {
     let nodes: Api<Node> = Api::all(client.clone());
     let node: Node = serde_json::from_value(info.object()).map_err(kube::Error::SerdeError)?;
@@ -209,5 +236,30 @@ pub async fn renew_lease(
             }
         }
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_unreachable_or_overloaded_servers_are_tried_again() {
+        let api = |code: u16| {
+            kube::Error::Api(Box::new(kube::core::Status {
+                code,
+                ..Default::default()
+            }))
+        };
+        assert!(is_transient(&api(500)));
+        assert!(is_transient(&api(503)));
+        assert!(is_transient(&api(429)));
+        assert!(!is_transient(&api(403)));
+        assert!(!is_transient(&api(422)));
+        assert!(is_transient(&kube::Error::Service(
+            "keep-alive timed out".into()
+        )));
+        let bad_json = serde_json::from_str::<Value>("{").unwrap_err();
+        assert!(!is_transient(&kube::Error::SerdeError(bad_json)));
     }
 }

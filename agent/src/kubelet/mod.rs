@@ -375,7 +375,7 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
     tokio::spawn(auto.run(images.clone()));
     let puller = Puller::new((*images).clone(), opts.registries.clone())?;
     let info = nodeinfo::detect(&opts, &runtime).await?;
-    let node = node::register(&client, &info).await?;
+    let node = node::register_with_retries(&client, &info).await?;
     tracing::info!(node = %info.name, ip = %info.internal_ip, "node registered");
     let cni = Cni::new(crate::network::CniConfig {
         conf_dir: opts.cni_conf_dir.clone(),
