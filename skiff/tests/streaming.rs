@@ -322,6 +322,28 @@ async fn logs_with_every_flag() {
                                            "containers": [container("c", "echo hello from deploy; exec sleep 3600")]}}},
         }),
     );
+    eventually("the deployment's logs", 90, async || {
+        kubectl(&node, &["logs", "deploy/web"], None, &[], 30).stdout == b"hello from deploy\n"
+    })
+    .await;
+    // Followers hold none of the agent's pooled threads for blocking work:
+    // with more `logs -f` open than that pool has threads, a new pod (the
+    // Job's) still gets its bundle and mounts and runs.
+    let _followers = Followers(
+        (0..20)
+            .map(|_| {
+                Command::new("kubectl")
+                    .env("KUBECONFIG", node.server.kubeconfig())
+                    .args(["logs", "-f", "deploy/web"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("kubectl logs -f")
+            })
+            .collect(),
+    );
+    // Time for them to connect; the Job must start with them all open.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     apply(
         &node,
         json!({
@@ -331,14 +353,22 @@ async fn logs_with_every_flag() {
                                            "containers": [container("c", "echo job done")]}}},
         }),
     );
-    eventually("the deployment's logs", 90, async || {
-        kubectl(&node, &["logs", "deploy/web"], None, &[], 30).stdout == b"hello from deploy\n"
-    })
-    .await;
     eventually("the job's logs", 90, async || {
         kubectl(&node, &["logs", "job/once"], None, &[], 30).stdout == b"job done\n"
     })
     .await;
+}
+
+/// Background kubectl processes, ended (by pid) however the test ends.
+struct Followers(Vec<std::process::Child>);
+
+impl Drop for Followers {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 #[tokio::test]

@@ -249,14 +249,26 @@ async fn logs(
     let (path, writer) = lookup::log_source(&ctx.runtime, &pod, container, opts.previous)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
     let runtime = ctx.runtime.clone();
-    tokio::task::spawn_blocking(move || {
-        let live = move || {
-            writer
-                .as_deref()
-                .is_some_and(|id| matches!(runtime.state(id), State::Running(_)))
-        };
-        logs::stream(&path, &opts, live, tx);
-    });
+    // A thread of its own, not one of the runtime's blocking pool: a follow
+    // (`kubectl logs -f`) lasts as long as its client, and enough of them
+    // would hold every pooled thread and stall the agent's other blocking
+    // work (bundles, mounts, image files) behind them.
+    std::thread::Builder::new()
+        .name("container-logs".into())
+        .spawn(move || {
+            let live = move || {
+                writer
+                    .as_deref()
+                    .is_some_and(|id| matches!(runtime.state(id), State::Running(_)))
+            };
+            logs::stream(&path, &opts, live, tx);
+        })
+        .map_err(|e| {
+            HttpError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("starting the log reader: {e}"),
+            )
+        })?;
     let body = StreamBody::new(futures::stream::unfold(rx, |mut rx| async move {
         let chunk = rx.recv().await?;
         Some((Ok::<_, std::io::Error>(Frame::data(chunk)), rx))
