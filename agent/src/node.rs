@@ -149,8 +149,6 @@ pub fn arch() -> &'static str {
     }
 }
 
-/// Creates the node (or takes over an existing one of that name) and reports
-/// its status.
 /// Registers the node as the kubelet does, trying again (backing off to 7 s)
 /// while the API server cannot be reached or answers 5xx or 429: a server
 /// that restarts, or a connection that breaks, as the agent starts must not
@@ -178,6 +176,8 @@ fn is_transient(e: &kube::Error) -> bool {
     }
 }
 
+/// Creates the node (or takes over an existing one of that name) and reports
+/// its status.
 pub async fn register(client: &Client, info: &NodeInfo) -> Result<Node, kube::Error> {
     let nodes: Api<Node> = Api::all(client.clone());
     let node: Node = serde_json::from_value(info.object()).map_err(kube::Error::SerdeError)?;
