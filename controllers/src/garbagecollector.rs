@@ -90,12 +90,7 @@ impl Graph {
         let uid = self.known_uid(uid);
         self.share_with_siblings(&mut node);
         let mut touched = vec![uid.clone()];
-        if let Some(old) = self.nodes.remove(&uid) {
-            for o in old.owners.iter() {
-                self.forget_dependent(&o.uid, &uid);
-                touched.push(o.uid.clone());
-            }
-        }
+        self.unlink(&uid, &mut touched);
         for o in node.owners.iter() {
             self.dependents
                 .entry(o.uid.clone())
@@ -115,21 +110,24 @@ impl Graph {
             .flatten()
             .cloned()
             .collect();
-        if let Some(old) = self.nodes.remove(uid) {
-            for o in old.owners.iter() {
-                self.forget_dependent(&o.uid, uid);
-                touched.push(o.uid.clone());
-            }
-        }
+        self.unlink(uid, &mut touched);
         touched
     }
 
-    fn forget_dependent(&mut self, owner: &str, dependent: &str) {
-        if let Some(d) = self.dependents.get_mut(owner) {
-            d.remove(dependent);
-            if d.is_empty() {
-                self.dependents.remove(owner);
+    /// Takes the node out, and out of its owners' dependents (dropping sets
+    /// left empty); its owners go to `touched`.
+    fn unlink(&mut self, uid: &str, touched: &mut Vec<Uid>) {
+        let Some(old) = self.nodes.remove(uid) else {
+            return;
+        };
+        for o in old.owners.iter() {
+            if let Some(d) = self.dependents.get_mut(&o.uid) {
+                d.remove(uid);
+                if d.is_empty() {
+                    self.dependents.remove(&o.uid);
+                }
             }
+            touched.push(o.uid.clone());
         }
     }
 

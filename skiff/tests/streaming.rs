@@ -329,19 +329,19 @@ async fn logs_with_every_flag() {
     // Followers hold none of the agent's pooled threads for blocking work:
     // with more `logs -f` open than that pool has threads, a new pod (the
     // Job's) still gets its bundle and mounts and runs.
-    let _followers = Followers(
-        (0..20)
-            .map(|_| {
+    let _followers: Vec<Spawned> = (0..20)
+        .map(|_| {
+            Spawned(
                 Command::new("kubectl")
                     .env("KUBECONFIG", node.server.kubeconfig())
                     .args(["logs", "-f", "deploy/web"])
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .spawn()
-                    .expect("kubectl logs -f")
-            })
-            .collect(),
-    );
+                    .expect("kubectl logs -f"),
+            )
+        })
+        .collect();
     // Time for them to connect; the Job must start with them all open.
     tokio::time::sleep(Duration::from_secs(3)).await;
     apply(
@@ -357,18 +357,6 @@ async fn logs_with_every_flag() {
         kubectl(&node, &["logs", "job/once"], None, &[], 30).stdout == b"job done\n"
     })
     .await;
-}
-
-/// Background kubectl processes, ended (by pid) however the test ends.
-struct Followers(Vec<std::process::Child>);
-
-impl Drop for Followers {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 #[tokio::test]
