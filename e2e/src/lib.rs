@@ -119,6 +119,9 @@ impl Lab {
             &kubeconfig,
             "--images",
             &v2,
+            // A lab that fails to come up stays for `logs` to read;
+            // dropping `lab` takes it down.
+            "--retain",
         ];
         args.extend_from_slice(extra);
         lab.skiff(&args);

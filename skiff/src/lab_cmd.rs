@@ -75,6 +75,10 @@ struct UpArgs {
     /// --server-arg=--node-monitor-grace-period=20s.
     #[arg(long = "server-arg", allow_hyphen_values = true)]
     server_args: Vec<String>,
+    /// Keep the lab (processes, namespaces, logs) when it fails to come up,
+    /// to look at it; `skiff lab down` removes it then.
+    #[arg(long)]
+    retain: bool,
 }
 
 #[derive(clap::Subcommand)]
@@ -274,6 +278,13 @@ fn log_tail(log: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// The server's last lines, for when a node fails to join: the cause can be
+/// on either side.
+fn server_log_tail(dir: &Path) -> String {
+    let log = dir.join("server.log");
+    format!("the server ({}):\n{}", log.display(), log_tail(&log, 20))
+}
+
 /// How a child of this process ended, if it has. (Its command line is no
 /// test of life here: a child that has just exec'd can show an empty one.)
 fn exited(pid: u32) -> Option<String> {
@@ -384,7 +395,14 @@ async fn up(a: UpArgs) -> Result<()> {
                 a.which.save(&lab)?;
             }
         }
-        sh(&["ip", "link", "add", &bridge, "type", "bridge"])?;
+        // The bridge's address is set, as the CNI bridge plugin sets its
+        // own: unset, it is its ports' lowest and moves as nodes join, and
+        // a node that learnt the old one for the server has its frames
+        // dropped (tens of seconds, until its ARP entry expires).
+        let mac = format!("02:73:6b:6c:00:{subnet:02x}");
+        sh(&[
+            "ip", "link", "add", &bridge, "address", &mac, "type", "bridge",
+        ])?;
         sh(&[
             "ip",
             "addr",
@@ -422,7 +440,13 @@ async fn up(a: UpArgs) -> Result<()> {
     };
     let r = made.await;
     if r.is_err() {
-        let _ = down(&a.which);
+        if a.retain {
+            eprintln!(
+                "skiff lab: {name} kept as it is (--retain); skiff lab down --name {name} removes it"
+            );
+        } else {
+            let _ = down(&a.which);
+        }
     }
     r
 }
@@ -610,17 +634,31 @@ async fn wait_ready(lab: &Lab, names: &[&str], started: Instant, dir: &Path) -> 
             if let Some(how) = exited(n.pid) {
                 let log = dir.join(&n.name).join("agent.log");
                 bail!(
-                    "{}'s agent stopped ({how}): see {}\n{}",
+                    "{}'s agent stopped ({how}): see {}\n{}\n{}",
                     n.name,
                     log.display(),
-                    log_tail(&log, 20)
+                    log_tail(&log, 20),
+                    server_log_tail(dir)
                 );
             }
         }
         if Instant::now() > deadline {
+            let late: Vec<&str> = names
+                .iter()
+                .copied()
+                .filter(|n| !ready_seen.contains(*n))
+                .collect();
+            let tails: String = late
+                .iter()
+                .map(|n| {
+                    let log = dir.join(n).join("agent.log");
+                    format!("{n}'s agent ({}):\n{}\n", log.display(), log_tail(&log, 20))
+                })
+                .collect();
             bail!(
-                "not every node Ready in 120 s: see the agent logs under {}",
-                dir.display()
+                "not Ready in 120 s: {}\n{tails}{}",
+                late.join(", "),
+                server_log_tail(dir)
             );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
