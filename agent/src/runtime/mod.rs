@@ -76,6 +76,25 @@ pub struct Runtime {
     pub log_max_files: usize,
 }
 
+/// `program` as the absolute path PATH finds it at, when it is a bare
+/// name: every container start runs it, and exec would try each PATH
+/// entry before the one that has it.
+fn on_path(program: PathBuf) -> PathBuf {
+    if program.components().count() != 1 {
+        return program;
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(&program))
+        .find(|p| {
+            use std::os::unix::fs::PermissionsExt;
+            p.metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .unwrap_or(program)
+}
+
 impl Runtime {
     pub fn new(dirs: Dirs, runtime: PathBuf) -> std::io::Result<Self> {
         for d in [&dirs.root, &dirs.pods, &dirs.containers, &dirs.logs] {
@@ -84,7 +103,7 @@ impl Runtime {
         Ok(Runtime {
             runtime_root: dirs.root.join("runc"),
             dirs,
-            runtime,
+            runtime: on_path(runtime),
             shim_exe: std::env::current_exe()?,
             log_max_size: crilog::DEFAULT_MAX_SIZE,
             log_max_files: crilog::DEFAULT_MAX_FILES,
@@ -106,5 +125,21 @@ impl Runtime {
             .and_then(|l| l.split_whitespace().last())
             .unwrap_or("unknown");
         format!("runc://{v}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::on_path;
+    use std::path::{Path, PathBuf};
+
+    #[test]
+    fn a_bare_program_name_is_found_on_path() {
+        let sh = on_path("sh".into());
+        assert!(sh.is_absolute() && sh.ends_with("sh"), "{}", sh.display());
+        assert_eq!(on_path("/opt/runc".into()), Path::new("/opt/runc"));
+        assert_eq!(on_path("./runc".into()), Path::new("./runc"));
+        let missing = PathBuf::from("no-such-program-here");
+        assert_eq!(on_path(missing.clone()), missing);
     }
 }
