@@ -443,7 +443,7 @@ fn check_host_path(path: &Path, ty: &str) -> Result<(), String> {
 
 fn mount_tmpfs(dir: &Path, size: Option<i128>) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    if is_mountpoint(dir) {
+    if sys::is_mount_point(dir) {
         return Ok(());
     }
     let opts = match size {
@@ -458,14 +458,6 @@ fn mount_tmpfs(dir: &Path, size: Option<i128>) -> Result<(), String> {
         Some(&opts),
     )
     .map_err(|e| format!("mounting tmpfs: {e}"))
-}
-
-fn is_mountpoint(dir: &Path) -> bool {
-    let target = dir.to_string_lossy();
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.split_whitespace().nth(4) == Some(&*target))
 }
 
 /// The container's volume mounts as bind mounts; `env` expands subPathExpr.

@@ -88,6 +88,30 @@ pub fn mounts_under(dir: &Path) -> Vec<std::path::PathBuf> {
     found
 }
 
+/// Whether `path` is the root of a mount. From statx (Linux 5.8+), not
+/// mountinfo: that is a line per mount, and a node has a few per pod.
+pub fn is_mount_point(path: &Path) -> bool {
+    let Ok(p) = cstr(path) else { return false };
+    // SAFETY: statx fills the zeroed struct for a valid path.
+    let stx = unsafe {
+        let mut stx: libc::statx = std::mem::zeroed();
+        let flags = libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT;
+        if libc::statx(libc::AT_FDCWD, p.as_ptr(), flags, 0, &mut stx) != 0 {
+            return false;
+        }
+        stx
+    };
+    let attr = libc::STATX_ATTR_MOUNT_ROOT as u64;
+    if stx.stx_attributes_mask & attr != 0 {
+        return stx.stx_attributes & attr != 0;
+    }
+    let target = path.to_string_lossy();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split_whitespace().nth(4) == Some(&*target))
+}
+
 /// Whether `path` is a mount of a namespace (nsfs), i.e. a live sandbox namespace.
 pub fn is_namespace_mount(path: &Path) -> bool {
     const NSFS_MAGIC: libc::c_long = 0x6e73_6673;
@@ -227,5 +251,21 @@ pub fn loopback_up() -> io::Result<()> {
         }
         libc::close(fd);
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_mount_point;
+    use std::path::Path;
+
+    #[test]
+    fn mount_points_are_told_from_directories() {
+        assert!(is_mount_point(Path::new("/proc")));
+        let dir = std::env::temp_dir().join(format!("skiff-mountpoint-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(!is_mount_point(&dir));
+        assert!(!is_mount_point(&dir.join("missing")));
+        std::fs::remove_dir(&dir).unwrap();
     }
 }
