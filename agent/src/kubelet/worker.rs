@@ -283,6 +283,12 @@ impl Worker {
                 self.ctx.detach_network(&self.pod, &self.sandbox).await;
             }
             let _ = std::fs::remove_file(self.sandbox.dir().join("ip"));
+        } else if !self.sandbox.dir().exists() {
+            // Containers are made after the pod's directory and removed
+            // before it: a pod without one (any pod new to this node) has
+            // none to adopt, and reading every container's record for it
+            // made each pod start cost more the more pods the node ran.
+            return;
         }
         let mut mine: Vec<ContainerMeta> = self
             .ctx
