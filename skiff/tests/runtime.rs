@@ -25,12 +25,40 @@ fn usable() -> bool {
     root && runc && busybox
 }
 
+/// The clean page cache charged to the memory cgroup at `rel` (v2 or v1):
+/// what reclaim can give back at once (dirty pages wait for writeback).
+fn clean_page_cache_bytes(rel: &str) -> Option<u64> {
+    let root = Path::new("/sys/fs/cgroup");
+    let rel = rel.trim_start_matches('/');
+    let (stat, keys) = if root.join("cgroup.controllers").exists() {
+        let keys = ["file", "file_dirty", "file_writeback"];
+        (root.join(rel).join("memory.stat"), keys)
+    } else {
+        let keys = ["cache", "dirty", "writeback"];
+        (root.join("memory").join(rel).join("memory.stat"), keys)
+    };
+    let text = std::fs::read_to_string(stat).ok()?;
+    let value = |key: &str| -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.parse().ok())
+    };
+    Some(value(keys[0])?.saturating_sub(value(keys[1])? + value(keys[2])?))
+}
+
 /// A one-layer "image": busybox and its applets.
 fn busybox_layer(dir: &Path) -> PathBuf {
     let layer = dir.join("layer");
     std::fs::create_dir_all(layer.join("bin")).unwrap();
     std::fs::create_dir_all(layer.join("etc")).unwrap();
     std::fs::copy("/bin/busybox", layer.join("bin/busybox")).unwrap();
+    // Out of the page cache, so the first container to run it reads it in.
+    let copy = std::fs::File::open(layer.join("bin/busybox")).unwrap();
+    copy.sync_all().unwrap();
+    // SAFETY: advice on a file this function holds open.
+    unsafe {
+        use std::os::fd::AsRawFd;
+        libc::posix_fadvise(copy.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
+    }
     for applet in ["sh", "echo", "sleep", "cat", "hostname", "trap"] {
         std::os::unix::fs::symlink("busybox", layer.join("bin").join(applet)).unwrap();
     }
@@ -174,6 +202,21 @@ async fn runs_a_container_through_the_shim() {
     );
     assert!(lines.iter().any(|l| l.ends_with(" stderr F oops")), "{log}");
     assert!(matches!(rt.state(&meta.id), State::Exited(_, _)));
+    // What the ended container wrote is charged to its memory cgroup and
+    // would keep the group alive (dying) after removal; it is given back.
+    // (The image's busybox left the page cache when the layer was made:
+    // this container read it in first.)
+    let cgroup = rt.cgroup(&meta);
+    let before = clean_page_cache_bytes(&cgroup);
+    assert!(before.is_some_and(|b| b > 0), "charged: {before:?}");
+    skiff_agent::runtime::cgroups::reclaim_memory(&cgroup);
+    // (A page or so can stay a moment; the container's own files, the
+    // termination log, go with its directory.)
+    let after = clean_page_cache_bytes(&cgroup);
+    assert!(
+        after.is_some_and(|a| a * 10 < before.unwrap_or(0)),
+        "before {before:?}, after {after:?}"
+    );
 
     // A long runner stops on SIGTERM (its trap exits 0) and is removed without a trace.
     let (meta2, started) = start(

@@ -255,6 +255,11 @@ impl Runtime {
     /// Removes the container from runc and its state directory from disk.
     /// The log file stays (kubectl logs --previous) until the pod goes.
     pub async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        if let Some(meta) = self.meta(id) {
+            let cgroup = self.cgroup(&meta);
+            let _ =
+                tokio::task::spawn_blocking(move || super::cgroups::reclaim_memory(&cgroup)).await;
+        }
         let _ = self.runc().args(["delete", "--force", id]).output().await;
         let dir = self.container_dir(id);
         let rootfs = self.rootfs(id);
