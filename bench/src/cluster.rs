@@ -6,7 +6,7 @@
 //! seconds the server and the simulator used.
 
 use crate::api::{client, make_namespace};
-use crate::procs::{self, Proc};
+use crate::procs;
 use anyhow::Result;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Node;
@@ -19,25 +19,6 @@ use std::time::{Duration, Instant};
 const NODES: usize = 1000;
 const DEPLOYMENTS: usize = 30;
 const REPLICAS: i32 = 1000;
-
-/// User + system CPU seconds of a process so far.
-fn cpu_seconds(p: &Proc) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", p.pid())).unwrap_or_default();
-    // Fields after the command (which may hold spaces) start after ')'.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of stat, 12 and 13 after ')'.
-    (ticks(11) + ticks(12)) / 100.0
-}
 
 /// The server's /metrics, also kept beside the logs when they are kept:
 /// request counts by verb tell a slow run apart.
@@ -145,7 +126,7 @@ pub async fn run() -> Result<()> {
     }
     let running = start.elapsed().as_secs_f64();
     let p99 = mutating_p99_ms(&server_metrics(&c).await?)?;
-    let (rss, server_cpu, sim_cpu) = (server.rss_mb(), cpu_seconds(&server), cpu_seconds(&sim));
+    let (rss, server_cpu, sim_cpu) = (server.rss_mb(), server.cpu_seconds(), sim.cpu_seconds());
     println!("{want} pods through {DEPLOYMENTS} deployments running in {running:.1} s");
     println!("mutating API calls p99 over the run: {p99:.0} ms (upstream SLO 1000 ms)");
     println!("server RSS {rss:.0} MB; CPU: server {server_cpu:.0} s, simulator {sim_cpu:.0} s");

@@ -2,8 +2,10 @@
 //! runc, CNI, the busybox test image already imported). 100 pods are
 //! created 10 at a time; the figures are create→Running and create→Ready
 //! latency, deletion latency (delete call → object gone), the agent's RSS
-//! with 100 pods and a shim's. The physical floor, measured in the same run,
-//! is a bare `runc run -d` of a busybox bundle on the same layer.
+//! with 100 pods and a shim's, and the CPU a pod start costs the machine
+//! (the agent's, the server's, the rest: runc, CNI plugins, shims). The
+//! physical floor, measured in the same run, is a bare `runc run -d` of a
+//! busybox bundle on the same layer.
 //! Needs root, runc, the CNI plugins and busybox-static.
 
 use crate::api::{client, percentile};
@@ -213,7 +215,7 @@ pub async fn run() -> Result<()> {
     println!("bare runc run -d (busybox bundle, overlay root): median {floor_ms:.1} ms");
 
     let agent = procs::start_agent(&bin, &kubeconfig, NETNS, "bench-node", &data_dir)?;
-    let result = measure(&kubeconfig, &agent, &data_dir, floor_ms).await;
+    let result = measure(&kubeconfig, &agent, &server, &data_dir, floor_ms).await;
     drop(agent);
     clean_node(&data_dir);
     drop(server);
@@ -230,7 +232,13 @@ fn first_layer(data_dir: &Path) -> Result<PathBuf> {
         .context("the busybox layer is not unpacked")
 }
 
-async fn measure(kubeconfig: &Path, agent: &Proc, data_dir: &Path, floor_ms: f64) -> Result<()> {
+async fn measure(
+    kubeconfig: &Path,
+    agent: &Proc,
+    server: &Proc,
+    data_dir: &Path,
+    floor_ms: f64,
+) -> Result<()> {
     let c = client(kubeconfig).await?;
     let nodes: Api<Node> = Api::all(c.clone());
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -286,6 +294,11 @@ async fn measure(kubeconfig: &Path, agent: &Proc, data_dir: &Path, floor_ms: f64
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let started = Instant::now();
+    let cpu_before = (
+        procs::machine_busy_seconds(),
+        agent.cpu_seconds(),
+        server.cpu_seconds(),
+    );
     let created = in_slots(
         &seen,
         |t| t.1,
@@ -303,6 +316,18 @@ async fn measure(kubeconfig: &Path, agent: &Proc, data_dir: &Path, floor_ms: f64
     println!(
         "{PODS} pods Ready in {:.1} s",
         started.elapsed().as_secs_f64()
+    );
+    // With AT_ONCE pods in flight a pod's latency is AT_ONCE / throughput,
+    // and on a busy machine throughput is CPUs / CPU per pod: this says
+    // where a pod start's CPU goes.
+    let per_pod_ms = |after: f64, before: f64| (after - before) * 1000.0 / PODS as f64;
+    let machine_ms = per_pod_ms(procs::machine_busy_seconds(), cpu_before.0);
+    let agent_ms = per_pod_ms(agent.cpu_seconds(), cpu_before.1);
+    let server_ms = per_pod_ms(server.cpu_seconds(), cpu_before.2);
+    println!(
+        "CPU per pod start: {machine_ms:.0} ms busy on the machine ({} CPUs): agent {agent_ms:.1}, server {server_ms:.1}, the rest (runc, CNI plugins, shims, kernel work, this benchmark) {:.1}",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        machine_ms - agent_ms - server_ms
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     let agent_rss = agent.rss_mb();
@@ -366,7 +391,7 @@ async fn measure(kubeconfig: &Path, agent: &Proc, data_dir: &Path, floor_ms: f64
     );
     println!("reproduce: sudo cargo run --release -p skiff-bench -- pods");
     println!(
-        "RESULT start_p50_ms={start_p50:.0} start_p99_ms={start_p99:.0} ready_p99_ms={ready_p99:.0} delete_p50_ms={delete_p50:.0} runc_floor_ms={floor_ms:.1} ratio_p50={:.1} agent_rss_100pods_mb={agent_rss:.1} shim_rss_mb={shim_rss:.2} shim_pss_mb={shim_pss:.2}",
+        "RESULT start_p50_ms={start_p50:.0} start_p99_ms={start_p99:.0} ready_p99_ms={ready_p99:.0} delete_p50_ms={delete_p50:.0} runc_floor_ms={floor_ms:.1} ratio_p50={:.1} agent_rss_100pods_mb={agent_rss:.1} shim_rss_mb={shim_rss:.2} shim_pss_mb={shim_pss:.2} cpu_per_pod_ms={machine_ms:.0}",
         start_p50 / floor_ms.max(0.001)
     );
     Ok(())

@@ -50,6 +50,49 @@ impl Proc {
     pub fn rss_mb(&self) -> f64 {
         rss_mb(self.pid())
     }
+
+    /// User + system CPU seconds of the process so far (its threads, not
+    /// its children).
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // Fields after the command (which may hold spaces) start after ')'.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        // utime and stime are fields 14 and 15 of stat, 12 and 13 after ')'.
+        (ticks(&fields, 11) + ticks(&fields, 12)) / USER_HZ
+    }
+}
+
+/// Clock ticks per second in /proc (USER_HZ, 100 on Linux).
+const USER_HZ: f64 = 100.0;
+
+fn ticks(fields: &[&str], i: usize) -> f64 {
+    fields
+        .get(i)
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
+/// CPU seconds the whole machine has been busy so far (every CPU: user,
+/// nice, system, irq, softirq, steal), from /proc/stat.
+pub fn machine_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    // cpu user nice system idle iowait irq softirq steal
+    [1, 2, 3, 6, 7, 8]
+        .iter()
+        .map(|&i| ticks(&fields, i))
+        .sum::<f64>()
+        / USER_HZ
 }
 
 /// Resident set size of process `pid` in MiB, from /proc.
