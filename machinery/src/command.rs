@@ -3,6 +3,7 @@
 //! and its stderr. They run in the caller's network namespace: for the agent
 //! and the service proxy, the node's.
 
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -31,6 +32,19 @@ pub enum CommandError {
         status: String,
         stderr: String,
     },
+}
+
+/// The first executable file named `name` in `dirs` (a plugin in the CNI
+/// bin dirs, a program on PATH).
+pub fn find_executable<D: AsRef<Path>>(
+    dirs: impl IntoIterator<Item = D>,
+    name: &str,
+) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    dirs.into_iter().map(|d| d.as_ref().join(name)).find(|p| {
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
 }
 
 /// Runs `program args…`, feeding `stdin` if given; its stdout on success.

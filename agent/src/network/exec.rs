@@ -52,19 +52,12 @@ const STDERR_KEEP: usize = 2048;
 
 impl Plugins {
     /// The first executable file named `plugin` in the bin dirs.
-    async fn find(&self, plugin: &str) -> Result<PathBuf, CniError> {
-        use std::os::unix::fs::PermissionsExt;
-        for dir in &self.bin_dirs {
-            let path = dir.join(plugin);
-            if let Ok(meta) = tokio::fs::metadata(&path).await {
-                if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
-                    return Ok(path);
-                }
+    fn find(&self, plugin: &str) -> Result<PathBuf, CniError> {
+        skiff_machinery::command::find_executable(&self.bin_dirs, plugin).ok_or_else(|| {
+            CniError::PluginNotFound {
+                plugin: plugin.to_string(),
+                dirs: self.cni_path(),
             }
-        }
-        Err(CniError::PluginNotFound {
-            plugin: plugin.to_string(),
-            dirs: self.cni_path(),
         })
     }
 
@@ -86,7 +79,7 @@ impl Plugins {
         config: &Value,
     ) -> Result<Vec<u8>, CniError> {
         let command = inv.command.as_str();
-        let path = self.find(plugin).await?;
+        let path = self.find(plugin)?;
         let input = serde_json::to_vec(config).map_err(|e| CniError::BadOutput {
             plugin: plugin.to_string(),
             command,

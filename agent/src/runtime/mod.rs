@@ -83,14 +83,11 @@ fn on_path(program: PathBuf) -> PathBuf {
     if program.components().count() != 1 {
         return program;
     }
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join(&program))
-        .find(|p| {
-            use std::os::unix::fs::PermissionsExt;
-            p.metadata()
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    program
+        .to_str()
+        .and_then(|name| {
+            skiff_machinery::command::find_executable(std::env::split_paths(&path), name)
         })
         .unwrap_or(program)
 }
