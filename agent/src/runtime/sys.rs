@@ -105,11 +105,7 @@ pub fn is_mount_point(path: &Path) -> bool {
     if stx.stx_attributes_mask & attr != 0 {
         return stx.stx_attributes & attr != 0;
     }
-    let target = path.to_string_lossy();
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.split_whitespace().nth(4) == Some(&*target))
+    mounts_under(path).iter().any(|m| m == path)
 }
 
 /// Whether `path` is a mount of a namespace (nsfs), i.e. a live sandbox namespace.

@@ -263,8 +263,11 @@ impl Registry {
             .collect();
         rows.sort_by(|a, b| a.0.cmp(&b.0));
         let mut out = String::new();
-        let mut gauge = |name: &str, help: &str, value: fn(&CacheStats) -> usize| {
+        let header = |out: &mut String, name: &str, help: &str| {
             out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+        };
+        let mut gauge = |name: &str, help: &str, value: fn(&CacheStats) -> usize| {
+            header(&mut out, name, help);
             for (res, stats) in &rows {
                 out.push_str(&format!("{name}{{resource=\"{res}\"}} {}\n", value(stats)));
             }
@@ -297,9 +300,8 @@ impl Registry {
                 bytes,
             ),
         ] {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
-            ));
+            header(&mut out, name, help);
+            out.push_str(&format!("{name} {value}\n"));
         }
         out
     }
