@@ -37,6 +37,13 @@ impl Applied {
             filter: hashes(&rs.filter),
         }
     }
+
+    /// Every chain, per table.
+    fn chains(&self) -> Vec<(&'static str, String)> {
+        let nat = self.nat.keys().map(|k| ("nat", k.clone()));
+        nat.chain(self.filter.keys().map(|k| ("filter", k.clone())))
+            .collect()
+    }
 }
 
 /// One restore's input and what it does.
@@ -226,10 +233,14 @@ impl Kernel {
     /// syncs also restore the jumps into our chains.
     pub async fn sync(&mut self, rs: &Ruleset, full: bool) -> Result<Plan, CommandError> {
         let full = full || self.applied.is_none();
-        let stale = if full {
-            chains_in_kernel().await?
-        } else {
-            Vec::new()
+        // Chains of ours the rules may lack: when the kernel's state is
+        // unknown (a start, a failed sync), whatever it holds — listing it
+        // dumps every rule of both tables, 1.8 s at 10,000 Services — and
+        // otherwise what the last sync wrote.
+        let stale = match (&self.applied, full) {
+            (_, false) => Vec::new(),
+            (Some(applied), true) => applied.chains(),
+            (None, true) => chains_in_kernel().await?,
         };
         let plan = plan(rs, self.applied.as_ref().filter(|_| !full), &stale);
         if !plan.is_empty() {
@@ -355,5 +366,9 @@ mod tests {
         let stale = [("nat", "SKIFF-SVC-OLD".to_string())];
         let p = plan(&b, None, &stale);
         assert!(p.input.contains("-X SKIFF-SVC-OLD\n"));
+        // A full sync that knows the last one's chains removes those gone.
+        let p = plan(&b, None, &applied.chains());
+        assert_eq!(p.chains_deleted, 1);
+        assert!(p.input.contains("-X SKIFF-SEP-1\n"));
     }
 }
