@@ -52,7 +52,10 @@ fn shim_pids(data_dir: &Path) -> Vec<u32> {
         .filter(|pid| {
             let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let cmd = String::from_utf8_lossy(&cmd);
-            cmd.contains("\0shim\0") && cmd.contains(&needle)
+            let program = cmd.split('\0').next().unwrap_or_default();
+            let shim =
+                program.ends_with(skiff_agent::runtime::shim::PROGRAM) || cmd.contains("\0shim\0");
+            shim && cmd.contains(&needle)
         })
         .collect()
 }

@@ -696,15 +696,7 @@ fn main() -> Result<()> {
     // shortest path: no CLI parser, no async runtime, no huge pages.
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("shim") {
-        skiff_agent::runtime::shim::prepare_process();
-        let code = match skiff_agent::runtime::shim::ShimArgs::parse(&args[2..]) {
-            Ok(a) => skiff_agent::runtime::shim::run(a),
-            Err(e) => {
-                eprintln!("skiff shim: {e}");
-                2
-            }
-        };
-        std::process::exit(code);
+        std::process::exit(skiff_agent::runtime::shim::main(&args[2..]));
     }
     let cli = Cli::parse();
     tokio::runtime::Builder::new_multi_thread()

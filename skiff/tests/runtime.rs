@@ -1,13 +1,13 @@
 //! The container runtime on its own, with real runc: a sandbox's
 //! namespaces, an overlay root filesystem, a container started through the
-//! `skiff shim`, its output in a CRI log file, its exit status, SIGTERM, and
+//! shim (`skiff-shim`, and `skiff shim`), its output in a CRI log file, its exit status, SIGTERM, and
 //! nothing left behind. Needs root and runc; skipped otherwise.
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 use skiff_agent::runtime::bundle::{self, BundleInput, ImageDefaults};
 use skiff_agent::runtime::container::{new_id, ContainerMeta, State};
 use skiff_agent::runtime::sandbox::Sandbox;
-use skiff_agent::runtime::{Dirs, Runtime};
+use skiff_agent::runtime::{shim, Dirs, Runtime};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -104,7 +104,13 @@ async fn runs_a_container_through_the_shim() {
     let layer = busybox_layer(dir.path());
     let dirs = Dirs::new(dir.path(), dir.path().join("logs"));
     let mut rt = Runtime::new(dirs, PathBuf::from("runc")).unwrap();
-    rt.shim_exe = PathBuf::from(env!("CARGO_BIN_EXE_skiff"));
+    // Shims are the small program built beside skiff; the long runner
+    // below goes through `skiff shim`, what a lone skiff binary runs.
+    let skiff = PathBuf::from(env!("CARGO_BIN_EXE_skiff"));
+    rt.shim_exe = shim::program(&skiff);
+    assert_eq!(rt.shim_exe, PathBuf::from(env!("CARGO_BIN_EXE_skiff-shim")));
+    let mut via_skiff = rt.clone();
+    via_skiff.shim_exe = skiff.clone();
     let sandbox = Sandbox::at(rt.dirs.pods.join("test-pod-uid"));
     let mut cleanup = Cleanup {
         rt: rt.clone(),
@@ -134,7 +140,7 @@ async fn runs_a_container_through_the_shim() {
         serde_json::from_value(serde_json::json!({"name": "c", "command": ["sh", "-c", script]}))
             .unwrap()
     };
-    let start = |c: Container, name: &str| {
+    let start = |rt: &Runtime, c: Container, name: &str| {
         let rt = rt.clone();
         let (pod, sandbox, layer) = (pod.clone(), sandbox.clone(), layer.clone());
         let name = name.to_string();
@@ -179,6 +185,7 @@ async fn runs_a_container_through_the_shim() {
 
     // Output reaches the CRI log; the exit code and termination message come back.
     let (meta, started) = start(
+        &rt,
         run("echo $GREETING from $(hostname); echo oops >&2; echo bye > /dev/termination-log; exit 3"),
         "once",
     )
@@ -220,12 +227,18 @@ async fn runs_a_container_through_the_shim() {
 
     // A long runner stops on SIGTERM (its trap exits 0) and is removed without a trace.
     let (meta2, started) = start(
+        &via_skiff,
         run("trap 'exit 0' TERM; while true; do sleep 0.1; done"),
         "long",
     )
     .await;
     cleanup.ids.push(meta2.id.clone());
     started.expect("container starts");
+    let shim_pid = std::fs::read_to_string(rt.container_dir(&meta2.id).join("shim.pid")).unwrap();
+    let argv = std::fs::read(format!("/proc/{shim_pid}/cmdline")).unwrap();
+    let argv: Vec<&[u8]> = argv.split(|&b| b == 0).collect();
+    assert_eq!(argv[0], skiff.as_os_str().as_encoded_bytes());
+    assert_eq!(argv[1], b"shim");
     assert!(matches!(rt.state(&meta2.id), State::Running(_)));
     rt.kill(&meta2.id, "SIGTERM").await.unwrap();
     let exited = tokio::time::timeout(Duration::from_secs(20), rt.wait(&meta2.id))
@@ -237,7 +250,7 @@ async fn runs_a_container_through_the_shim() {
     let bad: Container =
         serde_json::from_value(serde_json::json!({"name": "c", "command": ["/no/such/binary"]}))
             .unwrap();
-    let (meta3, started) = start(bad, "bad").await;
+    let (meta3, started) = start(&rt, bad, "bad").await;
     cleanup.ids.push(meta3.id.clone());
     let err = started
         .expect_err("a missing binary cannot start")

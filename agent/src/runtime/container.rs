@@ -128,9 +128,8 @@ impl Runtime {
         };
         let shim_log = std::fs::File::create(dir.join("shim.log"))
             .map_err(|e| RuntimeError::Io(format!("shim log: {e}")))?;
-        let mut cmd = std::process::Command::new(&self.shim_exe);
-        cmd.args(args.command_line())
-            .stdin(std::process::Stdio::null())
+        let mut cmd = super::shim::command(&self.shim_exe, &args);
+        cmd.stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(shim_log);
         // A process group of its own, so signals to the agent's group (a

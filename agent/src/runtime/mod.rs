@@ -70,7 +70,7 @@ pub struct Runtime {
     pub runtime: PathBuf,
     /// runc's own state root, private to this agent.
     pub runtime_root: PathBuf,
-    /// The binary that runs `shim` (this one).
+    /// The program that runs shims (see [`shim::program`]).
     pub shim_exe: PathBuf,
     pub log_max_size: u64,
     pub log_max_files: usize,
@@ -101,7 +101,7 @@ impl Runtime {
             runtime_root: dirs.root.join("runc"),
             dirs,
             runtime: on_path(runtime),
-            shim_exe: std::env::current_exe()?,
+            shim_exe: shim::program(&std::env::current_exe()?),
             log_max_size: crilog::DEFAULT_MAX_SIZE,
             log_max_files: crilog::DEFAULT_MAX_FILES,
         })
