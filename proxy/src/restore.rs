@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
 use skiff_machinery::command::{self, CommandError};
@@ -20,8 +21,8 @@ const RESTORE_LIMIT: Duration = Duration::from_secs(300);
 /// chain's name and a hash of its rules.
 #[derive(Debug, Default, Clone)]
 pub struct Applied {
-    nat: HashMap<String, u64>,
-    filter: HashMap<String, u64>,
+    nat: HashMap<Arc<str>, u64>,
+    filter: HashMap<Arc<str>, u64>,
 }
 
 impl Applied {
@@ -40,8 +41,8 @@ impl Applied {
 
     /// Every chain, per table.
     fn chains(&self) -> Vec<(&'static str, String)> {
-        let nat = self.nat.keys().map(|k| ("nat", k.clone()));
-        nat.chain(self.filter.keys().map(|k| ("filter", k.clone())))
+        let nat = self.nat.keys().map(|k| ("nat", k.to_string()));
+        nat.chain(self.filter.keys().map(|k| ("filter", k.to_string())))
             .collect()
     }
 }
@@ -75,19 +76,20 @@ pub fn plan(rs: &Ruleset, before: Option<&Applied>, stale: &[(&str, String)]) ->
                 &b.filter
             }
         });
-        let changed: Vec<(&String, &Rules)> = table
+        let mut changed: Vec<(&Arc<str>, &Rules)> = table
             .chains
             .iter()
             .filter(|(k, v)| old.is_none_or(|o| o.get(*k) != Some(&v.digest)))
             .collect();
+        changed.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut gone: BTreeSet<&str> = old
             .into_iter()
             .flat_map(|o| o.keys())
             .filter(|k| !table.chains.contains_key(*k))
-            .map(String::as_str)
+            .map(|k| &**k)
             .collect();
         for (t, chain) in stale {
-            if *t == table_name && !table.chains.contains_key(chain) {
+            if *t == table_name && !table.chains.contains_key(chain.as_str()) {
                 gone.insert(chain);
             }
         }
@@ -324,7 +326,7 @@ mod tests {
         for (k, v) in chains {
             rs.nat
                 .chains
-                .insert(k.to_string(), Rules::new(v.to_string()));
+                .insert(Arc::from(*k), Rules::new(v.to_string()));
         }
         rs
     }

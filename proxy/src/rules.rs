@@ -29,7 +29,7 @@
 //! name across syncs and only chains whose rules changed are rewritten.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
@@ -65,6 +65,8 @@ const DROP_MARK: &str = "0x8000";
 pub struct Rules {
     text: Arc<str>,
     pub digest: u64,
+    /// How many rules (lines): counted once, as a sync reports the total.
+    pub count: usize,
 }
 
 impl Rules {
@@ -73,6 +75,7 @@ impl Rules {
         text.hash(&mut h);
         Rules {
             digest: h.finish(),
+            count: text.bytes().filter(|b| *b == b'\n').count(),
             text: text.into(),
         }
     }
@@ -85,15 +88,16 @@ impl std::ops::Deref for Rules {
     }
 }
 
-/// The chains of one table: name → its rules.
+/// The chains of one table: name → its rules. (Hashed, not ordered: a
+/// sync assembles 10,000 chains or more and writes a few.)
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Table {
-    pub chains: BTreeMap<String, Rules>,
+    pub chains: HashMap<Arc<str>, Rules>,
 }
 
 impl Table {
     pub fn rule_count(&self) -> usize {
-        self.chains.values().map(|c| c.lines().count()).sum()
+        self.chains.values().map(|c| c.count).sum()
     }
 }
 
@@ -133,7 +137,7 @@ impl Builder {
             chains: self
                 .chains
                 .into_iter()
-                .map(|(k, v)| (k, Rules::new(v)))
+                .map(|(k, v)| (Arc::from(k), Rules::new(v)))
                 .collect(),
         }
     }
@@ -151,7 +155,7 @@ struct Draft {
 /// chains, and their lines in the shared chains.
 #[derive(Debug, Default)]
 pub struct Fragment {
-    chains: Vec<(String, Rules)>,
+    chains: Vec<(Arc<str>, Rules)>,
     services: String,
     nodeports: String,
     filter_services: String,
@@ -233,7 +237,7 @@ pub fn fragment(ports: &[ServicePort], ctx: &Context) -> Fragment {
             .nat
             .chains
             .into_iter()
-            .map(|(k, v)| (k, Rules::new(v)))
+            .map(|(k, v)| (Arc::from(k), Rules::new(v)))
             .collect(),
         hairpin,
     }
@@ -577,7 +581,7 @@ mod tests {
         }
     }
 
-    fn chain_with<'a>(t: &'a Table, prefix: &str) -> Vec<(&'a String, &'a Rules)> {
+    fn chain_with<'a>(t: &'a Table, prefix: &str) -> Vec<(&'a Arc<str>, &'a Rules)> {
         t.chains
             .iter()
             .filter(|(k, _)| k.starts_with(prefix))
