@@ -1,7 +1,7 @@
 //! The container runtime on its own, with real runc: a sandbox's
-//! namespaces, an overlay root filesystem, a container started through the
-//! shim (`skiff-shim`, and `skiff shim`), its output in a CRI log file, its exit status, SIGTERM, and
-//! nothing left behind. Needs root and runc; skipped otherwise.
+//! namespaces, an overlay root filesystem, containers started through the
+//! shim (`skiff-shim`, and `skiff shim`), output in a CRI log file, the
+//! exit status, SIGTERM, and nothing left behind. Needs root and runc; skipped otherwise.
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 use skiff_agent::runtime::bundle::{self, BundleInput, ImageDefaults};
