@@ -8,6 +8,7 @@ use skiff_agent::runtime::bundle::{self, BundleInput, ImageDefaults};
 use skiff_agent::runtime::container::{new_id, ContainerMeta, State};
 use skiff_agent::runtime::sandbox::Sandbox;
 use skiff_agent::runtime::{shim, Dirs, Runtime};
+use skiff_agent::stats::cgroup::{flat_keyed, Hierarchy};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -28,20 +29,14 @@ fn usable() -> bool {
 /// The clean page cache charged to the memory cgroup at `rel` (v2 or v1):
 /// what reclaim can give back at once (dirty pages wait for writeback).
 fn clean_page_cache_bytes(rel: &str) -> Option<u64> {
-    let root = Path::new("/sys/fs/cgroup");
-    let rel = rel.trim_start_matches('/');
-    let (stat, keys) = if root.join("cgroup.controllers").exists() {
-        let keys = ["file", "file_dirty", "file_writeback"];
-        (root.join(rel).join("memory.stat"), keys)
-    } else {
-        let keys = ["cache", "dirty", "writeback"];
-        (root.join("memory").join(rel).join("memory.stat"), keys)
+    let hierarchy = Hierarchy::detect();
+    let keys = match hierarchy {
+        Hierarchy::V2(_) => ["file", "file_dirty", "file_writeback"],
+        Hierarchy::V1(_) => ["cache", "dirty", "writeback"],
     };
-    let text = std::fs::read_to_string(stat).ok()?;
-    let value = |key: &str| -> Option<u64> {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.parse().ok())
-    };
+    let text = std::fs::read_to_string(hierarchy.memory_dir(rel).join("memory.stat")).ok()?;
+    let stat = flat_keyed(&text);
+    let value = |key: &str| stat.get(key).copied();
     Some(value(keys[0])?.saturating_sub(value(keys[1])? + value(keys[2])?))
 }
 

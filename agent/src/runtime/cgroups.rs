@@ -5,6 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::stats::cgroup::Hierarchy;
+
 const ROOT: &str = "/sys/fs/cgroup";
 
 /// The directories of `/skiff/pod<uid>` in every mounted hierarchy.
@@ -43,19 +45,18 @@ pub fn remove_pod(pod_uid: &str) {
 /// (`/proc/cgroups`: 200 more after each `skiff-bench pods` run of 100
 /// pods; 9 to 14 with this). Blocking; best effort.
 pub fn reclaim_memory(rel: &str) {
-    let root = Path::new(ROOT);
-    let rel = rel.trim_start_matches('/');
-    if root.join("cgroup.controllers").exists() {
-        let dir = root.join(rel);
-        let charged = std::fs::read_to_string(dir.join("memory.current")).unwrap_or_default();
-        if charged.trim().parse::<u64>().is_ok_and(|b| b > 0) {
-            let _ = std::fs::write(dir.join("memory.reclaim"), charged.trim());
+    let hierarchy = Hierarchy::detect();
+    let dir = hierarchy.memory_dir(rel);
+    match hierarchy {
+        Hierarchy::V2(_) => {
+            let charged = std::fs::read_to_string(dir.join("memory.current")).unwrap_or_default();
+            if charged.trim().parse::<u64>().is_ok_and(|b| b > 0) {
+                let _ = std::fs::write(dir.join("memory.reclaim"), charged.trim());
+            }
         }
-    } else {
-        let _ = std::fs::write(
-            root.join("memory").join(rel).join("memory.force_empty"),
-            "0",
-        );
+        Hierarchy::V1(_) => {
+            let _ = std::fs::write(dir.join("memory.force_empty"), "0");
+        }
     }
 }
 

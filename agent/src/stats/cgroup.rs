@@ -61,6 +61,15 @@ impl Hierarchy {
         }
     }
 
+    /// The memory controller's directory of the cgroup at `rel`.
+    pub fn memory_dir(&self, rel: &str) -> PathBuf {
+        let rel = rel.trim_start_matches('/');
+        match self {
+            Hierarchy::V1(root) => root.join("memory").join(rel),
+            Hierarchy::V2(root) => root.join(rel),
+        }
+    }
+
     /// Usage of the cgroup at `rel` (e.g. `/skiff/pod<uid>/<id>`).
     pub fn read(&self, rel: &str) -> Usage {
         let rel = rel.trim_start_matches('/');
@@ -70,10 +79,9 @@ impl Hierarchy {
                     .iter()
                     .map(|c| root.join(c).join(rel))
                     .find(|d| d.is_dir());
-                let mem = root.join("memory").join(rel);
                 Usage {
                     cpu_ns: cpu.and_then(|d| read_u64(&d.join("cpuacct.usage"))),
-                    memory: memory_v1(&mem),
+                    memory: memory_v1(&self.memory_dir(rel)),
                 }
             }
             Hierarchy::V2(root) => {
