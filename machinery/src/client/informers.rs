@@ -66,12 +66,15 @@ impl<K> Clone for Change<K> {
 
 /// A change as the shared cache broadcasts it. An applied object travels as
 /// its reference and is read from the store when a subscriber takes it: the
-/// broadcast keeps its last `BACKLOG` messages, and holding objects there
+/// broadcast keeps its last `backlog` messages, and holding objects there
 /// would keep thousands of superseded versions alive (the subscriber gets
 /// the current version, which is what a controller wants anyway).
+/// Every variant is one pointer: the broadcast ring's slots are all written
+/// when the channel is made, and a reference held inline (96 bytes) made a
+/// ring of 16,384 1.9 MB resident from the start; 0.8 MB now.
 #[derive(Clone)]
 enum Announce<K: kube::Resource<DynamicType = ()>> {
-    Applied(ObjectRef<K>),
+    Applied(Arc<ObjectRef<K>>),
     Deleted(Arc<K>),
     Resynced,
 }
@@ -114,8 +117,18 @@ fn index_remove<K>(index: &mut OwnerIndex<K>, owner: &str, uid: &str) {
     }
 }
 
-/// Changes a slow subscriber may fall behind by before it is resynced.
-const BACKLOG: usize = 16_384;
+/// Changes a slow subscriber may fall behind by before it is resynced with
+/// every object of the kind. The ring is allocated and written whole when
+/// the kind is first cached (48 bytes a change, 0.8 MB at 16,384), and a
+/// resync costs as much as the kind has objects: pods, by far the most
+/// numerous and the busiest, get the long ring; every other kind a short one.
+fn backlog<K: Cacheable>() -> usize {
+    if K::kind(&()) == "Pod" {
+        16_384
+    } else {
+        4_096
+    }
+}
 
 fn registry() -> &'static Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>> {
     static REGISTRY: OnceLock<Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>> = OnceLock::new();
@@ -140,7 +153,7 @@ fn shared<K: Cacheable>(client: &Client) -> Arc<Shared<K>> {
         return s;
     }
     let (store, writer) = reflector::store::<K>();
-    let (events, _) = broadcast::channel(BACKLOG);
+    let (events, _) = broadcast::channel(backlog::<K>());
     let s = Arc::new(Shared {
         store,
         ready: AtomicBool::new(false),
@@ -182,7 +195,7 @@ async fn follow<K: Cacheable>(
                     index_remove(&mut index, &old, &uid);
                 }
                 index.entry(owner).or_default().insert(uid, obj);
-                Announce::Applied(ObjectRef::from_obj(&o))
+                Announce::Applied(Arc::new(ObjectRef::from_obj(&o)))
             }
             watcher::Event::Delete(o) => {
                 let uid = uid_of(&o);
@@ -214,7 +227,9 @@ async fn follow<K: Cacheable>(
                     let _ = s.events.send(Announce::Deleted(gone.1));
                 }
                 for obj in listed {
-                    let _ = s.events.send(Announce::Applied(ObjectRef::from_obj(&*obj)));
+                    let _ = s
+                        .events
+                        .send(Announce::Applied(Arc::new(ObjectRef::from_obj(&*obj))));
                 }
                 let _ = s.events.send(Announce::Resynced);
                 continue;
@@ -311,4 +326,28 @@ pub fn owned_or_orphaned<K: Cacheable>(owner: &str, namespace: &str) -> Vec<Arc<
 /// objects a `Resynced` leaves out.
 pub fn uids<K: Cacheable>(store: &Store<K>) -> HashSet<String> {
     store.state().iter().map(|o| uid_of(&**o)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::Pod;
+
+    #[test]
+    fn announcements_are_one_pointer_so_the_ring_stays_small() {
+        // The ring holds its backlog of these from the moment a kind is cached.
+        assert_eq!(
+            std::mem::size_of::<Option<Announce<Pod>>>(),
+            2 * std::mem::size_of::<usize>()
+        );
+    }
+
+    #[test]
+    fn pods_get_the_long_ring() {
+        use crate::client::CachedPod;
+        use k8s_openapi::api::core::v1::Service;
+        assert_eq!(backlog::<CachedPod>(), 16_384);
+        assert_eq!(backlog::<Pod>(), 16_384);
+        assert_eq!(backlog::<Service>(), 4_096);
+    }
 }
