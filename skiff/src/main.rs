@@ -2,53 +2,8 @@
 
 use anyhow::Result;
 
-/// mimalloc instead of glibc's malloc: the server allocates and frees many
-/// small JSON values per request, where glibc spends its time consolidating
-/// and fragments memory under many threads (cluster benchmark: 2.0 instead
-/// of 2.8 GB, and more pods running, at the same point of the run).
 #[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// mimalloc options (v3's numbering, the version the crate builds), set
-/// before the first arena is made, unless the environment sets them
-/// (`MIMALLOC_ARENA_EAGER_COMMIT`, `MIMALLOC_PURGE_DELAY`, as mimalloc reads):
-/// - `mi_option_purge_delay` 0: freed memory goes back to the OS at once.
-///   The default (10 ms, and ten times that for arenas) keeps 1–2 MB more
-///   resident with 10,000 pods stored and about 10 MB with 30,000, for
-///   about 8% more pod creates/s in the api benchmark (its madvise calls
-///   are ~7% of the server's CPU under load).
-/// - `mi_option_arena_eager_commit` 0: arenas are committed as they are
-///   used, not up front; eager commit left 20 MB of an idle server (and 4 MB
-///   of every container's shim) resident for nothing.
-#[cfg(feature = "mimalloc")]
-extern "C" fn tune_allocator() {
-    const MI_OPTION_ARENA_EAGER_COMMIT: std::os::raw::c_int = 4;
-    const MI_OPTION_PURGE_DELAY: std::os::raw::c_int = 15;
-    extern "C" {
-        fn mi_option_set(option: std::os::raw::c_int, value: std::os::raw::c_long);
-        fn getenv(name: *const std::os::raw::c_char) -> *const std::os::raw::c_char;
-    }
-    for (option, env) in [
-        (MI_OPTION_ARENA_EAGER_COMMIT, c"MIMALLOC_ARENA_EAGER_COMMIT"),
-        (MI_OPTION_PURGE_DELAY, c"MIMALLOC_PURGE_DELAY"),
-    ] {
-        // SAFETY: getenv reads the environment libc set up before any
-        // constructor runs; mi_option_set sets a plain integer option
-        // mimalloc reads when it needs it.
-        unsafe {
-            if getenv(env.as_ptr()).is_null() {
-                mi_option_set(option, 0);
-            }
-        }
-    }
-}
-/// Runs `tune_allocator` as a constructor, before the Rust runtime's first
-/// allocation makes mimalloc's first arena (setting it in `main` is too late).
-#[cfg(feature = "mimalloc")]
-#[used]
-#[link_section = ".init_array"]
-static TUNE_ALLOCATOR: extern "C" fn() = tune_allocator;
+mod allocator;
 
 use clap::{Parser, Subcommand};
 use std::net::IpAddr;
