@@ -57,11 +57,8 @@ impl ByRole {
         match CHOICE.load(Relaxed) {
             SYSTEM => true,
             MIMALLOC => false,
-            _ => {
-                // An allocation before the constructor: mimalloc for good.
-                let _ = CHOICE.compare_exchange(UNDECIDED, MIMALLOC, Relaxed, Relaxed);
-                CHOICE.load(Relaxed) == SYSTEM
-            }
+            // An allocation before the constructor: mimalloc for good.
+            _ => CHOICE.compare_exchange(UNDECIDED, MIMALLOC, Relaxed, Relaxed) == Err(SYSTEM),
         }
     }
 }
