@@ -2,9 +2,10 @@
 //! and 10,000 Services of 10 endpoints each, and an incremental sync after
 //! one Service's endpoints change at 10,000 — from the informer caches to
 //! rules in the kernel, in a network namespace made for the run (removed
-//! after). kube-proxy's iptables mode, the reference, needs seconds for a
-//! full sync at 10,000 Services. Then the cluster DNS: queries per second
-//! for cluster names from one client. Needs root and iptables.
+//! after), in both proxy modes (iptables, nftables). kube-proxy's iptables
+//! mode, the reference, needs seconds for a full sync at 10,000 Services.
+//! Then the cluster DNS: queries per second for cluster names from one
+//! client. Needs root, iptables and nft.
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -17,8 +18,8 @@ use kube::runtime::reflector::{self, store::Writer, Store};
 use kube::runtime::watcher;
 use serde_json::json;
 use skiff_proxy::restore::{self, Kernel};
-use skiff_proxy::rules::{self, Context};
-use skiff_proxy::sync::{service_ports, Renderer};
+use skiff_proxy::rules::Context;
+use skiff_proxy::sync::{Iptables, Mode, Nftables, Renderer};
 
 const ENDPOINTS: usize = 10;
 const NODE: &str = "bench-node";
@@ -80,16 +81,22 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// One sync as the proxy's loop does it: caches → rules → kernel.
-async fn sync(
-    kernel: &mut Kernel,
-    renderer: &mut Renderer,
+async fn sync<M: Mode>(
+    kernel: &mut M::Kernel,
+    renderer: &mut Renderer<M>,
     c: &Caches,
     full: bool,
 ) -> anyhow::Result<f64> {
     let t = Instant::now();
     let rs = renderer.ruleset(&c.services.state(), &c.slices.state());
-    kernel.sync(&rs, full).await?;
+    M::write(kernel, rs, full).await?;
     Ok(t.elapsed().as_secs_f64() * 1000.0)
+}
+
+fn context() -> anyhow::Result<Context> {
+    Ok(Context {
+        cluster_cidr: Some("10.42.0.0/16".parse()?),
+    })
 }
 
 struct Figures {
@@ -99,92 +106,94 @@ struct Figures {
     rules_10k: usize,
 }
 
-async fn measure() -> anyhow::Result<Figures> {
-    let ctx = Context {
-        cluster_cidr: Some("10.42.0.0/16".parse()?),
-    };
+/// One Service's endpoints move (a rollout of one Deployment): the `g`th
+/// such change.
+fn roll(c: &mut Caches, g: usize) {
+    let i = g * 997 % 10_000;
+    c.slice_writer
+        .apply_watcher_event(&watcher::Event::Apply(slice(i, g)));
+}
+
+/// The figures of one proxy mode (`label` names it in the output).
+async fn measure<M: Mode>(label: &str) -> anyhow::Result<Figures> {
+    let ctx = context()?;
     let full = |n: usize| {
         let ctx = ctx.clone();
         async move {
             let c = caches(n);
             let mut runs = Vec::new();
             for _ in 0..3 {
-                Kernel::remove_all().await?;
-                let mut kernel = Kernel::default();
-                let mut renderer = Renderer::new(NODE, ctx.clone());
+                M::remove_all().await?;
+                let mut kernel = M::Kernel::default();
+                let mut renderer = Renderer::<M>::new(NODE, ctx.clone());
                 runs.push(sync(&mut kernel, &mut renderer, &c, true).await?);
             }
-            println!("full sync, {n} services x {ENDPOINTS} endpoints: {runs:.1?} ms");
+            println!("{label}: full sync, {n} services x {ENDPOINTS} endpoints: {runs:.1?} ms");
             anyhow::Ok((median(runs), c))
         }
     };
     let (full_1k, _) = full(1000).await?;
     let (full_10k, mut c) = full(10_000).await?;
-    let mut kernel = Kernel::default();
-    let mut renderer = Renderer::new(NODE, ctx.clone());
-    Kernel::remove_all().await?;
+    let mut kernel = M::Kernel::default();
+    let mut renderer = Renderer::<M>::new(NODE, ctx.clone());
+    M::remove_all().await?;
     sync(&mut kernel, &mut renderer, &c, true).await?;
     let mut runs = Vec::new();
     for g in 1..=7 {
-        // One Service's endpoints move (a rollout of one Deployment).
-        let i = g * 997 % 10_000;
-        c.slice_writer
-            .apply_watcher_event(&watcher::Event::Apply(slice(i, g)));
+        roll(&mut c, g);
         runs.push(sync(&mut kernel, &mut renderer, &c, false).await?);
     }
-    println!("incremental sync, one of 10000 services changed: {runs:.1?} ms");
+    println!("{label}: incremental sync, one of 10000 services changed: {runs:.1?} ms");
     // Where an incremental sync's time goes: the rules from the caches
     // (one Service re-rendered), and the kernel.
     let (mut compute, mut write) = (Vec::new(), Vec::new());
-    let mut written = (0, 0);
+    let mut written = 0;
     for g in 8..=12 {
-        let i = g * 997 % 10_000;
-        c.slice_writer
-            .apply_watcher_event(&watcher::Event::Apply(slice(i, g)));
+        roll(&mut c, g);
         let t = Instant::now();
         let rs = renderer.ruleset(&c.services.state(), &c.slices.state());
         compute.push(t.elapsed().as_secs_f64() * 1000.0);
         let t = Instant::now();
-        let plan = kernel.sync(&rs, false).await?;
+        written = M::write(&mut kernel, rs, false).await?;
         write.push(t.elapsed().as_secs_f64() * 1000.0);
-        written = (plan.chains_written, plan.input.len());
     }
     println!(
-        "  of which caches to rules {:.1} ms, iptables-restore {:.1} ms ({} chains, {} bytes)",
+        "{label}:   of which caches to rules {:.1} ms, writing {:.1} ms ({written} chains)",
         median(compute),
         median(write),
-        written.0,
-        written.1
     );
-    // The restore's time is the kernel's: every commit of a rule with a
-    // jump or NAT makes nf_tables validate all chains reachable from each
-    // base chain (PREROUTING and OUTPUT both reach all 10,000 Services).
-    // The same writes with our chains unreachable show it.
+    let rs = renderer.ruleset(&c.services.state(), &c.slices.state());
+    let (nat, filter) = M::rule_counts(&rs);
+    M::remove_all().await?;
+    Ok(Figures {
+        full_1k,
+        full_10k,
+        incremental_10k: median(runs),
+        rules_10k: nat + filter,
+    })
+}
+
+/// Why iptables' incremental syncs cost what they cost: every commit of a
+/// rule with a jump or NAT makes nf_tables validate all chains reachable
+/// from each base chain (PREROUTING and OUTPUT both reach all 10,000
+/// Services). The same writes with our chains unreachable show it.
+async fn iptables_unreachable() -> anyhow::Result<f64> {
+    let mut c = caches(10_000);
+    let mut kernel = Kernel::default();
+    let mut renderer = Renderer::<Iptables>::new(NODE, context()?);
+    Kernel::remove_all().await?;
+    sync(&mut kernel, &mut renderer, &c, true).await?;
     restore::remove_jumps().await;
     let mut unreachable = Vec::new();
     for g in 13..=17 {
-        let i = g * 997 % 10_000;
-        c.slice_writer
-            .apply_watcher_event(&watcher::Event::Apply(slice(i, g)));
+        roll(&mut c, g);
         let rs = renderer.ruleset(&c.services.state(), &c.slices.state());
         let t = Instant::now();
         kernel.sync(&rs, false).await?;
         unreachable.push(t.elapsed().as_secs_f64() * 1000.0);
     }
-    println!(
-        "  the same restore with no jump into our chains: {:.1} ms",
-        median(unreachable)
-    );
-    let ports = service_ports(&c.services, &c.slices, NODE);
-    let rs = rules::render(&ports, &ctx);
-    let rules_10k = rs.nat.rule_count() + rs.filter.rule_count();
     Kernel::remove_all().await?;
-    Ok(Figures {
-        full_1k,
-        full_10k,
-        incremental_10k: median(runs),
-        rules_10k,
-    })
+    Ok(median(unreachable))
 }
 
 fn sh(args: &[&str]) -> anyhow::Result<()> {
@@ -204,7 +213,7 @@ pub async fn run() -> anyhow::Result<()> {
     let path = format!("/run/netns/{ns}");
     // The rules go into the namespace: a thread that joined it, with a
     // runtime of its own, so every iptables it runs acts there.
-    let figures = std::thread::spawn(move || -> anyhow::Result<Figures> {
+    let figures = std::thread::spawn(move || -> anyhow::Result<(Figures, Figures)> {
         let f = std::fs::File::open(&path)?;
         // SAFETY: a valid fd; setns changes only this thread's namespace.
         if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
@@ -213,17 +222,35 @@ pub async fn run() -> anyhow::Result<()> {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
-            .block_on(measure())
+            .block_on(async {
+                let iptables = measure::<Iptables>("iptables").await?;
+                let unreachable = iptables_unreachable().await?;
+                println!(
+                    "iptables:   the same restore with no jump into our chains: {unreachable:.1} ms"
+                );
+                let nftables = measure::<Nftables>("nftables").await?;
+                anyhow::Ok((iptables, nftables))
+            })
     })
     .join();
     let _ = sh(&["ip", "netns", "del", &ns]);
-    let f = figures.map_err(|_| anyhow::anyhow!("the bench thread panicked"))??;
-    println!("rules at 10000 services: {}", f.rules_10k);
+    let (f, nft) = figures.map_err(|_| anyhow::anyhow!("the bench thread panicked"))??;
+    println!(
+        "rules at 10000 services: iptables {}, nftables {} (endpoints are map elements)",
+        f.rules_10k, nft.rules_10k
+    );
     let dns_qps = dns_qps(1000, Duration::from_secs(3)).await?;
     println!("cluster DNS, 1000 services, one client (32 in flight): {dns_qps:.0} queries/s");
     println!(
-        "RESULT full_sync_1k_ms={:.0} full_sync_10k_ms={:.0} incremental_10k_ms={:.1} dns_qps={:.0}",
-        f.full_1k, f.full_10k, f.incremental_10k, dns_qps
+        "RESULT full_sync_1k_ms={:.0} full_sync_10k_ms={:.0} incremental_10k_ms={:.1} dns_qps={:.0} \
+         nft_full_sync_1k_ms={:.0} nft_full_sync_10k_ms={:.0} nft_incremental_10k_ms={:.1}",
+        f.full_1k,
+        f.full_10k,
+        f.incremental_10k,
+        dns_qps,
+        nft.full_1k,
+        nft.full_10k,
+        nft.incremental_10k
     );
     Ok(())
 }

@@ -11,6 +11,8 @@ pub mod dns;
 pub mod healthcheck;
 pub mod metrics;
 pub mod model;
+pub mod nft_apply;
+pub mod nftables;
 mod node_dns;
 pub mod restore;
 pub mod rules;
@@ -28,7 +30,7 @@ use skiff_machinery::client::informers::{self, Change};
 use tokio::sync::watch;
 
 pub use metrics::SyncMetrics;
-pub use sync::SyncOptions;
+pub use sync::{ProxyMode, SyncOptions};
 
 #[derive(Debug, Clone)]
 pub struct Options {

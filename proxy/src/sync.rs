@@ -8,6 +8,7 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,15 +21,28 @@ use tokio::sync::watch;
 use crate::healthcheck::{self, HealthChecks};
 use crate::metrics::{SyncMetrics, SyncReport};
 use crate::model::{self, ServicePort};
-use crate::restore::{self, Kernel};
-use crate::rules::{self, Context, Fragment, Ruleset};
+use crate::rules::Context;
+use crate::{nft_apply, nftables, restore, rules};
+use skiff_machinery::command::CommandError;
 
 /// Every how many sync periods the whole rule set is written.
 const FULL_EVERY: u32 = 10;
 
+/// How Services become packet rules (kube-proxy's `--proxy-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProxyMode {
+    /// Chains in iptables' nat and filter tables, written with
+    /// `iptables-restore` (kube-proxy's default, and k3s's).
+    #[default]
+    Iptables,
+    /// One nftables table with Services as map elements (`nft`).
+    Nftables,
+}
+
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
     pub node_name: String,
+    pub mode: ProxyMode,
     pub context: Context,
     /// The least time between two syncs (kube-proxy's
     /// `--iptables-min-sync-period`, 1 s).
@@ -83,23 +97,124 @@ pub(crate) fn slices_by_service(
     by_service
 }
 
+/// What a proxy mode makes of the Services, and how it writes that into
+/// the kernel.
+pub trait Mode {
+    /// One Service's rules, kept while it and its slices stay as they were.
+    type Fragment;
+    /// Everything the mode keeps in the kernel.
+    type Ruleset;
+    /// The kernel-side state carried between syncs.
+    type Kernel: Default;
+    fn fragment(ports: &[ServicePort], ctx: &Context) -> Self::Fragment;
+    /// The whole rule set from every Service's fragment, in order.
+    fn assemble(fragments: &[&Self::Fragment]) -> Self::Ruleset;
+    /// Rules (nat, filter).
+    fn rule_counts(rs: &Self::Ruleset) -> (usize, usize);
+    /// Writes `rs` (everything when `full`); how many chains it wrote.
+    fn write(
+        kernel: &mut Self::Kernel,
+        rs: Self::Ruleset,
+        full: bool,
+    ) -> impl Future<Output = Result<usize, CommandError>> + Send;
+    /// Checks what a firewall reload may have removed, between full syncs:
+    /// false when everything must be written again.
+    fn intact() -> impl Future<Output = Result<bool, CommandError>> + Send;
+    /// Removes every rule of this mode.
+    fn remove_all() -> impl Future<Output = Result<(), CommandError>> + Send;
+    /// Removes the other mode's rules, at the start.
+    fn remove_other_mode() -> impl Future<Output = ()> + Send;
+}
+
+/// `--proxy-mode iptables`.
+pub struct Iptables;
+
+impl Mode for Iptables {
+    type Fragment = rules::Fragment;
+    type Ruleset = rules::Ruleset;
+    type Kernel = restore::Kernel;
+    fn fragment(ports: &[ServicePort], ctx: &Context) -> rules::Fragment {
+        rules::fragment(ports, ctx)
+    }
+    fn assemble(fragments: &[&rules::Fragment]) -> rules::Ruleset {
+        rules::assemble(fragments)
+    }
+    fn rule_counts(rs: &rules::Ruleset) -> (usize, usize) {
+        (rs.nat.rule_count(), rs.filter.rule_count())
+    }
+    async fn write(
+        kernel: &mut restore::Kernel,
+        rs: rules::Ruleset,
+        full: bool,
+    ) -> Result<usize, CommandError> {
+        Ok(kernel.sync(&rs, full).await?.chains_written)
+    }
+    async fn intact() -> Result<bool, CommandError> {
+        restore::ensure_jumps().await.map(|_| true)
+    }
+    async fn remove_all() -> Result<(), CommandError> {
+        restore::Kernel::remove_all().await
+    }
+    async fn remove_other_mode() {
+        if let Err(e) = Nftables::remove_all().await {
+            tracing::debug!(error = %e, "no nftables rules of ours to remove");
+        }
+    }
+}
+
+/// `--proxy-mode nftables`.
+pub struct Nftables;
+
+impl Mode for Nftables {
+    type Fragment = nftables::Fragment;
+    type Ruleset = nftables::NftRuleset;
+    type Kernel = nft_apply::NftKernel;
+    fn fragment(ports: &[ServicePort], ctx: &Context) -> nftables::Fragment {
+        nftables::fragment(ports, ctx)
+    }
+    fn assemble(fragments: &[&nftables::Fragment]) -> nftables::NftRuleset {
+        nftables::assemble(fragments)
+    }
+    fn rule_counts(rs: &nftables::NftRuleset) -> (usize, usize) {
+        rs.rule_counts()
+    }
+    async fn write(
+        kernel: &mut nft_apply::NftKernel,
+        rs: nftables::NftRuleset,
+        full: bool,
+    ) -> Result<usize, CommandError> {
+        Ok(kernel.sync(rs, full).await?.chains_written)
+    }
+    async fn intact() -> Result<bool, CommandError> {
+        Ok(nft_apply::NftKernel::intact().await)
+    }
+    async fn remove_all() -> Result<(), CommandError> {
+        nft_apply::NftKernel::remove_all().await
+    }
+    async fn remove_other_mode() {
+        if let Err(e) = Iptables::remove_all().await {
+            tracing::debug!(error = %e, "no iptables rules of ours to remove");
+        }
+    }
+}
+
 /// Builds the rule set from the caches, re-rendering only the Services
 /// that (or whose slices) changed since the last time: each Service's
 /// rules are kept with the resourceVersions they were made from. At 10,000
 /// Services a sync looks at every one, so the look allocates nothing for a
 /// Service that did not change.
-pub struct Renderer {
+pub struct Renderer<M: Mode = Iptables> {
     node: String,
     context: Context,
     /// By `<namespace>/<name>` (neither may hold a `/`).
-    kept: HashMap<String, Kept>,
+    kept: HashMap<String, Kept<M::Fragment>>,
     /// Counts syncs; a kept entry not seen in the current one is gone.
     generation: u64,
 }
 
-struct Kept {
+struct Kept<F> {
     fingerprint: u64,
-    fragment: Arc<Fragment>,
+    fragment: Arc<F>,
     seen: u64,
 }
 
@@ -120,8 +235,8 @@ fn fingerprint(svc: &Service, slices: &[&EndpointSlice]) -> Option<u64> {
     Some(sum)
 }
 
-impl Renderer {
-    pub fn new(node: &str, context: Context) -> Renderer {
+impl<M: Mode> Renderer<M> {
+    pub fn new(node: &str, context: Context) -> Renderer<M> {
         Renderer {
             node: node.to_string(),
             context,
@@ -131,11 +246,16 @@ impl Renderer {
     }
 
     /// The rule set for the caches' current state (`services`, `slices`).
-    pub fn ruleset(&mut self, services: &[Arc<Service>], slices: &[Arc<EndpointSlice>]) -> Ruleset {
+    pub fn ruleset(
+        &mut self,
+        services: &[Arc<Service>],
+        slices: &[Arc<EndpointSlice>],
+    ) -> M::Ruleset {
         self.generation += 1;
         let generation = self.generation;
         let by_service = slices_by_service(slices);
-        let mut fragments: Vec<((&str, &str), Arc<Fragment>)> = Vec::with_capacity(services.len());
+        let mut fragments: Vec<((&str, &str), Arc<M::Fragment>)> =
+            Vec::with_capacity(services.len());
         let mut key = String::new();
         for svc in services {
             let (ns, name) = key_of(svc);
@@ -155,7 +275,7 @@ impl Renderer {
                 }
                 _ => {
                     let ports = model::service_ports(svc, slices, &self.node, true);
-                    let fragment = Arc::new(rules::fragment(&ports, &self.context));
+                    let fragment = Arc::new(M::fragment(&ports, &self.context));
                     match fp {
                         Some(fingerprint) => {
                             let kept = Kept {
@@ -177,8 +297,8 @@ impl Renderer {
         // Services gone: their rules go too.
         self.kept.retain(|_, k| k.seen == generation);
         fragments.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let refs: Vec<&Fragment> = fragments.iter().map(|(_, f)| &**f).collect();
-        rules::assemble(&refs)
+        let refs: Vec<&M::Fragment> = fragments.iter().map(|(_, f)| &**f).collect();
+        M::assemble(&refs)
     }
 }
 
@@ -188,11 +308,25 @@ pub async fn run(
     opts: SyncOptions,
     services: Store<Service>,
     slices: Store<EndpointSlice>,
+    changes: watch::Receiver<u64>,
+    metrics: Arc<SyncMetrics>,
+) {
+    match opts.mode {
+        ProxyMode::Iptables => run_mode::<Iptables>(opts, services, slices, changes, metrics).await,
+        ProxyMode::Nftables => run_mode::<Nftables>(opts, services, slices, changes, metrics).await,
+    }
+}
+
+async fn run_mode<M: Mode>(
+    opts: SyncOptions,
+    services: Store<Service>,
+    slices: Store<EndpointSlice>,
     mut changes: watch::Receiver<u64>,
     metrics: Arc<SyncMetrics>,
 ) {
-    let mut kernel = Kernel::default();
-    let mut renderer = Renderer::new(&opts.node_name, opts.context.clone());
+    M::remove_other_mode().await;
+    let mut kernel = M::Kernel::default();
+    let mut renderer = Renderer::<M>::new(&opts.node_name, opts.context.clone());
     let mut last_period = Instant::now();
     let mut periods = 0u32;
     let (mut full, mut repair) = (true, false);
@@ -208,26 +342,24 @@ pub async fn run(
             &now_slices,
             &opts.node_name,
         ));
-        let synced = match kernel.sync(&rs, full).await {
-            Ok(plan) if repair && !full => restore::ensure_jumps().await.map(|_| plan),
-            other => other,
-        };
-        match synced {
-            Ok(plan) => {
+        if repair && !full {
+            match M::intact().await {
+                Ok(true) => {}
+                Ok(false) => full = true,
+                Err(e) => tracing::warn!(error = %e, "cannot check the proxy's rules"),
+            }
+        }
+        let (nat_rules, filter_rules) = M::rule_counts(&rs);
+        match M::write(&mut kernel, rs, full).await {
+            Ok(chains_written) => {
                 let took = started.elapsed();
-                tracing::debug!(
-                    full,
-                    ?took,
-                    chains = plan.chains_written,
-                    deleted = plan.chains_deleted,
-                    "rules synced"
-                );
+                tracing::debug!(full, ?took, chains = chains_written, "rules synced");
                 metrics.succeeded(SyncReport {
                     full,
                     took,
-                    chains_written: plan.chains_written,
-                    nat_rules: rs.nat.rule_count(),
-                    filter_rules: rs.filter.rule_count(),
+                    chains_written,
+                    nat_rules,
+                    filter_rules,
                 });
                 (full, repair) = (false, false);
                 retry = Duration::from_millis(500);

@@ -11,6 +11,11 @@ use skiff_machinery::cidr::Cidr;
 /// The flags of the proxy a node runs.
 #[derive(clap::Args, Clone)]
 pub struct ProxyFlags {
+    /// How Services become packet rules: iptables (chains written with
+    /// iptables-restore) or nftables (one table, Services as map elements;
+    /// much faster syncs with many Services).
+    #[arg(long, value_enum, default_value_t = ProxyModeFlag::Iptables)]
+    pub proxy_mode: ProxyModeFlag,
     /// Where the proxy serves /healthz and /metrics.
     #[arg(long, default_value = "0.0.0.0:10256")]
     pub healthz_bind_address: SocketAddr,
@@ -29,6 +34,22 @@ pub struct ProxyFlags {
     /// flag); "" for none, as on a node with no way out.
     #[arg(long, default_value = "/etc/resolv.conf")]
     pub resolv_conf: String,
+}
+
+/// kube-proxy's `--proxy-mode` values (those skiff has).
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum ProxyModeFlag {
+    Iptables,
+    Nftables,
+}
+
+impl From<ProxyModeFlag> for skiff_proxy::ProxyMode {
+    fn from(m: ProxyModeFlag) -> Self {
+        match m {
+            ProxyModeFlag::Iptables => skiff_proxy::ProxyMode::Iptables,
+            ProxyModeFlag::Nftables => skiff_proxy::ProxyMode::Nftables,
+        }
+    }
 }
 
 impl ProxyFlags {
@@ -74,6 +95,7 @@ pub fn options(
     Ok(skiff_proxy::Options {
         sync: skiff_proxy::SyncOptions {
             node_name: node_name.to_string(),
+            mode: flags.proxy_mode.into(),
             context: skiff_proxy::rules::Context {
                 cluster_cidr: Some(cluster_cidr).filter(Cidr::is_ipv4),
             },
@@ -92,6 +114,10 @@ pub fn options(
 pub async fn run(a: ProxyArgs) -> Result<()> {
     if a.cleanup {
         skiff_proxy::restore::Kernel::remove_all().await?;
+        // No nft on the node: no nftables rules of ours either.
+        if let Err(e) = skiff_proxy::nft_apply::NftKernel::remove_all().await {
+            tracing::warn!(error = %e, "cannot remove the nftables rules");
+        }
         return Ok(());
     }
     let kubeconfig = a

@@ -1,5 +1,6 @@
 //! Services that really route, on a real node (its own network namespace,
-//! real containers, the agent's proxy writing iptables there), driven by
+//! real containers, the agent's proxy writing iptables there — or nftables,
+//! with `--proxy-mode nftables`), driven by
 //! the real kubectl: a Deployment behind a ClusterIP and NodePort Service,
 //! scaled and with a pod deleted; a Service without endpoints refused at
 //! once; a LoadBalancer Service answering on the node's address, only to
@@ -226,17 +227,68 @@ async fn names_resolve_inside_pods() {
     assert!(out.contains("NXDOMAIN"), "{out}");
 }
 
-/// The node's nat rules, as iptables-save prints them.
-fn nat_rules(node: &RealNode) -> String {
-    String::from_utf8_lossy(&node.on_node(&["iptables-save", "-t", "nat"]).stdout).into_owned()
+/// The proxy mode a node runs, and how its rules are looked at.
+#[derive(Clone, Copy)]
+enum Mode {
+    Iptables,
+    Nftables,
+}
+
+impl Mode {
+    /// The rules that route (nat), as iptables-save or nft list them.
+    fn nat_rules(self, node: &RealNode) -> String {
+        let out = match self {
+            Mode::Iptables => node.on_node(&["iptables-save", "-t", "nat"]),
+            Mode::Nftables => node.on_node(&["nft", "list", "table", "ip", "skiff"]),
+        };
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Whether the rules send traffic to `ip`:8080.
+    fn routes_to(self, node: &RealNode, ip: &str) -> bool {
+        let rules = self.nat_rules(node);
+        match self {
+            Mode::Iptables => rules.contains(&format!("--to-destination {ip}:8080")),
+            // An element of an endpoint map, or a DNAT of its own.
+            Mode::Nftables => {
+                rules.contains(&format!(": {ip} . 8080")) || rules.contains(&format!("{ip}:8080"))
+            }
+        }
+    }
+
+    /// Whether traffic to `ip` is refused (the Service has no endpoints).
+    fn refuses(self, node: &RealNode, ip: &str) -> bool {
+        match self {
+            Mode::Iptables => {
+                let filter = node.on_node(&["iptables-save", "-t", "filter"]);
+                String::from_utf8_lossy(&filter.stdout).contains(&format!("-d {ip}/32"))
+            }
+            Mode::Nftables => self
+                .nat_rules(node)
+                .contains(&format!("{ip} . tcp . 80 : goto reject-chain")),
+        }
+    }
 }
 
 #[tokio::test]
 async fn services_route_scale_and_refuse() {
+    route_scale_and_refuse(Mode::Iptables).await;
+}
+
+/// The same with `--proxy-mode nftables`.
+#[tokio::test]
+async fn services_route_scale_and_refuse_with_nftables() {
+    route_scale_and_refuse(Mode::Nftables).await;
+}
+
+async fn route_scale_and_refuse(mode: Mode) {
     if skip() {
         return;
     }
-    let node = RealNode::start("svc-node");
+    let node = match mode {
+        Mode::Iptables => RealNode::start("svc-node"),
+        Mode::Nftables => RealNode::start_with("svc-nft-node", &["--proxy-mode", "nftables"]),
+    };
     let c = ready_node(&node).await;
     node.server.apply("default", &web("web", 3, "NodePort"));
     node.server.apply("default", PROBE);
@@ -299,7 +351,7 @@ async fn services_route_scale_and_refuse() {
     eventually(
         "the deleted pod's endpoint out of the rules",
         30,
-        async || !nat_rules(&node).contains(&format!("--to-destination {ip}:8080")),
+        async || !mode.routes_to(&node, &ip),
     )
     .await;
     let (by_pod, failed) = requests(&node, &url, 100);
@@ -329,8 +381,7 @@ async fn services_route_scale_and_refuse() {
         .unwrap();
     let empty_ip = empty.spec.unwrap().cluster_ip.unwrap();
     eventually("the empty service's REJECT rule", 30, async || {
-        let filter = node.on_node(&["iptables-save", "-t", "filter"]);
-        String::from_utf8_lossy(&filter.stdout).contains(&format!("-d {empty_ip}/32"))
+        mode.refuses(&node, &empty_ip)
     })
     .await;
     let started = Instant::now();
@@ -417,11 +468,8 @@ async fn services_route_scale_and_refuse() {
     eventually("the allowed source answered", 30, async || lb_answers("5")).await;
     ranges("192.0.2.0/24");
     eventually("another source dropped", 30, async || !lb_answers("2")).await;
-    assert!(
-        nat_rules(&node).contains("192.0.2.0/24"),
-        "{}",
-        nat_rules(&node)
-    );
+    let nat = mode.nat_rules(&node);
+    assert!(nat.contains("192.0.2.0/24"), "{nat}");
     ranges(&format!("{}/32", node.host_ip));
     eventually("the allowed source again", 30, async || lb_answers("5")).await;
 

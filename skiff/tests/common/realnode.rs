@@ -23,6 +23,7 @@ pub fn missing() -> Option<String> {
         ("ip", "iproute2"),
         ("nsenter", "util-linux"),
         ("iptables", "iptables"),
+        ("nft", "nftables"),
     ] {
         if Command::new(bin).arg("--version").output().is_err() {
             return Some(format!("needs {bin} (Debian package {pkg})"));
@@ -148,6 +149,8 @@ pub struct RealNode {
     pub node_ip: String,
     pub name: String,
     pub data_dir: tempfile::TempDir,
+    /// Flags every start of the agent gets besides the usual ones.
+    agent_flags: Vec<String>,
     agent: Option<Spawned>,
     /// Last: the namespace goes after the node's state is cleaned up.
     _net: NodeNet,
@@ -156,6 +159,11 @@ pub struct RealNode {
 impl RealNode {
     /// A server and one real node named `name`.
     pub fn start(name: &str) -> RealNode {
+        Self::start_with(name, &[])
+    }
+
+    /// As [`start`](Self::start), the agent with `agent_flags` too.
+    pub fn start_with(name: &str, agent_flags: &[&str]) -> RealNode {
         let net = NodeNet::create();
         let server = Server::start_on(&net.host_ip, None, &[]);
         let data_dir = tempfile::tempdir().expect("data dir");
@@ -166,6 +174,7 @@ impl RealNode {
             node_ip: net.node_ip.clone(),
             name: name.to_string(),
             data_dir,
+            agent_flags: agent_flags.iter().map(|f| f.to_string()).collect(),
             agent: None,
             _net: net,
         };
@@ -224,6 +233,7 @@ impl RealNode {
             .arg(self.data_dir.path())
             .arg("--pod-log-dir")
             .arg(self.log_dir())
+            .args(&self.agent_flags)
             .env("SKIFF_LOG", "info,skiff_agent=debug")
             .stdout(Stdio::null())
             .stderr(log)
