@@ -32,17 +32,23 @@
 //! rules bound to its map, so one map for all would cost S × E (55 s for a
 //! full sync); a map or an anonymous set per Service costs as much the
 //! other way (a table's sets are a list the kernel searches by name: 5.7
-//! and 11 s). 256 shards: 1.2–1.3 s of which half is nft parsing the text.
+//! and 11 s). With 256 shards the same full sync takes 1.2–1.3 s through
+//! `nft -f`, half of it nft parsing text; written as netlink messages
+//! (`nft_apply`), about 0.8 s.
 
-use std::collections::{BTreeSet, HashMap};
-use std::fmt::Write;
+use std::collections::hash_map::DefaultHasher;
+use std::collections::BTreeSet;
+use std::fmt::{self, Write};
+use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
+use foldhash::HashMap;
 use sha2::{Digest, Sha256};
 
 use crate::model::{Endpoint, Protocol, ServicePort};
-use crate::rules::{Context, Rules};
+use crate::nft_expr::{Hook, Rule, Stmt, Verdict};
+use crate::rules::Context;
 
 /// The table everything lives in (family `ip`).
 pub const TABLE: &str = "skiff";
@@ -51,9 +57,11 @@ pub const SHARDS: u16 = 256;
 /// A balancing chain's endpoints are the keys `slot << SLOT_BITS` onwards.
 const SLOT_BITS: u32 = 16;
 /// Packets to masquerade on the way out (kube-proxy's bit).
-const MASQ_MARK: &str = "0x4000";
+const MASQ_MARK: u32 = 0x4000;
 /// The chain refused traffic goes to (a verdict map can `goto` it).
 pub const REJECT_CHAIN: &str = "reject-chain";
+/// The set of local endpoints, which may reach themselves.
+pub const HAIRPIN_SET: &str = "hairpin";
 
 /// The chains of the filter hooks; the rest are nat.
 const FILTER_CHAINS: [&str; 6] = [
@@ -99,11 +107,29 @@ impl VerdictMap {
         }
     }
 
-    /// Its key type, as nft declares it.
-    pub fn key_type(self) -> &'static str {
+    /// Keyed by protocol and port alone (node ports).
+    pub fn by_port(self) -> bool {
+        matches!(
+            self,
+            VerdictMap::NodePorts | VerdictMap::NoEndpointNodePorts
+        )
+    }
+}
+
+/// A verdict map's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Key {
+    /// Destination address . protocol . port.
+    Destination(Ipv4Addr, Protocol, u16),
+    /// Protocol . port (node ports).
+    Port(Protocol, u16),
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            VerdictMap::NodePorts | VerdictMap::NoEndpointNodePorts => "inet_proto . inet_service",
-            _ => "ipv4_addr . inet_proto . inet_service",
+            Key::Destination(ip, p, port) => write!(f, "{ip} . {} . {port}", p.as_str()),
+            Key::Port(p, port) => write!(f, "{} . {port}", p.as_str()),
         }
     }
 }
@@ -116,14 +142,50 @@ pub struct EndpointRange {
     pub targets: Arc<[(Ipv4Addr, u16)]>,
 }
 
+/// One chain: its hook if it is a base chain, and its rules.
+#[derive(Debug, PartialEq, Eq)]
+pub struct NftChain {
+    pub hook: Option<Hook>,
+    pub rules: Vec<Rule>,
+    /// Of the above, so a sync compares chains cheaply.
+    pub digest: u64,
+}
+
+impl NftChain {
+    pub fn new(hook: Option<Hook>, rules: Vec<Rule>) -> Arc<NftChain> {
+        let mut h = DefaultHasher::new();
+        (hook, &rules).hash(&mut h);
+        Arc::new(NftChain {
+            hook,
+            rules,
+            digest: h.finish(),
+        })
+    }
+
+    fn of(rules: Vec<Rule>) -> Arc<NftChain> {
+        NftChain::new(None, rules)
+    }
+}
+
+/// As nft lists it: the hook line, then a rule per line.
+impl fmt::Display for NftChain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(h) = &self.hook {
+            writeln!(f, "{h}")?;
+        }
+        for r in &self.rules {
+            writeln!(f, "{r}")?;
+        }
+        Ok(())
+    }
+}
+
 /// Everything the proxy keeps in its table.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct NftRuleset {
-    /// Chain → its rules, one per line (a base chain's first line declares
-    /// its hook).
-    pub chains: HashMap<Arc<str>, Rules>,
+    pub chains: HashMap<Arc<str>, Arc<NftChain>>,
     /// (map, key) → verdict.
-    pub verdicts: HashMap<(VerdictMap, Arc<str>), Arc<str>>,
+    pub verdicts: HashMap<(VerdictMap, Key), Verdict>,
     /// Balancing chain → its endpoints in the endpoint maps.
     pub endpoints: HashMap<Arc<str>, EndpointRange>,
     /// Local endpoints, which may reach themselves through a Service.
@@ -133,15 +195,14 @@ pub struct NftRuleset {
 }
 
 impl NftRuleset {
-    /// Rules (nat, filter), not counting base chains' declarations.
+    /// Rules (nat, filter).
     pub fn rule_counts(&self) -> (usize, usize) {
         let (mut nat, mut filter) = (0, 0);
-        for (name, r) in &self.chains {
-            let n = r.count - usize::from(r.starts_with("type "));
+        for (name, c) in &self.chains {
             if FILTER_CHAINS.contains(&&**name) {
-                filter += n;
+                filter += c.rules.len();
             } else {
-                nat += n;
+                nat += c.rules.len();
             }
         }
         (nat, filter)
@@ -157,7 +218,7 @@ struct Balance {
     slot: u16,
     /// The chain's rules before its balancing rule (when it must balance
     /// with rules instead).
-    head: String,
+    head: Vec<Rule>,
     protocol: Protocol,
     targets: Arc<[(Ipv4Addr, u16)]>,
 }
@@ -167,16 +228,16 @@ struct Balance {
 #[derive(Debug, Default)]
 pub struct Fragment {
     /// Balancing chains are here with their endpoints in the maps.
-    chains: Vec<(Arc<str>, Rules)>,
+    chains: Vec<(Arc<str>, Arc<NftChain>)>,
     balances: Vec<Balance>,
-    verdicts: Vec<(VerdictMap, Arc<str>, Arc<str>)>,
+    verdicts: Vec<(VerdictMap, Key, Verdict)>,
     hairpin: Vec<Ipv4Addr>,
     affinity: Vec<(Arc<str>, u32)>,
 }
 
 /// A chain's name (`<prefix><16 hex digits>`) and the endpoint map place
 /// it would take (shard, slot), all from one hash of what it is for.
-fn named(prefix: &str, parts: &[&str]) -> (String, u16, u16) {
+fn named(prefix: &str, parts: &[&str]) -> (Arc<str>, u16, u16) {
     let mut h = Sha256::new();
     for p in parts {
         h.update(p.as_bytes());
@@ -190,11 +251,21 @@ fn named(prefix: &str, parts: &[&str]) -> (String, u16, u16) {
     }
     let shard = u16::from_be_bytes([d[8], d[9]]) % SHARDS;
     let slot = u16::from_be_bytes([d[10], d[11]]);
-    (name, shard, slot)
+    (name.into(), shard, slot)
 }
 
-fn port_chain(prefix: &str, sp: &ServicePort) -> (String, u16, u16) {
+fn port_chain(prefix: &str, sp: &ServicePort) -> (Arc<str>, u16, u16) {
     named(prefix, &[&sp.name, sp.protocol.as_str()])
+}
+
+/// The endpoint map of `shard`.
+pub fn endpoint_map(shard: u16) -> Arc<str> {
+    static NAMES: std::sync::LazyLock<Vec<Arc<str>>> = std::sync::LazyLock::new(|| {
+        (0..SHARDS)
+            .map(|s| Arc::from(format!("endpoints-{s}")))
+            .collect()
+    });
+    NAMES[usize::from(shard)].clone()
 }
 
 fn v4(ip: IpAddr) -> Option<Ipv4Addr> {
@@ -227,67 +298,113 @@ pub fn fragment(ports: &[ServicePort], ctx: &Context) -> Fragment {
     f
 }
 
+fn rule(stmts: impl IntoIterator<Item = Stmt>) -> Rule {
+    Rule(stmts.into_iter().collect())
+}
+
+fn to(chain: &str) -> Arc<str> {
+    Arc::from(chain)
+}
+
 /// The rules of the table itself, there with no Service.
-fn fixed_chains() -> Vec<(&'static str, String)> {
-    let lookup = "ip daddr . meta l4proto . th dport vmap";
-    let node_lookup = "fib daddr type local meta l4proto . th dport vmap";
+fn fixed_chains() -> Vec<(&'static str, Option<Hook>, Vec<Rule>)> {
+    let hook = |kind, hook, priority| {
+        Some(Hook {
+            kind,
+            hook,
+            priority,
+        })
+    };
+    let jump = |c: &str| rule([Stmt::Jump(to(c))]);
+    let new_to = |c: &str| rule([Stmt::CtState { new: true }, Stmt::Jump(to(c))]);
+    let by_destination = |m: VerdictMap| rule([Stmt::DestinationVmap(m.name())]);
+    let by_node_port =
+        |m: VerdictMap| rule([Stmt::FibLocal { saddr: false }, Stmt::PortVmap(m.name())]);
     vec![
         (
             "nat-prerouting",
-            "type nat hook prerouting priority dstnat; policy accept;\njump services\n".into(),
+            hook("nat", "prerouting", -100),
+            vec![jump("services")],
         ),
         (
             "nat-output",
-            "type nat hook output priority -100; policy accept;\njump services\n".into(),
+            hook("nat", "output", -100),
+            vec![jump("services")],
         ),
         (
             "nat-postrouting",
-            "type nat hook postrouting priority srcnat; policy accept;\njump masquerading\n"
-                .into(),
+            hook("nat", "postrouting", 100),
+            vec![jump("masquerading")],
         ),
         (
             "services",
-            format!("{lookup} @service-ips\n{node_lookup} @service-nodeports\n"),
+            None,
+            vec![
+                by_destination(VerdictMap::ServiceIps),
+                by_node_port(VerdictMap::NodePorts),
+            ],
         ),
         (
             "masquerading",
-            format!(
-                "ct status dnat ip saddr . ip daddr @hairpin masquerade\n\
-                 meta mark & {MASQ_MARK} == 0 return\n\
-                 meta mark set meta mark ^ {MASQ_MARK}\n\
-                 masquerade fully-random\n"
-            ),
+            None,
+            vec![
+                rule([
+                    Stmt::CtStatusDnat,
+                    Stmt::SourceIsDestinationIn(HAIRPIN_SET),
+                    Stmt::Masquerade {
+                        fully_random: false,
+                    },
+                ]),
+                rule([Stmt::MarkClear(MASQ_MARK), Stmt::Return]),
+                // Cleared, so a packet re-entering the stack is judged afresh.
+                rule([Stmt::MarkXor(MASQ_MARK)]),
+                rule([Stmt::Masquerade { fully_random: true }]),
+            ],
         ),
         (
             "mark-for-masquerade",
-            format!("meta mark set meta mark | {MASQ_MARK}\n"),
+            None,
+            vec![rule([Stmt::MarkOr(MASQ_MARK)])],
         ),
         (
             "filter-input",
-            "type filter hook input priority -10; policy accept;\nct state new jump external-check\n"
-                .into(),
+            hook("filter", "input", -10),
+            vec![new_to("external-check")],
         ),
         (
             "filter-forward",
-            "type filter hook forward priority -10; policy accept;\nct state invalid drop\n\
-             ct state new jump cluster-check\nct state new jump external-check\n"
-                .into(),
+            hook("filter", "forward", -10),
+            vec![
+                rule([Stmt::CtState { new: false }, Stmt::Drop]),
+                new_to("cluster-check"),
+                new_to("external-check"),
+            ],
         ),
         (
             "filter-output",
-            "type filter hook output priority -10; policy accept;\nct state new jump cluster-check\n"
-                .into(),
+            hook("filter", "output", -10),
+            vec![new_to("cluster-check")],
         ),
         (
             "cluster-check",
-            format!("{lookup} @no-endpoint-services\n"),
+            None,
+            vec![by_destination(VerdictMap::NoEndpointServices)],
         ),
         (
             "external-check",
-            format!("{lookup} @no-endpoint-external\n{node_lookup} @no-endpoint-nodeports\n"),
+            None,
+            vec![
+                by_destination(VerdictMap::NoEndpointExternal),
+                by_node_port(VerdictMap::NoEndpointNodePorts),
+            ],
         ),
-        (REJECT_CHAIN, "reject\n".into()),
+        (REJECT_CHAIN, None, vec![rule([Stmt::Reject])]),
     ]
+}
+
+/// A map for `n` entries.
+fn sized<K, V>(n: usize) -> HashMap<K, V> {
+    HashMap::with_capacity_and_hasher(n, Default::default())
 }
 
 /// The whole rule set from every Service's fragment. Where two fragments
@@ -296,11 +413,20 @@ fn fixed_chains() -> Vec<(&'static str, String)> {
 /// the other balances with rules — both by the fragments alone, so the
 /// result does not depend on the order things happened in.
 pub fn assemble(fragments: &[&Fragment]) -> NftRuleset {
-    let mut rs = NftRuleset::default();
-    for (name, rules) in fixed_chains() {
-        rs.chains.insert(Arc::from(name), Rules::new(rules));
+    let (chains, balances) = fragments.iter().fold((0, 0), |(c, b), f| {
+        (c + f.chains.len(), b + f.balances.len())
+    });
+    let mut rs = NftRuleset {
+        chains: sized(chains + 16),
+        verdicts: sized(fragments.len()),
+        endpoints: sized(balances),
+        ..NftRuleset::default()
+    };
+    for (name, hook, rules) in fixed_chains() {
+        rs.chains
+            .insert(Arc::from(name), NftChain::new(hook, rules));
     }
-    let mut owners: HashMap<(u16, u16), &Arc<str>> = HashMap::new();
+    let mut owners: HashMap<(u16, u16), &Arc<str>> = sized(balances);
     for b in fragments.iter().flat_map(|f| &f.balances) {
         owners
             .entry((b.shard, b.slot))
@@ -312,8 +438,8 @@ pub fn assemble(fragments: &[&Fragment]) -> NftRuleset {
             .or_insert(&b.chain);
     }
     for f in fragments {
-        for (name, rules) in &f.chains {
-            rs.chains.insert(name.clone(), rules.clone());
+        for (name, chain) in &f.chains {
+            rs.chains.insert(name.clone(), chain.clone());
         }
         for b in &f.balances {
             if Arc::ptr_eq(owners[&(b.shard, b.slot)], &b.chain) {
@@ -324,14 +450,14 @@ pub fn assemble(fragments: &[&Fragment]) -> NftRuleset {
                 };
                 rs.endpoints.insert(b.chain.clone(), range);
             } else {
-                let mut text = b.head.clone();
-                cascade(&mut text, b.protocol, &b.targets, &[]);
-                rs.chains.insert(b.chain.clone(), Rules::new(text));
+                let mut rules = b.head.clone();
+                cascade(&mut rules, b.protocol, &b.targets, &[]);
+                rs.chains.insert(b.chain.clone(), NftChain::of(rules));
             }
         }
         for (map, key, verdict) in &f.verdicts {
             rs.verdicts
-                .entry((*map, key.clone()))
+                .entry((*map, *key))
                 .or_insert_with(|| verdict.clone());
         }
         rs.hairpin.extend(f.hairpin.iter().copied());
@@ -346,7 +472,7 @@ fn service_port(f: &mut Fragment, sp: &ServicePort, ctx: &Context) {
     let Some(cluster_ip) = v4(sp.cluster_ip) else {
         return;
     };
-    let proto = sp.protocol.as_str();
+    let proto = sp.protocol;
     let port = sp.port;
     let cluster = sp.cluster_endpoints();
     let local = sp.local_endpoints();
@@ -357,17 +483,18 @@ fn service_port(f: &mut Fragment, sp: &ServicePort, ctx: &Context) {
     let (ext, ..) = port_chain("ext-", sp);
     let (fw, ..) = port_chain("fw-", sp);
     let uses_local = sp.internal_local || sp.external_local;
-    let key = |ip: Ipv4Addr| -> Arc<str> { format!("{ip} . {proto} . {port}").into() };
-    let mut verdict = |map: VerdictMap, key: Arc<str>, verdict: String| {
-        f.verdicts.push((map, key, verdict.into()));
+    let cluster_cidr = ctx.cluster_cidr.filter(|c| c.is_ipv4());
+    let key = |ip: Ipv4Addr| Key::Destination(ip, proto, port);
+    let mut verdict = |map: VerdictMap, key: Key, verdict: Verdict| {
+        f.verdicts.push((map, key, verdict));
     };
     // Refused traffic: REJECT when there is no endpoint at all; DROP when
     // endpoints exist but a Local policy leaves none on this node.
-    let refusal = |local_policy: bool| -> String {
+    let refusal = |local_policy: bool| {
         if local_policy && !cluster.is_empty() {
-            "drop".into()
+            Verdict::Drop
         } else {
-            format!("goto {REJECT_CHAIN}")
+            Verdict::Goto(to(REJECT_CHAIN))
         }
     };
 
@@ -383,22 +510,17 @@ fn service_port(f: &mut Fragment, sp: &ServicePort, ctx: &Context) {
         verdict(
             VerdictMap::ServiceIps,
             key(cluster_ip),
-            format!("goto {target}"),
+            Verdict::Goto(target.clone()),
         );
     }
 
     // Traffic from outside: external IPs, load-balancer IPs, the node port.
-    let outside_ips = || {
-        sp.external_ips
-            .iter()
-            .chain(&sp.load_balancer_ips)
-            .filter_map(|ip| v4(*ip))
-    };
-    let node_port_key = |np: u16| -> Arc<str> { format!("{proto} . {np}").into() };
+    let node_port_key = |np: u16| Key::Port(proto, np);
     if sp.has_external() {
         if external.is_empty() {
             let refused = refusal(sp.external_local);
-            for ip in outside_ips() {
+            let outside = sp.external_ips.iter().chain(&sp.load_balancer_ips);
+            for ip in outside.filter_map(|ip| v4(*ip)) {
                 verdict(VerdictMap::NoEndpointExternal, key(ip), refused.clone());
             }
             if let Some(np) = sp.node_port {
@@ -406,62 +528,95 @@ fn service_port(f: &mut Fragment, sp: &ServicePort, ctx: &Context) {
             }
         } else {
             for ip in sp.external_ips.iter().filter_map(|ip| v4(*ip)) {
-                verdict(VerdictMap::ServiceIps, key(ip), format!("goto {ext}"));
+                verdict(VerdictMap::ServiceIps, key(ip), Verdict::Goto(ext.clone()));
             }
             let ranges = &sp.load_balancer_source_ranges;
             let lb_target = if ranges.is_empty() { &ext } else { &fw };
             for ip in sp.load_balancer_ips.iter().filter_map(|ip| v4(*ip)) {
-                verdict(VerdictMap::ServiceIps, key(ip), format!("goto {lb_target}"));
+                verdict(
+                    VerdictMap::ServiceIps,
+                    key(ip),
+                    Verdict::Goto(lb_target.clone()),
+                );
             }
             if let Some(np) = sp.node_port {
                 verdict(
                     VerdictMap::NodePorts,
                     node_port_key(np),
-                    format!("goto {ext}"),
+                    Verdict::Goto(ext.clone()),
                 );
             }
             if !sp.load_balancer_ips.is_empty() && !ranges.is_empty() {
-                let mut rules = String::new();
-                for range in ranges.iter().filter(|r| r.is_ipv4()) {
-                    let _ = writeln!(rules, "ip saddr {range} goto {ext}");
-                }
-                rules.push_str("drop\n");
-                f.chains.push((fw.into(), Rules::new(rules)));
+                let mut rules: Vec<Rule> = ranges
+                    .iter()
+                    .filter(|r| r.is_ipv4())
+                    .map(|r| {
+                        rule([
+                            Stmt::Saddr {
+                                net: *r,
+                                negate: false,
+                            },
+                            Stmt::Goto(ext.clone()),
+                        ])
+                    })
+                    .collect();
+                rules.push(rule([Stmt::Drop]));
+                f.chains.push((fw, NftChain::of(rules)));
             }
             f.chains
-                .push((ext.clone().into(), external_chain(sp, ctx, &svc, &svl)));
+                .push((ext.clone(), external_chain(sp, ctx, &svc, &svl)));
         }
     }
 
     // The balancing chains.
     if !cluster.is_empty() {
-        let mut head = format!("ip daddr {cluster_ip} meta l4proto {proto} th dport {port} ");
-        if let Some(cc) = ctx.cluster_cidr.as_ref().filter(|c| c.is_ipv4()) {
-            let _ = write!(head, "ip saddr != {cc} ");
+        let mut masq = vec![
+            Stmt::DaddrIs(cluster_ip),
+            Stmt::L4Proto(proto),
+            Stmt::DportIs(port),
+        ];
+        if let Some(cc) = cluster_cidr {
+            masq.push(Stmt::Saddr {
+                net: cc,
+                negate: true,
+            });
         }
-        head.push_str("jump mark-for-masquerade\n");
-        balance(f, sp, (svc, shard, slot), head, &cluster);
+        masq.push(Stmt::Jump(to("mark-for-masquerade")));
+        balance(f, sp, (svc, shard, slot), vec![Rule(masq)], &cluster);
     }
     if uses_local && !local.is_empty() {
-        balance(f, sp, (svl, local_shard, local_slot), String::new(), &local);
+        balance(f, sp, (svl, local_shard, local_slot), Vec::new(), &local);
     }
 }
 
 /// `ext-<h>`: external traffic into the service.
-fn external_chain(sp: &ServicePort, ctx: &Context, svc: &str, svl: &str) -> Rules {
+fn external_chain(
+    sp: &ServicePort,
+    ctx: &Context,
+    svc: &Arc<str>,
+    svl: &Arc<str>,
+) -> Arc<NftChain> {
+    let masq = || Stmt::Jump(to("mark-for-masquerade"));
     if !sp.external_local {
-        return Rules::new(format!("jump mark-for-masquerade\ngoto {svc}\n"));
+        return NftChain::of(vec![rule([masq()]), rule([Stmt::Goto(svc.clone())])]);
     }
     // Local: the client's address is kept, so only this node's endpoints
     // may answer — except for pods and the node itself, which reach any.
-    let mut rules = String::new();
-    if let Some(cc) = ctx.cluster_cidr.as_ref().filter(|c| c.is_ipv4()) {
-        let _ = writeln!(rules, "ip saddr {cc} goto {svc}");
+    let mut rules = Vec::new();
+    if let Some(cc) = ctx.cluster_cidr.filter(|c| c.is_ipv4()) {
+        rules.push(rule([
+            Stmt::Saddr {
+                net: cc,
+                negate: false,
+            },
+            Stmt::Goto(svc.clone()),
+        ]));
     }
-    let _ = writeln!(rules, "fib saddr type local jump mark-for-masquerade");
-    let _ = writeln!(rules, "fib saddr type local goto {svc}");
-    let _ = writeln!(rules, "goto {svl}");
-    Rules::new(rules)
+    let local_source = || Stmt::FibLocal { saddr: true };
+    rules.push(rule([local_source(), masq()]));
+    rules.push(rule([local_source(), Stmt::Goto(svc.clone())]));
+    rules.push(rule([Stmt::Goto(svl.clone())]));
+    NftChain::of(rules)
 }
 
 /// The chain `name` (with `head` before) DNATing new connections evenly
@@ -470,8 +625,8 @@ fn external_chain(sp: &ServicePort, ctx: &Context, svc: &str, svl: &str) -> Rule
 fn balance(
     f: &mut Fragment,
     sp: &ServicePort,
-    (name, shard, slot): (String, u16, u16),
-    mut head: String,
+    (chain, shard, slot): (Arc<str>, u16, u16),
+    mut head: Vec<Rule>,
     eps: &[&Endpoint],
 ) {
     let proto = sp.protocol;
@@ -483,7 +638,7 @@ fn balance(
         // A set of clients per endpoint: a client in one goes back there
         // (and stays for another timeout), a new one is recorded where it
         // is sent.
-        let sets: Vec<String> = targets
+        let sets: Vec<Arc<str>> = targets
             .iter()
             .map(|(ip, port)| {
                 let addr = format!("{ip}:{port}");
@@ -492,32 +647,33 @@ fn balance(
             })
             .collect();
         for (set, (ip, port)) in sets.iter().zip(targets.iter()) {
-            let _ = writeln!(
-                head,
-                "ip saddr @{set} meta l4proto {} update @{set} {{ ip saddr }} dnat ip to {ip}:{port}",
-                proto.as_str()
-            );
-            f.affinity.push((set.as_str().into(), secs));
+            head.push(rule([
+                Stmt::SaddrInSet(set.clone()),
+                Stmt::L4Proto(proto),
+                Stmt::RecordSource(set.clone()),
+                Stmt::Dnat(*ip, *port),
+            ]));
+            f.affinity.push((set.clone(), secs));
         }
         cascade(&mut head, proto, &targets, &sets);
-        f.chains.push((name.into(), Rules::new(head)));
+        f.chains.push((chain, NftChain::of(head)));
         return;
     }
     if targets.len() < 2 || targets.len() > 1 << SLOT_BITS {
         cascade(&mut head, proto, &targets, &[]);
-        f.chains.push((name.into(), Rules::new(head)));
+        f.chains.push((chain, NftChain::of(head)));
         return;
     }
-    let chain: Arc<str> = name.into();
-    let mut text = head.clone();
-    let _ = writeln!(
-        text,
-        "meta l4proto {} dnat ip to numgen random mod {} offset {} map @endpoints-{shard}",
-        proto.as_str(),
-        targets.len(),
-        u32::from(slot) << SLOT_BITS
-    );
-    f.chains.push((chain.clone(), Rules::new(text)));
+    let mut rules = head.clone();
+    rules.push(rule([
+        Stmt::L4Proto(proto),
+        Stmt::DnatPick {
+            modulus: targets.len() as u32,
+            offset: u32::from(slot) << SLOT_BITS,
+            map: endpoint_map(shard),
+        },
+    ]));
+    f.chains.push((chain.clone(), NftChain::of(rules)));
     f.balances.push(Balance {
         chain,
         shard,
@@ -530,17 +686,19 @@ fn balance(
 
 /// Rules DNATing evenly over `targets`: each takes 1/(n-i) of what is left,
 /// so all get 1/n; with affinity, each records the client in its set.
-fn cascade(out: &mut String, proto: Protocol, targets: &[(Ipv4Addr, u16)], sets: &[String]) {
+fn cascade(out: &mut Vec<Rule>, proto: Protocol, targets: &[(Ipv4Addr, u16)], sets: &[Arc<str>]) {
     let n = targets.len();
     for (i, (ip, port)) in targets.iter().enumerate() {
+        let mut r = Vec::new();
         if i + 1 < n {
-            let _ = write!(out, "numgen random mod {} 0 ", n - i);
+            r.push(Stmt::OneIn((n - i) as u32));
         }
-        let _ = write!(out, "meta l4proto {} ", proto.as_str());
+        r.push(Stmt::L4Proto(proto));
         if let Some(set) = sets.get(i) {
-            let _ = write!(out, "update @{set} {{ ip saddr }} ");
+            r.push(Stmt::RecordSource(set.clone()));
         }
-        let _ = writeln!(out, "dnat ip to {ip}:{port}");
+        r.push(Stmt::Dnat(*ip, *port));
+        out.push(Rule(r));
     }
 }
 
@@ -582,14 +740,18 @@ mod tests {
         }
     }
 
-    fn verdict<'a>(rs: &'a NftRuleset, map: VerdictMap, key: &str) -> Option<&'a str> {
-        rs.verdicts.get(&(map, Arc::from(key))).map(|v| &**v)
+    fn verdict(rs: &NftRuleset, map: VerdictMap, key: &str) -> Option<String> {
+        rs.verdicts
+            .iter()
+            .find(|((m, k), _)| *m == map && k.to_string() == key)
+            .map(|(_, v)| v.to_string())
     }
 
-    fn chains_with<'a>(rs: &'a NftRuleset, prefix: &str) -> Vec<(&'a Arc<str>, &'a Rules)> {
+    fn chains_with<'a>(rs: &'a NftRuleset, prefix: &str) -> Vec<(&'a Arc<str>, String)> {
         rs.chains
             .iter()
             .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, c)| (k, c.to_string()))
             .collect()
     }
 
@@ -598,17 +760,17 @@ mod tests {
         let rs = render(&[port(three_ready_one_not())], &ctx());
         let svc = chains_with(&rs, "svc-");
         assert_eq!(svc.len(), 1);
-        let (name, rules) = svc[0];
+        let (name, rules) = &svc[0];
         assert_eq!(
             verdict(&rs, VerdictMap::ServiceIps, "10.43.0.5 . tcp . 80"),
-            Some(format!("goto {name}").as_str())
+            Some(format!("goto {name}"))
         );
         let lines: Vec<&str> = rules.lines().collect();
         assert_eq!(
             lines[0],
             "ip daddr 10.43.0.5 meta l4proto tcp th dport 80 ip saddr != 10.42.0.0/16 jump mark-for-masquerade"
         );
-        let range = &rs.endpoints[name];
+        let range = &rs.endpoints[&**name];
         assert_eq!(
             lines[1],
             format!(
@@ -646,7 +808,7 @@ mod tests {
         let rs = render(&[port(vec![])], &ctx());
         assert_eq!(
             verdict(&rs, VerdictMap::NoEndpointServices, "10.43.0.5 . tcp . 80"),
-            Some("goto reject-chain")
+            Some("goto reject-chain".to_string())
         );
         assert!(chains_with(&rs, "svc-").is_empty());
         let mut sp = port(vec![ep("10.42.1.8", true, false)]);
@@ -656,11 +818,11 @@ mod tests {
         let rs = render(&[sp], &ctx());
         assert_eq!(
             verdict(&rs, VerdictMap::NoEndpointServices, "10.43.0.5 . tcp . 80"),
-            Some("drop")
+            Some("drop".to_string())
         );
         assert_eq!(
             verdict(&rs, VerdictMap::NoEndpointNodePorts, "tcp . 30080"),
-            Some("drop")
+            Some("drop".to_string())
         );
     }
 
@@ -675,15 +837,15 @@ mod tests {
         sp.protocol = Protocol::Udp;
         let rs = render(&[sp], &ctx());
         let ext = chains_with(&rs, "ext-");
-        let (ext_name, ext_rules) = ext[0];
+        let (ext_name, ext_rules) = &ext[0];
         assert_eq!(
             verdict(&rs, VerdictMap::NodePorts, "udp . 30080"),
-            Some(format!("goto {ext_name}").as_str())
+            Some(format!("goto {ext_name}"))
         );
         let svc = chains_with(&rs, "svc-")[0].0;
         let svl = chains_with(&rs, "svl-");
         assert_eq!(
-            &**ext_rules,
+            *ext_rules,
             format!(
                 "ip saddr 10.42.0.0/16 goto {svc}\nfib saddr type local jump mark-for-masquerade\n\
                  fib saddr type local goto {svc}\ngoto {}\n",
@@ -691,7 +853,7 @@ mod tests {
             )
         );
         // One local endpoint: DNAT straight to it.
-        assert_eq!(&**svl[0].1, "meta l4proto udp dnat ip to 10.42.0.7:8080\n");
+        assert_eq!(svl[0].1, "meta l4proto udp dnat ip to 10.42.0.7:8080\n");
         assert_eq!(rs.hairpin, BTreeSet::from(["10.42.0.7".parse().unwrap()]));
     }
 
@@ -709,27 +871,27 @@ mod tests {
         assert_eq!(rs.affinity.len(), 2);
         assert!(rs.affinity.values().all(|t| *t == 60));
         assert!(rs.endpoints.is_empty(), "affinity balances with rules");
-        let svc = chains_with(&rs, "svc-")[0].1;
+        let svc = chains_with(&rs, "svc-")[0].1.clone();
         for set in rs.affinity.keys() {
             // The set a client is recorded in is the one checked for it.
             let check =
                 format!("ip saddr @{set} meta l4proto tcp update @{set} {{ ip saddr }} dnat");
-            assert!(svc.contains(&check), "{}", &**svc);
+            assert!(svc.contains(&check), "{}", svc);
             assert_eq!(svc.matches(&format!("update @{set} ")).count(), 2);
         }
         assert!(svc.contains("numgen random mod 2 0 meta l4proto tcp update @aff-"));
         let fw = chains_with(&rs, "fw-");
         let ext = chains_with(&rs, "ext-")[0].0;
         assert_eq!(
-            &**fw[0].1,
+            fw[0].1,
             format!("ip saddr 192.168.0.0/16 goto {ext}\ndrop\n")
         );
         assert_eq!(
             verdict(&rs, VerdictMap::ServiceIps, "172.29.7.2 . tcp . 80"),
-            Some(format!("goto {}", fw[0].0).as_str())
+            Some(format!("goto {}", fw[0].0))
         );
         assert_eq!(
-            &*rs.chains[ext],
+            rs.chains[ext].to_string(),
             format!(
                 "jump mark-for-masquerade\ngoto {}\n",
                 chains_with(&rs, "svc-")[0].0
@@ -748,12 +910,12 @@ mod tests {
             ]);
             let chain: Arc<str> = name.into();
             Fragment {
-                chains: vec![(chain.clone(), Rules::new("map rule\n".into()))],
+                chains: vec![(chain.clone(), NftChain::of(vec![Rule(vec![Stmt::Return])]))],
                 balances: vec![Balance {
                     chain,
                     shard: 3,
                     slot: 9,
-                    head: "head\n".into(),
+                    head: vec![Rule(vec![Stmt::Drop])],
                     protocol: Protocol::Tcp,
                     targets,
                 }],
@@ -765,10 +927,10 @@ mod tests {
         assert_eq!(one, assemble(&[&b, &a]));
         assert_eq!(one.endpoints.len(), 1);
         assert_eq!(one.endpoints["svc-a"].base, 9 << SLOT_BITS);
-        assert_eq!(&*one.chains["svc-a"], "map rule\n");
+        assert_eq!(one.chains["svc-a"].to_string(), "return\n");
         assert_eq!(
-            &*one.chains["svc-b"],
-            "head\nnumgen random mod 2 0 meta l4proto tcp dnat ip to 10.42.0.7:80\n\
+            one.chains["svc-b"].to_string(),
+            "drop\nnumgen random mod 2 0 meta l4proto tcp dnat ip to 10.42.0.7:80\n\
              meta l4proto tcp dnat ip to 10.42.0.8:80\n"
         );
     }

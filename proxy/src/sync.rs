@@ -7,12 +7,12 @@
 //! write of 10,000 Services takes seconds.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use foldhash::HashMap;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::Store;
@@ -23,7 +23,6 @@ use crate::metrics::{SyncMetrics, SyncReport};
 use crate::model::{self, ServicePort};
 use crate::rules::Context;
 use crate::{nft_apply, nftables, restore, rules};
-use skiff_machinery::command::CommandError;
 
 /// Every how many sync periods the whole rule set is written.
 const FULL_EVERY: u32 = 10;
@@ -82,7 +81,8 @@ fn key_of(svc: &Service) -> (&str, &str) {
 pub(crate) fn slices_by_service(
     all: &[Arc<EndpointSlice>],
 ) -> HashMap<(&str, &str), Vec<&EndpointSlice>> {
-    let mut by_service: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
+    let mut by_service: HashMap<(&str, &str), Vec<&EndpointSlice>> =
+        HashMap::with_capacity_and_hasher(all.len(), Default::default());
     for s in all {
         let ns = s.metadata.namespace.as_deref().unwrap_or_default();
         if let Some(svc) = s
@@ -116,12 +116,12 @@ pub trait Mode {
         kernel: &mut Self::Kernel,
         rs: Self::Ruleset,
         full: bool,
-    ) -> impl Future<Output = Result<usize, CommandError>> + Send;
+    ) -> impl Future<Output = anyhow::Result<usize>> + Send;
     /// Checks what a firewall reload may have removed, between full syncs:
     /// false when everything must be written again.
-    fn intact() -> impl Future<Output = Result<bool, CommandError>> + Send;
+    fn intact() -> impl Future<Output = anyhow::Result<bool>> + Send;
     /// Removes every rule of this mode.
-    fn remove_all() -> impl Future<Output = Result<(), CommandError>> + Send;
+    fn remove_all() -> impl Future<Output = anyhow::Result<()>> + Send;
     /// Removes the other mode's rules, at the start.
     fn remove_other_mode() -> impl Future<Output = ()> + Send;
 }
@@ -146,14 +146,15 @@ impl Mode for Iptables {
         kernel: &mut restore::Kernel,
         rs: rules::Ruleset,
         full: bool,
-    ) -> Result<usize, CommandError> {
+    ) -> anyhow::Result<usize> {
         Ok(kernel.sync(&rs, full).await?.chains_written)
     }
-    async fn intact() -> Result<bool, CommandError> {
-        restore::ensure_jumps().await.map(|_| true)
+    async fn intact() -> anyhow::Result<bool> {
+        restore::ensure_jumps().await?;
+        Ok(true)
     }
-    async fn remove_all() -> Result<(), CommandError> {
-        restore::Kernel::remove_all().await
+    async fn remove_all() -> anyhow::Result<()> {
+        Ok(restore::Kernel::remove_all().await?)
     }
     async fn remove_other_mode() {
         if let Err(e) = Nftables::remove_all().await {
@@ -182,14 +183,14 @@ impl Mode for Nftables {
         kernel: &mut nft_apply::NftKernel,
         rs: nftables::NftRuleset,
         full: bool,
-    ) -> Result<usize, CommandError> {
+    ) -> anyhow::Result<usize> {
         Ok(kernel.sync(rs, full).await?.chains_written)
     }
-    async fn intact() -> Result<bool, CommandError> {
-        Ok(nft_apply::NftKernel::intact().await)
+    async fn intact() -> anyhow::Result<bool> {
+        Ok(nft_apply::NftKernel::intact().await?)
     }
-    async fn remove_all() -> Result<(), CommandError> {
-        nft_apply::NftKernel::remove_all().await
+    async fn remove_all() -> anyhow::Result<()> {
+        Ok(nft_apply::NftKernel::remove_all().await?)
     }
     async fn remove_other_mode() {
         if let Err(e) = Iptables::remove_all().await {
@@ -240,7 +241,7 @@ impl<M: Mode> Renderer<M> {
         Renderer {
             node: node.to_string(),
             context,
-            kept: HashMap::new(),
+            kept: HashMap::default(),
             generation: 0,
         }
     }
