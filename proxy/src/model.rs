@@ -290,6 +290,61 @@ fn endpoints(
         .collect()
 }
 
+/// `ports` in the order their rules are written: by name, then protocol.
+pub fn in_rule_order(ports: &[ServicePort]) -> Vec<&ServicePort> {
+    let mut sorted: Vec<&ServicePort> = ports.iter().collect();
+    sorted.sort_by(|a, b| (&a.name, a.protocol).cmp(&(&b.name, b.protocol)));
+    sorted
+}
+
+/// The addresses of this node's endpoints among `ports`, sorted, once
+/// each: pods that may reach themselves through a Service (hairpin).
+pub fn local_endpoint_ips(ports: &[ServicePort]) -> Vec<IpAddr> {
+    let mut ips: Vec<IpAddr> = ports
+        .iter()
+        .flat_map(|sp| sp.endpoints.iter().filter(|e| e.local).map(|e| e.ip))
+        .collect();
+    ips.sort();
+    ips.dedup();
+    ips
+}
+
+/// Service ports and endpoints for the rule renderers' tests.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+
+    /// An endpoint at `ip`:8080.
+    pub fn ep(ip: &str, ready: bool, local: bool) -> Endpoint {
+        Endpoint {
+            ip: ip.parse().unwrap(),
+            port: 8080,
+            ready,
+            serving: ready,
+            terminating: false,
+            local,
+        }
+    }
+
+    /// `default/web:http`, cluster IP 10.43.0.5 port 80, over `eps`.
+    pub fn port(eps: Vec<Endpoint>) -> ServicePort {
+        ServicePort {
+            name: "default/web:http".into(),
+            protocol: Protocol::Tcp,
+            cluster_ip: "10.43.0.5".parse().unwrap(),
+            port: 80,
+            node_port: None,
+            external_ips: vec![],
+            load_balancer_ips: vec![],
+            load_balancer_source_ranges: vec![],
+            external_local: false,
+            internal_local: false,
+            affinity_seconds: None,
+            endpoints: eps,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

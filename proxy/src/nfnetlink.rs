@@ -216,6 +216,32 @@ impl Socket {
         Ok(())
     }
 
+    fn send(&self, buf: &[u8]) -> io::Result<()> {
+        // SAFETY: buf is valid for its length.
+        let sent = unsafe { libc::send(self.fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), 0) };
+        if sent < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// One read of answers into `buf`; how many bytes.
+    fn recv(&self, buf: &mut [u8], flags: i32) -> io::Result<usize> {
+        // SAFETY: buf is valid for its length.
+        let n = unsafe {
+            libc::recv(
+                self.fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                flags,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+
     /// Sends `batch` and waits for the kernel's verdict on it. Blocking:
     /// the kernel does the whole transaction inside the send.
     pub fn apply(&self, batch: Batch) -> Result<(), NetlinkError> {
@@ -228,54 +254,27 @@ impl Socket {
         {
             self.set_int(libc::SOL_SOCKET, libc::SO_SNDBUF, want)?;
         }
-        // SAFETY: buf is valid for its length.
-        let sent = unsafe { libc::send(self.fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), 0) };
-        if sent < 0 {
-            return Err(io::Error::last_os_error().into());
-        }
+        self.send(&buf)?;
         // Every answer is queued by now.
         let mut answer = vec![0u8; 1 << 16];
         let mut acknowledged = false;
         loop {
-            // SAFETY: answer is valid for its length.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    answer.as_mut_ptr().cast(),
-                    answer.len(),
-                    libc::MSG_DONTWAIT,
-                )
+            let n = match self.recv(&mut answer, libc::MSG_DONTWAIT) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e.into()),
             };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::WouldBlock {
-                    break;
-                }
-                return Err(e.into());
-            }
-            let mut msgs = &answer[..n as usize];
-            while msgs.len() >= 16 {
-                let len = u32::from_ne_bytes(msgs[0..4].try_into().expect("4 bytes")) as usize;
-                let ty = u16::from_ne_bytes([msgs[4], msgs[5]]);
-                let flags = u16::from_ne_bytes([msgs[6], msgs[7]]);
-                if len < 16 || len > msgs.len() {
-                    break;
-                }
-                let msg = &msgs[..len];
-                if ty == NLMSG_ERROR && len >= 20 {
-                    let code = i32::from_ne_bytes(msg[16..20].try_into().expect("4 bytes"));
-                    if code != 0 {
+            for m in messages(&answer[..n]) {
+                match m.error() {
+                    Some(0) if m.acked_seq() == Some(acked) => acknowledged = true,
+                    Some(0) | None => {}
+                    Some(code) => {
                         return Err(NetlinkError::Refused {
                             errno: io::Error::from_raw_os_error(-code),
-                            message: ext_ack_message(msg, flags),
-                        });
-                    }
-                    let seq = u32::from_ne_bytes(msg[28..32].try_into().unwrap_or([0; 4]));
-                    if len >= 32 && seq == acked {
-                        acknowledged = true;
+                            message: ext_ack_message(m.bytes, m.flags),
+                        })
                     }
                 }
-                msgs = &msgs[(len + 3) & !3..];
             }
         }
         if acknowledged {
@@ -300,52 +299,62 @@ impl Socket {
         let start = b.header(ty, NLM_F_REQUEST | NLM_F_DUMP, NFPROTO_IPV4, 0);
         attrs(&mut Attrs { buf: &mut b.buf });
         b.finish_msg(start);
-        // SAFETY: the buffer is valid for its length.
-        let sent =
-            unsafe { libc::send(self.fd.as_raw_fd(), b.buf.as_ptr().cast(), b.buf.len(), 0) };
-        if sent < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        self.send(&b.buf)?;
         let mut out = Vec::new();
         let mut answer = vec![0u8; 1 << 16];
         loop {
-            // SAFETY: answer is valid for its length.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    answer.as_mut_ptr().cast(),
-                    answer.len(),
-                    0,
-                )
-            };
-            if n < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let mut msgs = &answer[..n as usize];
-            while msgs.len() >= 16 {
-                let len = u32::from_ne_bytes(msgs[0..4].try_into().expect("4 bytes")) as usize;
-                let ty = u16::from_ne_bytes([msgs[4], msgs[5]]);
-                if len < 16 || len > msgs.len() {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "short netlink message",
-                    ));
+            let n = self.recv(&mut answer, 0)?;
+            for m in messages(&answer[..n]) {
+                match (m.ty, m.error()) {
+                    (NLMSG_DONE, _) => return Ok(out),
+                    (_, Some(0)) => {}
+                    // No such table: nothing of ours.
+                    (_, Some(code)) if code == -libc::ENOENT => return Ok(out),
+                    (_, Some(code)) => return Err(io::Error::from_raw_os_error(-code)),
+                    _ => out.push(m.bytes.get(20..).unwrap_or_default().to_vec()),
                 }
-                match ty {
-                    NLMSG_DONE => return Ok(out),
-                    NLMSG_ERROR => {
-                        let code = i32::from_ne_bytes(msgs[16..20].try_into().expect("4 bytes"));
-                        if code == -libc::ENOENT {
-                            return Ok(out);
-                        }
-                        return Err(io::Error::from_raw_os_error(-code));
-                    }
-                    _ => out.push(msgs[20.min(len)..len].to_vec()),
-                }
-                msgs = &msgs[((len + 3) & !3).min(msgs.len())..];
             }
         }
     }
+}
+
+/// One netlink message of an answer.
+struct Message<'a> {
+    ty: u16,
+    flags: u16,
+    /// The whole message, its header included.
+    bytes: &'a [u8],
+}
+
+impl Message<'_> {
+    /// An error message's code (0: an acknowledgement).
+    fn error(&self) -> Option<i32> {
+        let code = self.bytes.get(16..20)?;
+        (self.ty == NLMSG_ERROR).then(|| i32::from_ne_bytes(code.try_into().expect("4 bytes")))
+    }
+
+    /// The sequence number of the request an error message answers.
+    fn acked_seq(&self) -> Option<u32> {
+        let seq = self.bytes.get(28..32)?;
+        Some(u32::from_ne_bytes(seq.try_into().expect("4 bytes")))
+    }
+}
+
+/// The messages in one read of a netlink socket.
+fn messages(mut buf: &[u8]) -> impl Iterator<Item = Message<'_>> {
+    std::iter::from_fn(move || {
+        let len = u32::from_ne_bytes(buf.get(0..4)?.try_into().ok()?) as usize;
+        if len < 16 || len > buf.len() {
+            return None;
+        }
+        let m = Message {
+            ty: u16::from_ne_bytes([buf[4], buf[5]]),
+            flags: u16::from_ne_bytes([buf[6], buf[7]]),
+            bytes: &buf[..len],
+        };
+        buf = &buf[((len + 3) & !3).min(buf.len())..];
+        Some(m)
+    })
 }
 
 /// The string attribute `ty` among a message's attributes.

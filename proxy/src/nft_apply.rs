@@ -712,35 +712,12 @@ impl NftKernel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Endpoint, Protocol, ServicePort};
+    use crate::model::fixtures::{ep, port};
     use crate::nftables;
     use crate::rules::Context;
 
     fn web(ips: &[&str]) -> NftRuleset {
-        let sp = ServicePort {
-            name: "default/web".into(),
-            protocol: Protocol::Tcp,
-            cluster_ip: "10.43.0.5".parse().unwrap(),
-            port: 80,
-            node_port: None,
-            external_ips: vec![],
-            load_balancer_ips: vec![],
-            load_balancer_source_ranges: vec![],
-            external_local: false,
-            internal_local: false,
-            affinity_seconds: None,
-            endpoints: ips
-                .iter()
-                .map(|ip| Endpoint {
-                    ip: ip.parse().unwrap(),
-                    port: 8080,
-                    ready: true,
-                    serving: true,
-                    terminating: false,
-                    local: false,
-                })
-                .collect(),
-        };
+        let sp = port(ips.iter().map(|ip| ep(ip, true, false)).collect());
         nftables::render(&[sp], &Context::default())
     }
 

@@ -44,11 +44,10 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use foldhash::HashMap;
-use sha2::{Digest, Sha256};
 
-use crate::model::{Endpoint, Protocol, ServicePort};
+use crate::model::{self, Endpoint, Protocol, ServicePort};
 use crate::nft_expr::{Hook, Rule, Stmt, Verdict};
-use crate::rules::Context;
+use crate::rules::{digest, Context};
 
 /// The table everything lives in (family `ip`).
 pub const TABLE: &str = "skiff";
@@ -238,12 +237,7 @@ pub struct Fragment {
 /// A chain's name (`<prefix><16 hex digits>`) and the endpoint map place
 /// it would take (shard, slot), all from one hash of what it is for.
 fn named(prefix: &str, parts: &[&str]) -> (Arc<str>, u16, u16) {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update(p.as_bytes());
-        h.update([0]);
-    }
-    let d = h.finalize();
+    let d = digest(parts);
     let mut name = String::with_capacity(prefix.len() + 16);
     name.push_str(prefix);
     for b in &d[..8] {
@@ -283,18 +277,13 @@ pub fn render(ports: &[ServicePort], ctx: &Context) -> NftRuleset {
 /// The rules of `ports` alone.
 pub fn fragment(ports: &[ServicePort], ctx: &Context) -> Fragment {
     let mut f = Fragment::default();
-    let mut sorted: Vec<&ServicePort> = ports.iter().collect();
-    sorted.sort_by(|a, b| (&a.name, a.protocol).cmp(&(&b.name, b.protocol)));
-    for sp in sorted {
+    for sp in model::in_rule_order(ports) {
         service_port(&mut f, sp, ctx);
     }
-    f.hairpin = ports
-        .iter()
-        .flat_map(|sp| sp.endpoints.iter().filter(|e| e.local))
-        .filter_map(|e| v4(e.ip))
+    f.hairpin = model::local_endpoint_ips(ports)
+        .into_iter()
+        .filter_map(v4)
         .collect();
-    f.hairpin.sort();
-    f.hairpin.dedup();
     f
 }
 
@@ -705,34 +694,7 @@ fn cascade(out: &mut Vec<Rule>, proto: Protocol, targets: &[(Ipv4Addr, u16)], se
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ep(ip: &str, ready: bool, local: bool) -> Endpoint {
-        Endpoint {
-            ip: ip.parse().unwrap(),
-            port: 8080,
-            ready,
-            serving: ready,
-            terminating: false,
-            local,
-        }
-    }
-
-    fn port(eps: Vec<Endpoint>) -> ServicePort {
-        ServicePort {
-            name: "default/web:http".into(),
-            protocol: Protocol::Tcp,
-            cluster_ip: "10.43.0.5".parse().unwrap(),
-            port: 80,
-            node_port: None,
-            external_ips: vec![],
-            load_balancer_ips: vec![],
-            load_balancer_source_ranges: vec![],
-            external_local: false,
-            internal_local: false,
-            affinity_seconds: None,
-            endpoints: eps,
-        }
-    }
+    use crate::model::fixtures::{ep, port};
 
     fn ctx() -> Context {
         Context {

@@ -38,7 +38,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use skiff_machinery::cidr::Cidr;
 
-use crate::model::{Endpoint, ServicePort};
+use crate::model::{self, Endpoint, ServicePort};
 
 pub const SERVICES: &str = "SKIFF-SERVICES";
 pub const NODEPORTS: &str = "SKIFF-NODEPORTS";
@@ -171,16 +171,21 @@ pub struct Context {
     pub cluster_cidr: Option<Cidr>,
 }
 
-fn hash_name(prefix: &str, parts: &[&str]) -> String {
+/// A hash of what a chain is for (`parts`), stable across syncs and
+/// restarts, so the chain keeps its name.
+pub(crate) fn digest(parts: &[&str]) -> [u8; 32] {
     let mut h = Sha256::new();
     for p in parts {
         h.update(p.as_bytes());
         h.update([0]);
     }
-    let digest = h.finalize();
+    h.finalize().into()
+}
+
+fn hash_name(prefix: &str, parts: &[&str]) -> String {
     let mut name = String::with_capacity(prefix.len() + 16);
     name.push_str(prefix);
-    for b in &digest[..8] {
+    for b in &digest(parts)[..8] {
         let _ = write!(name, "{b:02X}");
     }
     name
@@ -217,17 +222,9 @@ pub fn render(ports: &[ServicePort], ctx: &Context) -> Ruleset {
 /// The rules of `ports` alone.
 pub fn fragment(ports: &[ServicePort], ctx: &Context) -> Fragment {
     let mut d = Draft::default();
-    let mut sorted: Vec<&ServicePort> = ports.iter().collect();
-    sorted.sort_by(|a, b| (&a.name, a.protocol).cmp(&(&b.name, b.protocol)));
-    for sp in sorted {
+    for sp in model::in_rule_order(ports) {
         service_port(&mut d, sp, ctx);
     }
-    let mut hairpin: Vec<IpAddr> = ports
-        .iter()
-        .flat_map(|sp| sp.endpoints.iter().filter(|e| e.local).map(|e| e.ip))
-        .collect();
-    hairpin.sort();
-    hairpin.dedup();
     Fragment {
         services: d.nat.take(SERVICES),
         nodeports: d.nat.take(NODEPORTS),
@@ -239,7 +236,7 @@ pub fn fragment(ports: &[ServicePort], ctx: &Context) -> Fragment {
             .into_iter()
             .map(|(k, v)| (Arc::from(k), Rules::new(v)))
             .collect(),
-        hairpin,
+        hairpin: model::local_endpoint_ips(ports),
     }
 }
 
@@ -545,35 +542,7 @@ fn full_mask(ip: IpAddr) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Protocol;
-
-    fn ep(ip: &str, ready: bool, local: bool) -> Endpoint {
-        Endpoint {
-            ip: ip.parse().unwrap(),
-            port: 8080,
-            ready,
-            serving: ready,
-            terminating: false,
-            local,
-        }
-    }
-
-    fn port(eps: Vec<Endpoint>) -> ServicePort {
-        ServicePort {
-            name: "default/web:http".into(),
-            protocol: Protocol::Tcp,
-            cluster_ip: "10.43.0.5".parse().unwrap(),
-            port: 80,
-            node_port: None,
-            external_ips: vec![],
-            load_balancer_ips: vec![],
-            load_balancer_source_ranges: vec![],
-            external_local: false,
-            internal_local: false,
-            affinity_seconds: None,
-            endpoints: eps,
-        }
-    }
+    use crate::model::fixtures::{ep, port};
 
     fn ctx() -> Context {
         Context {

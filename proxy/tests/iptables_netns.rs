@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use skiff_proxy::model::ServicePort;
 use skiff_proxy::restore::Kernel;
-use skiff_proxy::rules::{self, Context};
+use skiff_proxy::rules;
 
 /// Our chains and the jumps to them, as the kernel lists them.
 fn ours() -> BTreeMap<String, Vec<String>> {
@@ -45,21 +45,8 @@ fn services_route_refuse_stick_and_resync_without_drift() {
         eprintln!("skipping: {why}");
         return;
     }
-    let lab = Lab::new();
-    for (i, p) in lab.pods.iter().enumerate() {
-        serve(p.clone(), i);
-    }
-    let node = lab.node.clone();
     // Everything below runs on a thread inside the node namespace.
-    std::thread::spawn(move || {
-        enter_netns(&node);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let ctx = Context {
-            cluster_cidr: Some("10.99.0.0/16".parse().unwrap()),
-        };
+    on_node(|rt, ctx| {
         let mut kernel = Kernel::default();
         let mut sync = |ports: Vec<ServicePort>, full: bool| {
             let rs = rules::render(&ports, &ctx);
@@ -121,8 +108,5 @@ fn services_route_refuse_stick_and_resync_without_drift() {
         assert_eq!(after_changes, ours());
         assert!(ask("10.43.0.5:80").is_ok());
         rt.block_on(Kernel::remove_all()).unwrap();
-    })
-    .join()
-    .unwrap();
-    drop(lab);
+    });
 }

@@ -12,7 +12,6 @@ use common::*;
 use skiff_proxy::model::ServicePort;
 use skiff_proxy::nft_apply::NftKernel;
 use skiff_proxy::nftables::{self, TABLE};
-use skiff_proxy::rules::Context;
 
 /// Our table as the kernel lists it, in an order of its own: each chain's
 /// rules, each map's and set's sorted elements.
@@ -71,21 +70,8 @@ fn services_route_refuse_stick_and_resync_without_drift() {
         eprintln!("skipping: {why}");
         return;
     }
-    let lab = Lab::new();
-    for (i, p) in lab.pods.iter().enumerate() {
-        serve(p.clone(), i);
-    }
-    let node = lab.node.clone();
     // Everything below runs on a thread inside the node namespace.
-    std::thread::spawn(move || {
-        enter_netns(&node);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let ctx = Context {
-            cluster_cidr: Some("10.99.0.0/16".parse().unwrap()),
-        };
+    on_node(|rt, ctx| {
         let mut kernel = NftKernel::default();
         let mut sync = |ports: Vec<ServicePort>, full: bool| {
             let rs = nftables::render(&ports, &ctx);
@@ -178,8 +164,5 @@ fn services_route_refuse_stick_and_resync_without_drift() {
         assert_eq!(balancing.count(), 1, "{left:?}");
         assert_eq!(ask("10.43.0.5:80").unwrap(), "pod1");
         rt.block_on(NftKernel::remove_all()).unwrap();
-    })
-    .join()
-    .unwrap();
-    drop(lab);
+    });
 }

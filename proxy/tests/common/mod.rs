@@ -14,6 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use skiff_proxy::model::{Endpoint, Protocol, ServicePort};
+use skiff_proxy::rules::Context;
 
 pub const PODS: usize = 3;
 
@@ -119,6 +120,33 @@ impl Lab {
             &["-n", n, "route", "add", "10.43.0.0/16", "via", &pod_ip(0)],
         );
         lab
+    }
+}
+
+/// Starts every pod's server, then runs `body` on a thread inside the
+/// node namespace with a runtime of its own (and the pod range as the
+/// cluster CIDR); the namespaces go when it returns or fails.
+pub fn on_node(body: impl FnOnce(&tokio::runtime::Runtime, Context) + Send + 'static) {
+    let lab = Lab::new();
+    for (i, p) in lab.pods.iter().enumerate() {
+        serve(p.clone(), i);
+    }
+    let node = lab.node.clone();
+    let done = std::thread::spawn(move || {
+        enter_netns(&node);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let ctx = Context {
+            cluster_cidr: Some("10.99.0.0/16".parse().unwrap()),
+        };
+        body(&rt, ctx);
+    })
+    .join();
+    drop(lab);
+    if let Err(panic) = done {
+        std::panic::resume_unwind(panic);
     }
 }
 
