@@ -411,6 +411,10 @@ const SET_DATA_TYPE: u16 = 6;
 const SET_DATA_LEN: u16 = 7;
 const SET_ID: u16 = 10;
 const SET_TIMEOUT: u16 = 11;
+const SET_USERDATA: u16 = 13;
+/// nft's note on a set (a TLV of its own): the key is in host byte order,
+/// so `nft list` shows the endpoint maps' slots as the rules' offsets.
+const KEY_IN_HOST_ORDER: [u8; 6] = [0, 4, 1, 0, 0, 0];
 const SET_F_MAP: u32 = 0x8;
 const SET_F_TIMEOUT: u32 = 0x10;
 const SET_F_EVAL: u32 = 0x20;
@@ -513,6 +517,9 @@ impl SetKind {
         if let Some((ty, len)) = data {
             a.u32(SET_DATA_TYPE, ty);
             a.u32(SET_DATA_LEN, len);
+        }
+        if self == SetKind::Endpoints {
+            a.bytes(SET_USERDATA, &KEY_IN_HOST_ORDER);
         }
         if let SetKind::Affinity(secs) = self {
             a.u64(SET_TIMEOUT, u64::from(secs) * 1000);
