@@ -290,13 +290,28 @@ impl Socket {
     /// family ip, filtered by `attrs`) answers with, each as its
     /// attributes' bytes. Blocking, briefly.
     pub fn dump(&self, msg: u16, attrs: impl FnOnce(&mut Attrs)) -> io::Result<Vec<Vec<u8>>> {
+        self.query(msg, NLM_F_DUMP, attrs)
+    }
+
+    /// The one object a get request of type `msg` names with `attrs`, as
+    /// its attributes' bytes; None if there is none.
+    pub fn get(&self, msg: u16, attrs: impl FnOnce(&mut Attrs)) -> io::Result<Option<Vec<u8>>> {
+        Ok(self.query(msg, 0, attrs)?.pop())
+    }
+
+    fn query(
+        &self,
+        msg: u16,
+        flags: u16,
+        attrs: impl FnOnce(&mut Attrs),
+    ) -> io::Result<Vec<Vec<u8>>> {
         let ty = (NFNL_SUBSYS_NFTABLES << 8) | msg;
         let mut b = Batch {
             buf: Vec::new(),
             seq: 0,
             last: None,
         };
-        let start = b.header(ty, NLM_F_REQUEST | NLM_F_DUMP, NFPROTO_IPV4, 0);
+        let start = b.header(ty, NLM_F_REQUEST | flags, NFPROTO_IPV4, 0);
         attrs(&mut Attrs { buf: &mut b.buf });
         b.finish_msg(start);
         self.send(&b.buf)?;
@@ -308,10 +323,16 @@ impl Socket {
                 match (m.ty, m.error()) {
                     (NLMSG_DONE, _) => return Ok(out),
                     (_, Some(0)) => {}
-                    // No such table: nothing of ours.
+                    // No such table or object: nothing of ours.
                     (_, Some(code)) if code == -libc::ENOENT => return Ok(out),
                     (_, Some(code)) => return Err(io::Error::from_raw_os_error(-code)),
-                    _ => out.push(m.bytes.get(20..).unwrap_or_default().to_vec()),
+                    _ => {
+                        out.push(m.bytes.get(20..).unwrap_or_default().to_vec());
+                        // A get is answered with the object alone.
+                        if flags & NLM_F_DUMP == 0 {
+                            return Ok(out);
+                        }
+                    }
                 }
             }
         }
@@ -383,21 +404,7 @@ fn ext_ack_message(msg: &[u8], flags: u16) -> Option<String> {
         return None;
     }
     // nlmsghdr (16) + error (4) + the request's nlmsghdr (16).
-    let mut tlvs = msg.get(36..)?;
-    while tlvs.len() >= 4 {
-        let len = u16::from_ne_bytes([tlvs[0], tlvs[1]]) as usize;
-        let ty = u16::from_ne_bytes([tlvs[2], tlvs[3]]);
-        if len < 4 || len > tlvs.len() {
-            return None;
-        }
-        if ty == NLMSGERR_ATTR_MSG {
-            let text = &tlvs[4..len];
-            let text = text.split(|b| *b == 0).next().unwrap_or_default();
-            return Some(String::from_utf8_lossy(text).into_owned());
-        }
-        tlvs = tlvs.get((len + 3) & !3..)?;
-    }
-    None
+    string_attr(msg.get(36..)?, NLMSGERR_ATTR_MSG)
 }
 
 #[cfg(test)]

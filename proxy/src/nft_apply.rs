@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::Ipv4Addr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use crate::nfnetlink::{
     string_attr, Attrs, Batch, NetlinkError, Socket, NLM_F_APPEND, NLM_F_CREATE,
@@ -79,12 +79,22 @@ pub struct Present {
     pub sets: Vec<String>,
 }
 
+/// The names of the fixed maps and sets, made once: a sync names one per
+/// element it writes.
+static VERDICT_MAP_NAMES: LazyLock<Vec<Arc<str>>> = LazyLock::new(|| {
+    VerdictMap::ALL
+        .iter()
+        .map(|m| Arc::from(m.name()))
+        .collect()
+});
+static HAIRPIN_NAME: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(HAIRPIN_SET));
+
 fn verdict_map(m: VerdictMap) -> (Arc<str>, SetKind) {
-    (Arc::from(m.name()), SetKind::Verdicts(m))
+    (VERDICT_MAP_NAMES[m as usize].clone(), SetKind::Verdicts(m))
 }
 
 fn hairpin() -> Arc<str> {
-    Arc::from(HAIRPIN_SET)
+    HAIRPIN_NAME.clone()
 }
 
 /// The elements of `range`.
@@ -698,8 +708,14 @@ impl NftKernel {
     /// Whether our table still has its hooks (a `nft flush ruleset` or a
     /// firewall reload removes them); false makes the loop write all.
     pub async fn intact() -> Result<bool, NftError> {
-        let chains = with_socket(|s| names(&s, MSG_GETCHAIN, CHAIN_TABLE, CHAIN_NAME)).await?;
-        Ok(chains.iter().any(|c| c == "nat-prerouting"))
+        with_socket(|s| {
+            let chain = s.get(MSG_GETCHAIN, |a| {
+                a.str(CHAIN_TABLE, TABLE);
+                a.str(CHAIN_NAME, "nat-prerouting");
+            });
+            Ok(chain.map_err(NetlinkError::from)?.is_some())
+        })
+        .await
     }
 
     /// Removes our table (`skiff proxy --cleanup`, the other mode's start,

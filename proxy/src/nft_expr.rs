@@ -389,6 +389,17 @@ fn mark_set(a: &mut Attrs, mask: u32, xor: u32) {
     });
 }
 
+/// DNAT to the address in REG_1 and the port in `port_reg`.
+fn dnat(a: &mut Attrs, port_reg: u32) {
+    expr(a, "nat", |a| {
+        a.u32(NAT_TYPE, NAT_DNAT);
+        a.u32(NAT_FAMILY, NFPROTO_IPV4);
+        a.u32(NAT_REG_ADDR_MIN, REG_1);
+        a.u32(NAT_REG_PROTO_MIN, port_reg);
+        a.u32(NAT_FLAGS, NAT_RANGE_PROTO_SPECIFIED);
+    });
+}
+
 fn saddr(a: &mut Attrs, dreg: u32) {
     payload(a, NETWORK_HEADER, 12, 4, dreg);
 }
@@ -505,13 +516,7 @@ impl Stmt {
             Stmt::Dnat(ip, port) => {
                 immediate(a, REG_1, &ip.octets());
                 immediate(a, REG_2, &port.to_be_bytes());
-                expr(a, "nat", |a| {
-                    a.u32(NAT_TYPE, NAT_DNAT);
-                    a.u32(NAT_FAMILY, NFPROTO_IPV4);
-                    a.u32(NAT_REG_ADDR_MIN, REG_1);
-                    a.u32(NAT_REG_PROTO_MIN, REG_2);
-                    a.u32(NAT_FLAGS, NAT_RANGE_PROTO_SPECIFIED);
-                });
+                dnat(a, REG_2);
             }
             Stmt::DnatPick {
                 modulus,
@@ -524,14 +529,9 @@ impl Stmt {
                     a.u32(NG_TYPE, NG_RANDOM);
                     a.u32(NG_OFFSET, *offset);
                 });
+                // The address and port land in REG_1's first two words.
                 lookup(a, map, Some(REG_1));
-                expr(a, "nat", |a| {
-                    a.u32(NAT_TYPE, NAT_DNAT);
-                    a.u32(NAT_FAMILY, NFPROTO_IPV4);
-                    a.u32(NAT_REG_ADDR_MIN, REG_1);
-                    a.u32(NAT_REG_PROTO_MIN, REG32_01);
-                    a.u32(NAT_FLAGS, NAT_RANGE_PROTO_SPECIFIED);
-                });
+                dnat(a, REG32_01);
             }
             Stmt::Masquerade { fully_random } => expr(a, "masq", |a| {
                 if *fully_random {

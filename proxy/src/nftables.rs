@@ -194,17 +194,15 @@ pub struct NftRuleset {
 }
 
 impl NftRuleset {
-    /// Rules (nat, filter).
+    /// Rules (nat, filter): the filter chains are all fixed ones.
     pub fn rule_counts(&self) -> (usize, usize) {
-        let (mut nat, mut filter) = (0, 0);
-        for (name, c) in &self.chains {
-            if FILTER_CHAINS.contains(&&**name) {
-                filter += c.rules.len();
-            } else {
-                nat += c.rules.len();
-            }
-        }
-        (nat, filter)
+        let all: usize = self.chains.values().map(|c| c.rules.len()).sum();
+        let filter: usize = FILTER_CHAINS
+            .iter()
+            .filter_map(|name| self.chains.get(*name))
+            .map(|c| c.rules.len())
+            .sum();
+        (all - filter, filter)
     }
 }
 
@@ -294,6 +292,15 @@ fn rule(stmts: impl IntoIterator<Item = Stmt>) -> Rule {
 fn to(chain: &str) -> Arc<str> {
     Arc::from(chain)
 }
+
+/// The chains of the table itself, made once.
+static FIXED_CHAINS: std::sync::LazyLock<Vec<(Arc<str>, Arc<NftChain>)>> =
+    std::sync::LazyLock::new(|| {
+        fixed_chains()
+            .into_iter()
+            .map(|(name, hook, rules)| (Arc::from(name), NftChain::new(hook, rules)))
+            .collect()
+    });
 
 /// The rules of the table itself, there with no Service.
 fn fixed_chains() -> Vec<(&'static str, Option<Hook>, Vec<Rule>)> {
@@ -411,9 +418,8 @@ pub fn assemble(fragments: &[&Fragment]) -> NftRuleset {
         endpoints: sized(balances),
         ..NftRuleset::default()
     };
-    for (name, hook, rules) in fixed_chains() {
-        rs.chains
-            .insert(Arc::from(name), NftChain::new(hook, rules));
+    for (name, chain) in FIXED_CHAINS.iter() {
+        rs.chains.insert(name.clone(), chain.clone());
     }
     let mut owners: HashMap<(u16, u16), &Arc<str>> = sized(balances);
     for b in fragments.iter().flat_map(|f| &f.balances) {
