@@ -11,24 +11,25 @@ pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// Builds the release skiff binary and returns its path.
+/// Builds the release skiff binary (and its static shim beside it, as
+/// `scripts/build-release` does for users) and returns its path.
 pub fn skiff_binary() -> Result<PathBuf> {
     // A binary built beforehand (e.g. while others edit the tree) skips the build.
     if let Some(bin) = std::env::var_os("SKIFF_BIN") {
         return Ok(PathBuf::from(bin));
     }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--release", "-q", "-p", "skiff"])
+    // This program is <target dir>/release/skiff-bench: skiff goes beside it.
+    let exe = std::env::current_exe()?;
+    let release = exe.parent().context("bench binary has a folder")?;
+    let target = release.parent().context("release folder has a parent")?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-release");
+    let status = Command::new(script)
+        .env("CARGO_TARGET_DIR", target)
         .status()?;
     if !status.success() {
         bail!("building skiff failed");
     }
-    let exe = std::env::current_exe()?;
-    let bin = exe
-        .parent()
-        .context("bench binary has a folder")?
-        .join("skiff");
+    let bin = release.join("skiff");
     if !bin.exists() {
         bail!("{} not found", bin.display());
     }
