@@ -31,6 +31,7 @@ pub enum CauseKind {
     Duplicate,
     TooLong,
     TooMany,
+    NotFound,
 }
 
 impl Cause {
@@ -83,6 +84,14 @@ impl Cause {
         }
     }
 
+    pub fn not_found(field: impl Into<String>, value: &Value) -> Self {
+        Cause {
+            kind: CauseKind::NotFound,
+            field: field.into(),
+            message: format!("Not found: {value}"),
+        }
+    }
+
     fn reason(&self) -> &'static str {
         match self.kind {
             CauseKind::Required => "FieldValueRequired",
@@ -92,6 +101,7 @@ impl Cause {
             CauseKind::Duplicate => "FieldValueDuplicate",
             CauseKind::TooLong => "FieldValueTooLong",
             CauseKind::TooMany => "FieldValueTooMany",
+            CauseKind::NotFound => "FieldValueNotFound",
         }
     }
 }
@@ -229,12 +239,18 @@ impl ApiError {
         )
     }
 
+    /// A path the server does not serve. Upstream's Status carries empty
+    /// details here, and kubectl reads them (`kubectl debug` tells a
+    /// missing subresource by an empty `details.name`).
     pub fn not_found_path() -> Self {
-        Self::new(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        )
+        ApiError {
+            details: Some(json!({})),
+            ..Self::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )
+        }
     }
 
     pub fn unsupported_media_type(ct: &str) -> Self {

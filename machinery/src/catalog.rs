@@ -36,6 +36,9 @@ pub enum Subresource {
     Proxy,
     Token,
     Finalize,
+    /// A pod's `ephemeralcontainers`: only spec.ephemeralContainers changes
+    /// (`kubectl debug`).
+    EphemeralContainers,
 }
 
 impl Subresource {
@@ -52,6 +55,7 @@ impl Subresource {
             Subresource::Proxy => "proxy",
             Subresource::Token => "token",
             Subresource::Finalize => "finalize",
+            Subresource::EphemeralContainers => "ephemeralcontainers",
         }
     }
 
@@ -67,13 +71,15 @@ impl Subresource {
             | Subresource::Attach
             | Subresource::PortForward
             | Subresource::Proxy => Some(("", "v1", "")),
-            Subresource::Status | Subresource::Finalize => None,
+            Subresource::Status | Subresource::Finalize | Subresource::EphemeralContainers => None,
         }
     }
 
     pub fn verbs(self) -> &'static [&'static str] {
         match self {
-            Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
+            Subresource::Status | Subresource::Scale | Subresource::EphemeralContainers => {
+                &["get", "patch", "update"]
+            }
             Subresource::Binding | Subresource::Eviction | Subresource::Token => &["create"],
             Subresource::Log => &["get"],
             Subresource::Exec | Subresource::Attach | Subresource::PortForward => {
@@ -191,7 +197,7 @@ pub static RESOURCES: &[Resource] = &[
     r("", "v1", "Node", "nodes", "node", CLUSTER, &["no"], &[], &[Status, Proxy]),
     r("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", NS, &["pvc"], &[], &[Status]),
     r("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", CLUSTER, &["pv"], &[], &[Status]),
-    r("", "v1", "Pod", "pods", "pod", NS, &["po"], ALL, &[Attach, Binding, Eviction, Exec, Log, PortForward, Proxy, Status]),
+    r("", "v1", "Pod", "pods", "pod", NS, &["po"], ALL, &[Attach, Binding, EphemeralContainers, Eviction, Exec, Log, PortForward, Proxy, Status]),
     r("", "v1", "PodTemplate", "podtemplates", "podtemplate", NS, &[], &[], &[]),
     r("", "v1", "ReplicationController", "replicationcontrollers", "replicationcontroller", NS, &["rc"], ALL, &[Scale, Status]),
     r("", "v1", "ResourceQuota", "resourcequotas", "resourcequota", NS, &["quota"], &[], &[Status]),

@@ -1,7 +1,8 @@
 //! Streaming between kubectl, the API server and a real node agent:
 //! `kubectl logs` (every flag), `exec` (exit codes, stdin, a terminal),
-//! `cp`, `attach` and `port-forward`, over kubectl's WebSocket protocols and
-//! its SPDY fallbacks; and the agent's port refusing strangers. Needs root,
+//! `cp`, `attach`, `port-forward` and `debug` (ephemeral containers), over
+//! kubectl's WebSocket protocols and its SPDY fallbacks; and the agent's
+//! port refusing strangers. Needs root,
 //! runc, the CNI plugins, busybox-static, kubectl and util-linux `script`;
 //! skipped otherwise.
 
@@ -556,6 +557,147 @@ async fn exec_cp_attach_port_forward() {
     );
 
     agent_port_refuses_strangers(&node);
+}
+
+/// The state name (`running`, `terminated`, …) and its reason of a pod's
+/// ephemeral container.
+fn ephemeral_state(p: &Pod, name: &str) -> Option<(String, String)> {
+    let statuses = p.status.as_ref()?.ephemeral_container_statuses.as_ref()?;
+    let state =
+        serde_json::to_value(statuses.iter().find(|s| s.name == name)?.state.as_ref()?).ok()?;
+    let (kind, detail) = state.as_object()?.iter().next()?;
+    let reason = detail["reason"].as_str().unwrap_or_default().to_string();
+    Some((kind.clone(), reason))
+}
+
+/// `kubectl debug`: ephemeral containers added to a running pod through its
+/// `ephemeralcontainers` subresource, run in the pod's namespaces (and its
+/// target's PID namespace), attached to, reported and never restarted.
+#[tokio::test]
+async fn debug_adds_ephemeral_containers() {
+    if skip() {
+        return;
+    }
+    let node = RealNode::start("stream-debug");
+    let pods: Api<Pod> = Api::namespaced(ready_node(&node).await, "default");
+    apply(
+        &node,
+        pod("web", json!([container("c", "exec httpd -f -p 8080 -h /")])),
+    );
+    wait_pod(&pods, "web", 90, "Running", running).await;
+
+    // -i with a target: it reads what we send and sees the target's processes.
+    let debug = |name: &str, extra: &[&str], script: &str| -> Vec<String> {
+        [
+            &[
+                "debug",
+                "web",
+                "-c",
+                name,
+                "--image",
+                IMAGE,
+                "--image-pull-policy",
+                "Never",
+            ][..],
+            extra,
+            &["--", "sh", "-c", script][..],
+        ]
+        .concat()
+        .into_iter()
+        .map(String::from)
+        .collect()
+    };
+    let args = debug("dbg", &["-i", "--target", "c"], "read x; echo got $x; ps");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = kubectl(&node, &args, Some("hello\n"), &[], 90);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("got hello"), "{text}");
+    assert!(text.contains("httpd -f -p 8080"), "{text}");
+    let p = wait_pod(&pods, "web", 60, "the debugger completed", |p| {
+        ephemeral_state(p, "dbg") == Some(("terminated".into(), "Completed".into()))
+    })
+    .await;
+    // The pod's own readiness is its containers'; the debugger is not ready.
+    assert!(running(&p));
+    let st = &p.status.unwrap().ephemeral_container_statuses.unwrap()[0];
+    assert!(!st.ready);
+    assert_eq!(st.restart_count, 0);
+    assert_eq!(
+        ok(&node, &["logs", "web", "-c", "dbg"]).lines().next(),
+        Some("got hello")
+    );
+
+    // -it: a terminal of the client's size; without a target, a PID
+    // namespace of its own; a failing debugger is not started again.
+    let out = in_terminal(
+        &node,
+        "90",
+        "20",
+        "",
+        "debug web -it -c term --image localhost/busybox:latest --image-pull-policy Never -- sh -c 'read x; tty; stty size; echo typed $x; ps; exit 3'",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/dev/pts/"), "{text}");
+    assert!(text.contains("20 90"), "{text}");
+    assert!(text.contains("typed hello"), "{text}");
+    assert!(!text.contains("httpd"), "{text}");
+    wait_pod(&pods, "web", 60, "the terminal debugger ended", |p| {
+        ephemeral_state(p, "term") == Some(("terminated".into(), "Error".into()))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let p = pods.get("web").await.unwrap();
+    assert_eq!(
+        ephemeral_state(&p, "term"),
+        Some(("terminated".into(), "Error".into()))
+    );
+
+    // The subresource's rules, as upstream words them.
+    let e = fails(
+        &node,
+        &["debug", "web", "-c", "c", "--image", IMAGE, "--", "true"],
+    );
+    assert!(e.contains("Duplicate value: \"c\""), "{e}");
+    let e = fails(
+        &node,
+        &[
+            "debug", "web", "-c", "x", "--image", IMAGE, "--target", "nope", "--", "true",
+        ],
+    );
+    assert!(
+        e.contains("targetContainerName: Not found: \"nope\""),
+        "{e}"
+    );
+    let mut with_debugger = pod("made", json!([container("c", "sleep 60")]));
+    with_debugger["spec"]["ephemeralContainers"] = json!([{"name": "d", "image": IMAGE}]);
+    let out = kubectl(
+        &node,
+        &["create", "-f", "-"],
+        Some(&with_debugger.to_string()),
+        &[],
+        60,
+    );
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("spec.ephemeralContainers: Forbidden: cannot be set on create"),
+        "{e}"
+    );
+    let names = ok(
+        &node,
+        &[
+            "get",
+            "pod",
+            "web",
+            "-o",
+            "jsonpath={.spec.ephemeralContainers[*].name}",
+        ],
+    );
+    assert_eq!(names, "dbg term");
 }
 
 /// `kubectl <args>` (with `env` before it) in a terminal of `cols`×`rows`

@@ -217,7 +217,9 @@ impl Ctx {
     }
 
     /// Mounts the container's root filesystem, writes its bundle and starts
-    /// it; the error is the message its status shows.
+    /// it (in `pid_namespace` when given); the error is the message its
+    /// status shows.
+    #[allow(clippy::too_many_arguments)]
     pub async fn create_and_start(
         &self,
         pod: &Pod,
@@ -227,6 +229,7 @@ impl Ctx {
         env: Vec<String>,
         mounts: Vec<bundle::BindMount>,
         sandbox: &Sandbox,
+        pid_namespace: Option<std::path::PathBuf>,
     ) -> Result<Started, String> {
         let runtime = self.runtime.clone();
         let (m, layers) = (meta.clone(), image.layers.clone());
@@ -256,6 +259,7 @@ impl Ctx {
             termination_log: self.runtime.termination_log(&meta.id),
             mounts,
             cgroup: self.runtime.cgroup(meta),
+            pid_namespace,
         };
         let mut config = bundle::config(&input);
         crate::runtime::attach::annotate(&mut config, c);

@@ -94,6 +94,8 @@ pub struct PodView<'a> {
     pub start_time: String,
     pub init: Vec<ContainerView>,
     pub containers: Vec<ContainerView>,
+    /// Ephemeral containers (`kubectl debug`): reported, never ready.
+    pub ephemeral: Vec<ContainerView>,
     /// Set when the pod can never run (e.g. an init container failed for good).
     pub failed: bool,
     /// Why the node evicted the pod, when it did (then it failed).
@@ -239,6 +241,12 @@ pub fn build(view: &PodView, previous: Option<&Value>) -> Value {
         "containerStatuses".into(),
         view.containers.iter().map(ContainerView::json).collect(),
     );
+    if !view.ephemeral.is_empty() {
+        status.insert(
+            "ephemeralContainerStatuses".into(),
+            view.ephemeral.iter().map(ContainerView::json).collect(),
+        );
+    }
     if let Some(q) = view.pod.pointer("/status/qosClass") {
         status.insert("qosClass".into(), q.clone());
     }
@@ -272,6 +280,7 @@ mod tests {
                     restarts: 0,
                 })
                 .collect(),
+            ephemeral: vec![],
             failed: false,
             evicted: None,
         }

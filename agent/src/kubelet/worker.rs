@@ -13,7 +13,7 @@ use crate::runtime::cgroups;
 use crate::runtime::container::{new_id, ContainerMeta, State};
 use crate::runtime::sandbox::{PodFiles, Sandbox};
 use crate::runtime::shim::{Exited, Started};
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, EphemeralContainer, Pod};
 use kube::ResourceExt;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -40,6 +40,9 @@ const USAGE_CHECK: Duration = Duration::from_secs(10);
 struct Track {
     name: String,
     init: bool,
+    /// An ephemeral container (`kubectl debug`): started once, never
+    /// restarted, never probed, never ready.
+    ephemeral: bool,
     /// The current instance's id, once one was created.
     current: Option<String>,
     state: Observed,
@@ -62,6 +65,7 @@ impl Track {
         Track {
             name: name.to_string(),
             init,
+            ephemeral: false,
             current: None,
             state: Observed::Waiting {
                 reason: if init {
@@ -92,6 +96,13 @@ impl Track {
         self.started_tx = None;
         self.ready = false;
         self.started = false;
+    }
+
+    fn ephemeral(name: &str) -> Self {
+        Track {
+            ephemeral: true,
+            ..Track::new(name, false)
+        }
     }
 
     fn exited(&self) -> Option<&Terminated> {
@@ -152,6 +163,7 @@ impl Worker {
             .flatten()
             .map(|c| Track::new(&c.name, true))
             .chain(spec.containers.iter().map(|c| Track::new(&c.name, false)))
+            .chain(ephemeral_containers(&pod).map(|c| Track::ephemeral(&c.name)))
             .collect();
         let start_time = pod
             .status
@@ -186,7 +198,11 @@ impl Worker {
 
     fn container_spec(&self, t: &Track) -> Option<Container> {
         let spec = self.pod.spec.as_ref()?;
-        if t.init {
+        if t.ephemeral {
+            ephemeral_containers(&self.pod)
+                .find(|c| c.name == t.name)
+                .map(as_container)
+        } else if t.init {
             spec.init_containers
                 .iter()
                 .flatten()
@@ -210,6 +226,7 @@ impl Worker {
                 return;
             };
             self.pod = pod;
+            self.track_new_ephemeral_containers();
             if self.pod.metadata.deletion_timestamp.is_some() {
                 let grace = self
                     .pod
@@ -247,6 +264,16 @@ impl Worker {
             }
             self.collect_exits();
         }
+    }
+
+    /// Ephemeral containers are added to a running pod (its
+    /// `ephemeralcontainers` subresource): the new ones get a track.
+    fn track_new_ephemeral_containers(&mut self) {
+        let new: Vec<Track> = ephemeral_containers(&self.pod)
+            .filter(|c| !self.tracks.iter().any(|t| t.ephemeral && t.name == c.name))
+            .map(|c| Track::ephemeral(&c.name))
+            .collect();
+        self.tracks.extend(new);
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -519,7 +546,11 @@ impl Worker {
             return true;
         }
         let policy = restart_policy(&self.pod);
-        let apps: Vec<&Track> = self.tracks.iter().filter(|t| !t.init).collect();
+        let apps: Vec<&Track> = self
+            .tracks
+            .iter()
+            .filter(|t| !t.init && !t.ephemeral)
+            .collect();
         !apps.is_empty()
             && apps.iter().all(|t| match t.exited() {
                 Some(e) => !should_restart(&policy, e.exit_code),
@@ -602,6 +633,14 @@ impl Worker {
                 Err(e) => tracing::warn!(pod = %self.pod.name_any(), error = %e, "volume refresh"),
             }
         }
+        // Ephemeral containers start once, whatever the pod's policy (also
+        // while it initializes, as upstream), and are left as they ended.
+        for i in 0..self.tracks.len() {
+            let t = &self.tracks[i];
+            if t.ephemeral && t.current.is_none() && matches!(t.state, Observed::Waiting { .. }) {
+                self.start(i).await;
+            }
+        }
         let policy = restart_policy(&self.pod);
         // Init containers, one at a time, each to success.
         for i in 0..self.tracks.len() {
@@ -627,7 +666,7 @@ impl Worker {
             }
         }
         for i in 0..self.tracks.len() {
-            if self.tracks[i].init {
+            if self.tracks[i].init || self.tracks[i].ephemeral {
                 continue;
             }
             match &self.tracks[i].state {
@@ -650,6 +689,25 @@ impl Worker {
                     }
                 }
             }
+        }
+    }
+
+    /// The PID namespace of the container an ephemeral container targets
+    /// (`targetContainerName`, `kubectl debug --target`), while it runs.
+    fn target_pid_namespace(&self, t: &Track) -> Option<PathBuf> {
+        let target = ephemeral_containers(&self.pod)
+            .find(|c| c.name == t.name)?
+            .target_container_name
+            .clone()?;
+        let id = self
+            .tracks
+            .iter()
+            .find(|o| !o.ephemeral && o.name == target)?
+            .current
+            .clone()?;
+        match self.ctx.runtime.state(&id) {
+            State::Running(s) => Some(PathBuf::from(format!("/proc/{}/ns/pid", s.pid))),
+            _ => None,
         }
     }
 
@@ -818,9 +876,19 @@ impl Worker {
             let _ = self.ctx.runtime.remove(&old).await;
         }
         let prepared = began.elapsed();
+        let pid_namespace = self.target_pid_namespace(&self.tracks[i]);
         let result = self
             .ctx
-            .create_and_start(&self.pod, &spec, &meta, &image, env, mounts, &self.sandbox)
+            .create_and_start(
+                &self.pod,
+                &spec,
+                &meta,
+                &image,
+                env,
+                mounts,
+                &self.sandbox,
+                pid_namespace,
+            )
             .await;
         tracing::debug!(pod = %self.pod.name_any(), container = %spec.name, image_and_env = ?prepared, runtime = ?(began.elapsed() - prepared), "container started");
         let t = &mut self.tracks[i];
@@ -922,10 +990,10 @@ impl Worker {
     /// Writes the status when it changed.
     async fn report(&mut self) {
         let pod_value = serde_json::to_value(&*self.pod).unwrap_or_default();
-        let view = |init: bool| -> Vec<ContainerView> {
+        let view = |init: bool, ephemeral: bool| -> Vec<ContainerView> {
             self.tracks
                 .iter()
-                .filter(|t| t.init == init)
+                .filter(|t| t.init == init && t.ephemeral == ephemeral)
                 .map(|t| {
                     let spec = self.container_spec(t);
                     let running = matches!(t.state, Observed::Running { .. });
@@ -937,7 +1005,7 @@ impl Worker {
                         state: t.state.clone(),
                         last: t.last.clone(),
                         restarts: t.restarts,
-                        ready: (running && t.ready)
+                        ready: (running && t.ready && !t.ephemeral)
                             || (t.init && t.exited().is_some_and(|e| e.exit_code == 0)),
                         started: running && t.started,
                     }
@@ -950,8 +1018,9 @@ impl Worker {
             pod_ip: self.pod_ip.clone(),
             host_ip: self.ctx.host_ip.clone(),
             start_time: self.start_time.clone(),
-            init: view(true),
-            containers: view(false),
+            init: view(true, false),
+            containers: view(false, false),
+            ephemeral: view(false, true),
             failed: self.failed,
             evicted: self.evicted.clone(),
         };
@@ -964,6 +1033,23 @@ impl Worker {
             self.last_status = Some(status);
         }
     }
+}
+
+/// The pod's ephemeral containers.
+fn ephemeral_containers(pod: &Pod) -> impl Iterator<Item = &EphemeralContainer> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.ephemeral_containers.iter().flatten())
+}
+
+/// An ephemeral container as the container it runs as: the same fields
+/// but its target, which only says whose PID namespace it joins.
+fn as_container(e: &EphemeralContainer) -> Container {
+    let mut v = serde_json::to_value(e).unwrap_or_default();
+    if let Some(m) = v.as_object_mut() {
+        m.remove("targetContainerName");
+    }
+    serde_json::from_value(v).unwrap_or_default()
 }
 
 /// What stopping a container needs: its spec (for the preStop hook) and

@@ -125,6 +125,9 @@ pub struct BundleInput<'a> {
     pub termination_log: PathBuf,
     pub mounts: Vec<BindMount>,
     pub cgroup: String,
+    /// The PID namespace to join (an ephemeral container's target's);
+    /// `None` makes one of its own.
+    pub pid_namespace: Option<PathBuf>,
 }
 
 /// The process's argv: the container's command/args merged with the image's
@@ -321,7 +324,10 @@ pub fn config(input: &BundleInput) -> Value {
         .unwrap_or(false);
     let mut namespaces = vec![json!({"type": "mount"})];
     if !host_pid {
-        namespaces.push(json!({"type": "pid"}));
+        match &input.pid_namespace {
+            Some(path) => namespaces.push(json!({"type": "pid", "path": path})),
+            None => namespaces.push(json!({"type": "pid"})),
+        }
     }
     // The pod's own namespaces are joined; those it shares with the node
     // are left out, so the container keeps the agent's (the node's).

@@ -96,20 +96,20 @@ async fn handle_verb(
             let created = reg.create(sres, ns, conversion::to_storage(res, obj), &tracked(&call.query, None)?).await?;
             Ok(output::object_response(res, StatusCode::CREATED, &out(created), format))
         }
-        (&Method::PUT, Some(name), sub @ (None | Some(Subresource::Status))) => {
+        (&Method::PUT, Some(name), sub @ (None | Some(Subresource::Status | Subresource::EphemeralContainers))) => {
             check_duplicates(res, &call, warnings)?;
             let body = request::decode_body(&call.content_type, &call.body)?;
             strategy::check_type(res, &body)?;
             let body = conversion::to_storage(res, body);
-            let part = if sub.is_some() { Part::Status } else { Part::Main };
+            let part = part_of(sub);
             let updated = reg
                 .update_with(sres, ns, name, part, &tracked(&call.query, None)?, "Update", |_| Ok(body.clone()))
                 .await?;
             Ok(output::object_response(res, StatusCode::OK, &out(updated), format))
         }
-        (&Method::PATCH, Some(name), sub @ (None | Some(Subresource::Status))) => {
+        (&Method::PATCH, Some(name), sub @ (None | Some(Subresource::Status | Subresource::EphemeralContainers))) => {
             check_duplicates(res, &call, warnings)?;
-            let part = if sub.is_some() { Part::Status } else { Part::Main };
+            let part = part_of(sub);
             super::patch::patch(&reg, &target, name, part, &call, format, write_options(&call.query)?).await
         }
         (&Method::DELETE, Some(name), None) => {
@@ -118,7 +118,7 @@ async fn handle_verb(
             Ok(output::object_response(res, StatusCode::OK, &obj, Format::Json))
         }
         (&Method::DELETE, None, None) => delete_collection(&reg, &target, &call).await,
-        (&Method::GET, Some(name), Some(Subresource::Status)) => {
+        (&Method::GET, Some(name), Some(Subresource::Status | Subresource::EphemeralContainers)) => {
             let obj = out(reg.get(sres, ns, name).await?);
             Ok(output::object_response(res, StatusCode::OK, &obj, format))
         }
@@ -168,6 +168,15 @@ async fn handle_verb(
             format!("the {} subresource is served by the node agent, which is not available for this object", sub.name()),
         )),
         _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+/// The part of the object a write through `sub` may change.
+fn part_of(sub: Option<Subresource>) -> Part {
+    match sub {
+        Some(Subresource::Status) => Part::Status,
+        Some(Subresource::EphemeralContainers) => Part::EphemeralContainers,
+        _ => Part::Main,
     }
 }
 

@@ -123,6 +123,9 @@ pub enum Part {
     Status,
     /// A namespace's `finalize` subresource: only spec.finalizers changes.
     Finalize,
+    /// A pod's `ephemeralcontainers` subresource: only
+    /// spec.ephemeralContainers changes.
+    EphemeralContainers,
 }
 
 /// Stored form: the object without its resourceVersion (the store's revision

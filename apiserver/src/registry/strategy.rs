@@ -67,6 +67,7 @@ pub fn with_field_scope<R>(
     let (subresource, keep) = match part {
         Part::Status => ("status", Keep::Only("status")),
         Part::Finalize => ("finalize", Keep::Only("spec")),
+        Part::EphemeralContainers => ("ephemeralcontainers", Keep::Only("spec")),
         Part::Main if res.has(Subresource::Status) => {
             (opts.subresource.unwrap_or(""), Keep::AllBut("status"))
         }
@@ -166,24 +167,30 @@ pub fn default_pod_spec(spec: &mut Value) {
     set_default(m, "securityContext", json!({}));
     set_default(m, "schedulerName", json!("default-scheduler"));
     set_default(m, "enableServiceLinks", json!(true));
-    for list in ["initContainers", "containers"] {
-        if let Some(cs) = m.get_mut(list).and_then(Value::as_array_mut) {
-            for c in cs.iter_mut().filter_map(Value::as_object_mut) {
-                let image = c.get("image").and_then(Value::as_str).unwrap_or("");
-                let policy = if image_tag_is_latest(image) {
-                    "Always"
-                } else {
-                    "IfNotPresent"
-                };
-                set_default(c, "imagePullPolicy", json!(policy));
-                set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
-                set_default(c, "terminationMessagePolicy", json!("File"));
-                set_default(c, "resources", json!({}));
-                if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
-                    for p in ports.iter_mut().filter_map(Value::as_object_mut) {
-                        set_default(p, "protocol", json!("TCP"));
-                    }
-                }
+    for list in ["initContainers", "containers", "ephemeralContainers"] {
+        default_containers(m, list);
+    }
+}
+
+/// Upstream's container defaults for the containers of `spec[list]`.
+fn default_containers(spec: &mut Map<String, Value>, list: &str) {
+    let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) else {
+        return;
+    };
+    for c in cs.iter_mut().filter_map(Value::as_object_mut) {
+        let image = c.get("image").and_then(Value::as_str).unwrap_or("");
+        let policy = if image_tag_is_latest(image) {
+            "Always"
+        } else {
+            "IfNotPresent"
+        };
+        set_default(c, "imagePullPolicy", json!(policy));
+        set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
+        set_default(c, "terminationMessagePolicy", json!("File"));
+        set_default(c, "resources", json!({}));
+        if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
+            for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                set_default(p, "protocol", json!("TCP"));
             }
         }
     }
@@ -538,11 +545,14 @@ pub fn prepare_update(res: &Resource, old: &Value, new: &mut Value, part: Part) 
             }
         }
     }
+    if res.group.is_empty() && res.plural == "pods" {
+        keep_ephemeral_containers(old, new, part);
+    }
     let has_status = res.has(Subresource::Status);
     if has_status {
         match part {
             // A main-resource write cannot change status…
-            Part::Main | Part::Finalize => match old.get("status") {
+            Part::Main | Part::Finalize | Part::EphemeralContainers => match old.get("status") {
                 Some(s) => new["status"] = s.clone(),
                 None => {
                     if let Some(m) = new.as_object_mut() {
@@ -614,6 +624,39 @@ pub fn prepare_update(res: &Resource, old: &Value, new: &mut Value, part: Part) 
         } else {
             meta::metadata_mut(new).insert("finalizers".into(), json!(new_f));
         }
+    }
+}
+
+/// A pod's spec.ephemeralContainers change only through its
+/// `ephemeralcontainers` subresource, and nothing else changes there (as
+/// upstream's podEphemeralContainersStrategy); what it adds gets the
+/// container defaults.
+fn keep_ephemeral_containers(old: &Value, new: &mut Value, part: Part) {
+    let (kept, through_subresource) = match part {
+        Part::EphemeralContainers => {
+            let given = new.pointer("/spec/ephemeralContainers").cloned();
+            let metadata = old.get("metadata").cloned();
+            *new = old.clone();
+            if let Some(m) = metadata {
+                new["metadata"] = m;
+            }
+            (given, true)
+        }
+        _ => (old.pointer("/spec/ephemeralContainers").cloned(), false),
+    };
+    let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    match kept {
+        Some(list) if list.as_array().is_some_and(|l| !l.is_empty()) => {
+            spec.insert("ephemeralContainers".into(), list);
+        }
+        _ => {
+            spec.remove("ephemeralContainers");
+        }
+    }
+    if through_subresource {
+        default_containers(spec, "ephemeralContainers");
     }
 }
 

@@ -13,7 +13,11 @@ pub fn validate(res: &Resource, obj: &Value, old: Option<&Value>) -> Vec<Cause> 
     validate_metadata(res, obj, &mut c);
     let spec = obj.get("spec").unwrap_or(&Value::Null);
     match (res.group, res.plural) {
-        ("", "pods") => validate_pod_spec(spec, "spec", &mut c),
+        ("", "pods") => {
+            validate_pod_spec(spec, "spec", &mut c);
+            let old_spec = old.map(|o| o.get("spec").unwrap_or(&Value::Null));
+            validate_ephemeral_containers(spec, old_spec, &mut c);
+        }
         ("", "services") => validate_service(spec, &mut c),
         ("", "configmaps") => validate_config_keys(obj, &mut c),
         ("", "secrets") => validate_secret(obj, &mut c),
@@ -423,6 +427,136 @@ pub fn validate_pod_spec(spec: &Value, field: &str, c: &mut Vec<Cause>) {
     }
 }
 
+/// Fields an ephemeral container may not set (upstream's
+/// allowedEphemeralContainerFields, the ones it refuses): they would make it
+/// part of the workload.
+const NOT_FOR_EPHEMERAL: &[&str] = &[
+    "ports",
+    "resources",
+    "resizePolicy",
+    "restartPolicy",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "lifecycle",
+];
+
+/// Upstream's rules for spec.ephemeralContainers: none on create; on update
+/// the existing ones stay as they are, and each added one has a unique
+/// name, an image, none of the workload's fields, and a target among the
+/// pod's containers.
+fn validate_ephemeral_containers(spec: &Value, old_spec: Option<&Value>, c: &mut Vec<Cause>) {
+    let list = |spec: &Value| -> Vec<Value> {
+        spec.get("ephemeralContainers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let field = "spec.ephemeralContainers";
+    let ephemeral = list(spec);
+    let Some(old_spec) = old_spec else {
+        if !ephemeral.is_empty() {
+            c.push(Cause::forbidden(field, "cannot be set on create"));
+        }
+        return;
+    };
+    let name = |ctr: &Value| {
+        ctr.get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    for old in list(old_spec) {
+        let old_name = name(&old);
+        match ephemeral.iter().find(|e| name(e) == old_name) {
+            None => c.push(Cause::forbidden(
+                field,
+                format!("existing ephemeral containers {old_name:?} may not be removed"),
+            )),
+            Some(new) if *new != old => c.push(Cause::forbidden(
+                format!("{field}[{old_name}]"),
+                format!("existing ephemeral containers {old_name:?} may not be changed"),
+            )),
+            Some(_) => {}
+        }
+    }
+    let pod_containers: Vec<String> = ["initContainers", "containers"]
+        .iter()
+        .flat_map(|l| {
+            spec.get(*l)
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|ctr| name(&ctr))
+        .collect();
+    let mut seen: std::collections::HashSet<String> = pod_containers.iter().cloned().collect();
+    for (i, ctr) in ephemeral.iter().enumerate() {
+        let f = format!("{field}[{i}]");
+        let n = name(ctr);
+        if n.is_empty() {
+            c.push(Cause::required(format!("{f}.name")));
+        } else if !names::is_dns1123_label(&n) {
+            c.push(Cause::invalid(
+                format!("{f}.name"),
+                &json!(n),
+                names::DNS1123_LABEL_MSG,
+            ));
+        } else if !seen.insert(n.clone()) {
+            c.push(Cause::duplicate(format!("{f}.name"), &json!(n)));
+        }
+        if ctr
+            .get("image")
+            .and_then(Value::as_str)
+            .is_none_or(|s| s.trim().is_empty())
+        {
+            c.push(Cause::required(format!("{f}.image")));
+        }
+        for key in NOT_FOR_EPHEMERAL {
+            let set = match ctr.get(*key) {
+                None | Some(Value::Null) => false,
+                Some(Value::Object(m)) => !m.is_empty() && m.values().any(|v| !v.is_null()),
+                Some(Value::Array(a)) => !a.is_empty(),
+                Some(Value::String(s)) => !s.is_empty(),
+                Some(_) => true,
+            };
+            if set {
+                c.push(Cause::forbidden(
+                    format!("{f}.{key}"),
+                    "cannot be set for an Ephemeral Container",
+                ));
+            }
+        }
+        for (j, m) in ctr
+            .get("volumeMounts")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            for key in ["subPath", "subPathExpr"] {
+                if m.get(key)
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| !s.is_empty())
+                {
+                    c.push(Cause::forbidden(
+                        format!("{f}.volumeMounts[{j}].{key}"),
+                        "cannot be set for an Ephemeral Container",
+                    ));
+                }
+            }
+        }
+        if let Some(target) = ctr.get("targetContainerName").and_then(Value::as_str) {
+            if !target.is_empty() && !pod_containers.iter().any(|p| p == target) {
+                c.push(Cause::not_found(
+                    format!("{f}.targetContainerName"),
+                    &json!(target),
+                ));
+            }
+        }
+    }
+}
+
 fn port_number(v: Option<&Value>, field: &str, required: bool, c: &mut Vec<Cause>) {
     match v {
         None | Some(Value::Null) if required => c.push(Cause::required(field)),
@@ -548,5 +682,112 @@ fn validate_secret(obj: &Value, c: &mut Vec<Cause>) {
                 "illegal base64 data",
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{strategy, Part};
+
+    fn pods() -> &'static Resource {
+        skiff_machinery::catalog::by_kind("v1", "Pod").unwrap()
+    }
+
+    fn pod(ephemeral: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+               "spec": {"containers": [{"name": "app", "image": "busybox"}],
+                        "ephemeralContainers": ephemeral}})
+    }
+
+    fn debugger(name: &str) -> Value {
+        json!({"name": name, "image": "busybox", "stdin": true, "tty": true})
+    }
+
+    /// The causes of writing `body` through the ephemeralcontainers
+    /// subresource over `old`, and what would be stored.
+    fn through_subresource(old: &Value, body: &Value) -> (Vec<String>, Value) {
+        let mut new = body.clone();
+        strategy::prepare_update(pods(), old, &mut new, Part::EphemeralContainers);
+        let causes = validate(pods(), &new, Some(old))
+            .into_iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect();
+        (causes, new)
+    }
+
+    #[test]
+    fn ephemeral_containers_cannot_be_set_on_create() {
+        let causes = validate(pods(), &pod(json!([debugger("d")])), None);
+        assert_eq!(causes.len(), 1, "{causes:?}");
+        assert_eq!(causes[0].field, "spec.ephemeralContainers");
+        assert_eq!(causes[0].message, "Forbidden: cannot be set on create");
+    }
+
+    #[test]
+    fn the_subresource_adds_ephemeral_containers_and_changes_nothing_else() {
+        let old = pod(json!([]));
+        let mut body = pod(json!([debugger("d")]));
+        body["spec"]["containers"][0]["image"] = json!("changed");
+        body["metadata"]["labels"] = json!({"sneaked": "in"});
+        let (causes, stored) = through_subresource(&old, &body);
+        assert!(causes.is_empty(), "{causes:?}");
+        assert_eq!(stored["spec"]["containers"][0]["image"], "busybox");
+        assert!(stored["metadata"].get("labels").is_none());
+        let d = &stored["spec"]["ephemeralContainers"][0];
+        assert_eq!(d["name"], "d");
+        // Upstream's container defaults.
+        assert_eq!(d["imagePullPolicy"], "Always");
+        assert_eq!(d["terminationMessagePolicy"], "File");
+    }
+
+    #[test]
+    fn a_main_resource_write_leaves_ephemeral_containers_as_they_were() {
+        let old = pod(json!([]));
+        let mut new = pod(json!([debugger("d")]));
+        strategy::prepare_update(pods(), &old, &mut new, Part::Main);
+        assert!(new["spec"].get("ephemeralContainers").is_none(), "{new}");
+    }
+
+    #[test]
+    fn existing_ephemeral_containers_are_neither_removed_nor_changed() {
+        let (_, old) = through_subresource(&pod(json!([])), &pod(json!([debugger("d")])));
+        let (causes, _) = through_subresource(&old, &pod(json!([debugger("e")])));
+        assert_eq!(
+            causes,
+            ["spec.ephemeralContainers: Forbidden: existing ephemeral containers \"d\" may not be removed"]
+        );
+        let mut changed = old.clone();
+        changed["spec"]["ephemeralContainers"][0]["image"] = json!("other");
+        let (causes, _) = through_subresource(&old, &changed);
+        assert_eq!(
+            causes,
+            ["spec.ephemeralContainers[d]: Forbidden: existing ephemeral containers \"d\" may not be changed"]
+        );
+    }
+
+    #[test]
+    fn an_added_ephemeral_container_is_checked_as_upstream_does() {
+        let old = pod(json!([]));
+        let mut bad = debugger("app");
+        bad["ports"] = json!([{"containerPort": 80}]);
+        bad["readinessProbe"] = json!({"exec": {"command": ["true"]}});
+        bad["targetContainerName"] = json!("nope");
+        bad["image"] = json!("");
+        let (causes, _) = through_subresource(&old, &pod(json!([bad])));
+        assert_eq!(
+            causes,
+            [
+                "spec.ephemeralContainers[0].name: Duplicate value: \"app\"",
+                "spec.ephemeralContainers[0].image: Required value",
+                "spec.ephemeralContainers[0].ports: Forbidden: cannot be set for an Ephemeral Container",
+                "spec.ephemeralContainers[0].readinessProbe: Forbidden: cannot be set for an Ephemeral Container",
+                "spec.ephemeralContainers[0].targetContainerName: Not found: \"nope\"",
+            ]
+        );
+        let mut targeted = debugger("d");
+        targeted["targetContainerName"] = json!("app");
+        let (causes, _) = through_subresource(&old, &pod(json!([targeted])));
+        assert!(causes.is_empty(), "{causes:?}");
     }
 }
