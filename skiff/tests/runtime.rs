@@ -171,6 +171,7 @@ async fn runs_a_container_through_the_shim() {
                 termination_log: rt.termination_log(&meta.id),
                 mounts: vec![],
                 cgroup: rt.cgroup(&meta),
+                pid_namespace: None,
             };
             let config = bundle::config(&input);
             let started = rt.start(&meta, &config).await;
