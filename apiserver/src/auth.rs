@@ -1,5 +1,6 @@
 //! Authentication: client certificates signed by the cluster CA (CN = user,
-//! O = groups) or a bearer token; anything else is 401. Authorization is
+//! O = groups), the admin's bearer token, or a service account's token
+//! (`crate::serviceaccount_token`); anything else is 401. Authorization is
 //! "authenticated = allowed" until RBAC lands.
 
 use http::HeaderMap;
@@ -26,11 +27,7 @@ impl Authenticator {
         if let Some(u) = cert_user {
             return Some(u.clone());
         }
-        let token = headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))?
-            .trim();
+        let token = bearer(headers)?;
         self.admin_tokens
             .iter()
             .any(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
@@ -39,6 +36,15 @@ impl Authenticator {
                 groups: vec!["system:masters".into(), "system:authenticated".into()],
             })
     }
+}
+
+/// The request's bearer token, if it has one.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
 }
 
 pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

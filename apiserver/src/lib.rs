@@ -18,6 +18,7 @@ pub mod pki;
 pub mod protobuf;
 pub mod registry;
 pub mod server;
+pub mod serviceaccount_token;
 mod shared_ca;
 pub mod sharedjson;
 pub mod storage;

@@ -167,6 +167,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         registry: registry.clone(),
         metrics: Default::default(),
         auth: Authenticator::new(cfg.token.clone().into_iter().collect()),
+        tokens: crate::serviceaccount_token::Tokens::from_ca_key(&pki.ca_key_pem),
         kubelet: crate::kubelet::KubeletClient::new(&pki)?,
         metrics_api: crate::metricsapi::MetricsApi::start(
             crate::kubelet::KubeletClient::new(&pki)?,

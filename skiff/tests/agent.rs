@@ -225,6 +225,51 @@ async fn pods_run_reach_each_other_and_see_their_volumes() {
     })
     .await;
 
+    // A projected service account token (TokenRequest, bound to the pod)
+    // beside the namespace: the token authenticates as the pod's account.
+    let mut tok = pod(
+        "tok",
+        "cat /tok/token; echo; cat /tok/namespace; echo; sleep 3600",
+    );
+    tok["spec"]["containers"][0]["volumeMounts"] = json!([{"name": "tok", "mountPath": "/tok"}]);
+    tok["spec"]["volumes"] = json!([{"name": "tok", "projected": {"sources": [
+        {"serviceAccountToken": {"path": "token", "expirationSeconds": 600}},
+        {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}},
+    ]}}]);
+    create(&pods, tok).await;
+    let tok = wait_pod(&pods, "tok", 60, "Running", |p| phase(p) == "Running").await;
+    eventually("the token in the log", 20, async || {
+        log_lines(&node, &tok, "c", 0).len() >= 2
+    })
+    .await;
+    let lines = log_lines(&node, &tok, "c", 0);
+    assert_eq!(lines[1], "default");
+    let kubeconfig = std::fs::read_to_string(node.server.kubeconfig()).unwrap();
+    let server = kubeconfig
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: "))
+        .unwrap()
+        .to_string();
+    let whoami = node.server.kubectl(&[
+        "--kubeconfig",
+        "/dev/null",
+        "--server",
+        &server,
+        "--insecure-skip-tls-verify",
+        "--token",
+        &lines[0],
+        "auth",
+        "whoami",
+        "-o",
+        "jsonpath={.status.userInfo.username}",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&whoami.stdout),
+        "system:serviceaccount:default:default",
+        "{}",
+        String::from_utf8_lossy(&whoami.stderr)
+    );
+
     // An exit code, for good under restartPolicy Never.
     let mut fail = pod("fail", "echo bye > /dev/termination-log; exit 3");
     fail["spec"]["restartPolicy"] = json!("Never");
@@ -297,7 +342,12 @@ async fn pods_run_reach_each_other_and_see_their_volumes() {
     );
 
     // Deleting everything leaves no container, mount or sandbox behind.
-    delete_all_leaving_nothing(&node, &pods, &["web", "client", "vols", "fail", "missing"]).await;
+    delete_all_leaving_nothing(
+        &node,
+        &pods,
+        &["web", "client", "vols", "tok", "fail", "missing"],
+    )
+    .await;
     let sandboxes = std::fs::read_dir(node.data_dir.path().join("agent/pods"))
         .unwrap()
         .count();

@@ -660,6 +660,79 @@ fn kubectl_server_side_apply() {
     server_side_apply(&s);
 }
 
+/// `kubectl create token`: a service account's token authenticates as it,
+/// until the account is deleted; what TokenRequest refuses, upstream's way.
+#[test]
+fn kubectl_create_token() {
+    if !have_kubectl() {
+        eprintln!("kubectl not on PATH: skipped");
+        return;
+    }
+    let s = Server::start(None);
+    let ns = unique_ns("token");
+    s.ok(&["create", "namespace", &ns]);
+    s.ok(&["create", "serviceaccount", "bot", "-n", &ns]);
+    let token = s
+        .ok(&["create", "token", "bot", "-n", &ns])
+        .trim()
+        .to_string();
+    assert_eq!(token.split('.').count(), 3, "{token}");
+    let server = format!("https://127.0.0.1:{}", s.port);
+    let with_token = |token: &str, args: &[&str]| {
+        let flags = ["--kubeconfig", "/dev/null", "--server", &server];
+        let auth = ["--insecure-skip-tls-verify", "--token", token];
+        s.kubectl(&[&flags[..], &auth[..], args].concat())
+    };
+    let out = with_token(
+        &token,
+        &["auth", "whoami", "-o", "jsonpath={.status.userInfo}"],
+    );
+    let who = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        who.contains(&format!("\"username\":\"system:serviceaccount:{ns}:bot\"")),
+        "{who}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        who.contains(&format!("system:serviceaccounts:{ns}")),
+        "{who}"
+    );
+    assert!(with_token(&token, &["get", "serviceaccounts", "-n", &ns])
+        .status
+        .success());
+    // Altered, it is nobody's.
+    let forged = format!("{}x", token);
+    let out = with_token(&forged, &["get", "pods", "-n", &ns]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Unauthorized"));
+
+    // Bound to a pod: its uid is checked; a pod that is not there is a 404.
+    let e = s.fails(&[
+        "create",
+        "token",
+        "bot",
+        "-n",
+        &ns,
+        "--bound-object-kind",
+        "Pod",
+        "--bound-object-name",
+        "nope",
+    ]);
+    assert!(e.contains("pods \"nope\" not found"), "{e}");
+    let e = s.fails(&["create", "token", "nobody", "-n", &ns]);
+    assert!(e.contains("serviceaccounts \"nobody\" not found"), "{e}");
+    let e = s.fails(&["create", "token", "bot", "-n", &ns, "--duration", "5m"]);
+    assert!(
+        e.contains("may not specify a duration less than 10 minutes"),
+        "{e}"
+    );
+
+    // The account deleted (and made again, with another uid): the old token stops working.
+    s.ok(&["delete", "serviceaccount", "bot", "-n", &ns]);
+    s.ok(&["create", "serviceaccount", "bot", "-n", &ns]);
+    let out = with_token(&token, &["get", "pods", "-n", &ns]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Unauthorized"));
+}
+
 #[test]
 fn kubectl_against_embedded_store() {
     if !have_kubectl() {

@@ -26,6 +26,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub metrics: Metrics,
     pub auth: Authenticator,
+    /// Service account tokens: issued by TokenRequest, accepted as users.
+    pub tokens: crate::serviceaccount_token::Tokens,
     /// Connections to node agents, for pods' log/exec/attach/portforward.
     pub kubelet: crate::kubelet::KubeletClient,
     /// metrics.k8s.io, from the agents' resource metrics.
@@ -49,9 +51,13 @@ pub async fn serve(state: Arc<AppState>, req: Request<hyper::body::Incoming>) ->
     };
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let user = state
+    let user = match state
         .auth
-        .authenticate(req.extensions().get::<User>(), req.headers());
+        .authenticate(req.extensions().get::<User>(), req.headers())
+    {
+        Some(user) => Some(user),
+        None => service_account(&state, req.headers()).await,
+    };
     let (verb, resource, resp) = match user {
         None => ("", String::new(), ApiError::unauthorized().into_response()),
         Some(user) => route(&state, req, user).await,
@@ -64,6 +70,34 @@ pub async fn serve(state: Arc<AppState>, req: Request<hyper::body::Incoming>) ->
     }
     tracing::debug!(%method, %path, code, took_ms = started.elapsed().as_millis() as u64, "request");
     resp
+}
+
+/// The service account whose valid token the request bears.
+async fn service_account(state: &AppState, headers: &HeaderMap) -> Option<User> {
+    let token = crate::auth::bearer(headers)?;
+    let holder = state
+        .tokens
+        .verify(token, jiff::Timestamp::now().as_second())?;
+    crate::serviceaccount_token::Tokens::still_valid(&state.registry, &holder)
+        .await
+        .then(|| holder.user())
+}
+
+/// POST `serviceaccounts/<name>/token`: a TokenRequest answered with a new token.
+async fn token_request(
+    state: &AppState,
+    ns: &str,
+    name: &str,
+    call: &resources::Call<'_>,
+) -> Response {
+    let served = async {
+        let body = request::decode_body(&call.content_type, &call.body)?;
+        state.tokens.request(&state.registry, ns, name, &body).await
+    };
+    match served.await {
+        Ok(v) => output::value_response(StatusCode::CREATED, &v),
+        Err(e) => e.into_response(),
+    }
 }
 
 fn json_ok(v: &serde_json::Value) -> Response {
@@ -165,6 +199,12 @@ async fn route(
             };
             let resp = if crate::metricsapi::MetricsApi::serves(&path) {
                 state.metrics_api.handle(&call).await
+            } else if let (
+                Method::POST,
+                ["api", "v1", "namespaces", ns, "serviceaccounts", name, "token"],
+            ) = (parts.method.clone(), segs.as_slice())
+            {
+                token_request(state, ns, name, &call).await
             } else {
                 resources::handle(state.registry.clone(), call).await
             };

@@ -381,7 +381,10 @@ pub async fn prepare_create(
 
 /// ServiceAccount admission: a pod runs as `default` unless it names an
 /// account, and the account must exist (upstream's wording when it does not).
-/// Token volumes are the auth issue's; this is where they will be added.
+/// The automatic token volume (upstream's `kube-api-access-*`, with the
+/// kube-root-ca.crt ConfigMap it needs) is not added yet: pods that want a
+/// token project one themselves (`serviceAccountToken`, served by
+/// TokenRequest in `crate::serviceaccount_token`); this is where it will go.
 fn admit_service_account(reg: &Registry, pod: &mut Value) -> Result<(), ApiError> {
     let ns = meta::namespace(pod).unwrap_or("default").to_string();
     let name = meta::name(pod).to_string();
