@@ -244,25 +244,15 @@ async fn pods_run_reach_each_other_and_see_their_volumes() {
     .await;
     let lines = log_lines(&node, &tok, "c", 0);
     assert_eq!(lines[1], "default");
-    let kubeconfig = std::fs::read_to_string(node.server.kubeconfig()).unwrap();
-    let server = kubeconfig
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("server: "))
-        .unwrap()
-        .to_string();
-    let whoami = node.server.kubectl(&[
-        "--kubeconfig",
-        "/dev/null",
-        "--server",
-        &server,
-        "--insecure-skip-tls-verify",
-        "--token",
+    let whoami = node.server.kubectl_as_token(
         &lines[0],
-        "auth",
-        "whoami",
-        "-o",
-        "jsonpath={.status.userInfo.username}",
-    ]);
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+    );
     assert_eq!(
         String::from_utf8_lossy(&whoami.stdout),
         "system:serviceaccount:default:default",

@@ -677,12 +677,7 @@ fn kubectl_create_token() {
         .trim()
         .to_string();
     assert_eq!(token.split('.').count(), 3, "{token}");
-    let server = format!("https://127.0.0.1:{}", s.port);
-    let with_token = |token: &str, args: &[&str]| {
-        let flags = ["--kubeconfig", "/dev/null", "--server", &server];
-        let auth = ["--insecure-skip-tls-verify", "--token", token];
-        s.kubectl(&[&flags[..], &auth[..], args].concat())
-    };
+    let with_token = |token: &str, args: &[&str]| s.kubectl_as_token(token, args);
     let out = with_token(
         &token,
         &["auth", "whoami", "-o", "jsonpath={.status.userInfo}"],

@@ -638,11 +638,7 @@ fn keep_ephemeral_containers(old: &Value, new: &mut Value, part: Part) {
     let (kept, through_subresource) = match part {
         Part::EphemeralContainers => {
             let given = new.pointer("/spec/ephemeralContainers").cloned();
-            let metadata = old.get("metadata").cloned();
             *new = old.clone();
-            if let Some(m) = metadata {
-                new["metadata"] = m;
-            }
             (given, true)
         }
         _ => (old.pointer("/spec/ephemeralContainers").cloned(), false),

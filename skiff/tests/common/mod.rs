@@ -184,6 +184,34 @@ impl Server {
         )
     }
 
+    /// Runs the real kubectl with `token` as its only credential: the
+    /// server's address from its kubeconfig, no client certificate. (A
+    /// kubeconfig of its own, empty: on some machines /dev/null is a plain
+    /// file with whatever was written to it.)
+    pub fn kubectl_as_token(&self, token: &str, args: &[&str]) -> Output {
+        let kubeconfig = std::fs::read_to_string(self.kubeconfig()).unwrap();
+        let server = kubeconfig
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server: "))
+            .expect("the kubeconfig names its server")
+            .to_string();
+        let empty = self.dir.path().join("token-only-kubeconfig.yaml");
+        std::fs::write(&empty, "apiVersion: v1\nkind: Config\n").unwrap();
+        let flags = [
+            "--server",
+            &server,
+            "--insecure-skip-tls-verify",
+            "--token",
+            token,
+        ];
+        kubectl_with(
+            &empty,
+            &self.dir.path().join("kubectl-cache"),
+            &[&flags[..], args].concat(),
+            None,
+        )
+    }
+
     /// kubectl that must succeed; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);
