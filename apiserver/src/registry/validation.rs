@@ -318,28 +318,7 @@ pub fn validate_pod_spec(spec: &Value, field: &str, c: &mut Vec<Cause>) {
             .enumerate()
         {
             let f = format!("{field}.{list}[{i}]");
-            match ctr.get("name").and_then(Value::as_str) {
-                None | Some("") => c.push(Cause::required(format!("{f}.name"))),
-                Some(n) => {
-                    if !names::is_dns1123_label(n) {
-                        c.push(Cause::invalid(
-                            format!("{f}.name"),
-                            &json!(n),
-                            names::DNS1123_LABEL_MSG,
-                        ));
-                    }
-                    if !seen.insert(n.to_string()) {
-                        c.push(Cause::duplicate(format!("{f}.name"), &json!(n)));
-                    }
-                }
-            }
-            if ctr
-                .get("image")
-                .and_then(Value::as_str)
-                .is_none_or(|s| s.trim().is_empty())
-            {
-                c.push(Cause::required(format!("{f}.image")));
-            }
+            container_name_and_image(ctr, &f, &mut seen, c);
             for (j, p) in ctr
                 .get("ports")
                 .and_then(Value::as_array)
@@ -427,6 +406,38 @@ pub fn validate_pod_spec(spec: &Value, field: &str, c: &mut Vec<Cause>) {
     }
 }
 
+/// A container's name (a DNS label, unique among the pod's `seen` names)
+/// and its image, at field path `f`.
+fn container_name_and_image(
+    ctr: &Value,
+    f: &str,
+    seen: &mut std::collections::HashSet<String>,
+    c: &mut Vec<Cause>,
+) {
+    match ctr.get("name").and_then(Value::as_str) {
+        None | Some("") => c.push(Cause::required(format!("{f}.name"))),
+        Some(n) => {
+            if !names::is_dns1123_label(n) {
+                c.push(Cause::invalid(
+                    format!("{f}.name"),
+                    &json!(n),
+                    names::DNS1123_LABEL_MSG,
+                ));
+            }
+            if !seen.insert(n.to_string()) {
+                c.push(Cause::duplicate(format!("{f}.name"), &json!(n)));
+            }
+        }
+    }
+    if ctr
+        .get("image")
+        .and_then(Value::as_str)
+        .is_none_or(|s| s.trim().is_empty())
+    {
+        c.push(Cause::required(format!("{f}.image")));
+    }
+}
+
 /// Fields an ephemeral container may not set (upstream's
 /// allowedEphemeralContainerFields, the ones it refuses): they would make it
 /// part of the workload.
@@ -493,25 +504,7 @@ fn validate_ephemeral_containers(spec: &Value, old_spec: Option<&Value>, c: &mut
     let mut seen: std::collections::HashSet<String> = pod_containers.iter().cloned().collect();
     for (i, ctr) in ephemeral.iter().enumerate() {
         let f = format!("{field}[{i}]");
-        let n = name(ctr);
-        if n.is_empty() {
-            c.push(Cause::required(format!("{f}.name")));
-        } else if !names::is_dns1123_label(&n) {
-            c.push(Cause::invalid(
-                format!("{f}.name"),
-                &json!(n),
-                names::DNS1123_LABEL_MSG,
-            ));
-        } else if !seen.insert(n.clone()) {
-            c.push(Cause::duplicate(format!("{f}.name"), &json!(n)));
-        }
-        if ctr
-            .get("image")
-            .and_then(Value::as_str)
-            .is_none_or(|s| s.trim().is_empty())
-        {
-            c.push(Cause::required(format!("{f}.image")));
-        }
+        container_name_and_image(ctr, &f, &mut seen, c);
         for key in NOT_FOR_EPHEMERAL {
             let set = match ctr.get(*key) {
                 None | Some(Value::Null) => false,
