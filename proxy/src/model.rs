@@ -106,6 +106,16 @@ impl ServicePort {
         }
     }
 
+    /// How traffic under one of its policies (`local_policy`: the internal
+    /// or the external one is `Local`) that finds no endpoint is refused.
+    pub fn refusal(&self, local_policy: bool) -> Refusal {
+        if local_policy && !self.cluster_endpoints().is_empty() {
+            Refusal::Drop
+        } else {
+            Refusal::Reject
+        }
+    }
+
     /// Whether anything reaches it from outside the cluster IP.
     pub fn has_external(&self) -> bool {
         self.node_port.is_some()
@@ -116,6 +126,15 @@ impl ServicePort {
 
 /// Ready endpoints; else the serving ones that are terminating (so
 /// connections drain during a rollout instead of being refused).
+/// What becomes of traffic a service port has no endpoint for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// There is no endpoint at all: refused at once, not left to time out.
+    Reject,
+    /// Endpoints exist, but a `Local` policy leaves none on this node.
+    Drop,
+}
+
 fn usable<'a>(eps: impl Iterator<Item = &'a Endpoint> + Clone) -> Vec<&'a Endpoint> {
     let ready: Vec<_> = eps.clone().filter(|e| e.ready).collect();
     if !ready.is_empty() {

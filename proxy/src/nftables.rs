@@ -45,7 +45,7 @@ use std::sync::Arc;
 
 use foldhash::HashMap;
 
-use crate::model::{self, Endpoint, Protocol, ServicePort};
+use crate::model::{self, Endpoint, Protocol, Refusal, ServicePort};
 use crate::nft_expr::{Hook, Rule, Stmt, Verdict};
 use crate::rules::{digest, Context};
 
@@ -483,14 +483,9 @@ fn service_port(f: &mut Fragment, sp: &ServicePort, ctx: &Context) {
     let mut verdict = |map: VerdictMap, key: Key, verdict: Verdict| {
         f.verdicts.push((map, key, verdict));
     };
-    // Refused traffic: REJECT when there is no endpoint at all; DROP when
-    // endpoints exist but a Local policy leaves none on this node.
-    let refusal = |local_policy: bool| {
-        if local_policy && !cluster.is_empty() {
-            Verdict::Drop
-        } else {
-            Verdict::Goto(to(REJECT_CHAIN))
-        }
+    let refusal = |local_policy: bool| match sp.refusal(local_policy) {
+        Refusal::Drop => Verdict::Drop,
+        Refusal::Reject => Verdict::Goto(to(REJECT_CHAIN)),
     };
 
     // Traffic to the cluster IP.

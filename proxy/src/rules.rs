@@ -38,7 +38,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use skiff_machinery::cidr::Cidr;
 
-use crate::model::{self, Endpoint, ServicePort};
+use crate::model::{self, Endpoint, Refusal, ServicePort};
 
 pub const SERVICES: &str = "SKIFF-SERVICES";
 pub const NODEPORTS: &str = "SKIFF-NODEPORTS";
@@ -336,15 +336,9 @@ fn service_port(rs: &mut Draft, sp: &ServicePort, ctx: &Context) {
     let fw = port_chain("SKIFF-FW-", sp);
     let uses_local = sp.internal_local || sp.external_local;
 
-    // Where refused traffic goes: REJECT (refused at once) when there is no
-    // endpoint at all; DROP when endpoints exist but a Local policy leaves
-    // none on this node.
-    let refusal = |local_policy: bool| {
-        if local_policy && !cluster.is_empty() {
-            ("has no local endpoints", "DROP")
-        } else {
-            ("has no endpoints", "REJECT")
-        }
+    let refusal = |local_policy: bool| match sp.refusal(local_policy) {
+        Refusal::Drop => ("has no local endpoints", "DROP"),
+        Refusal::Reject => ("has no endpoints", "REJECT"),
     };
 
     // Traffic to the cluster IP.

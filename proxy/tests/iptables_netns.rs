@@ -8,8 +8,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
 
 use common::*;
 use skiff_proxy::model::ServicePort;
@@ -60,28 +59,7 @@ fn services_route_refuse_stick_and_resync_without_drift() {
         // The balancing chains of both services, their jumps, and the
         // hairpin rules: not the fixed chains nor the node port's.
         assert_eq!(second.chains_written, 4, "{second:?}");
-        let mut seen = BTreeMap::<String, usize>::new();
-        for _ in 0..300 {
-            let who = ask("10.43.0.5:80").expect("the cluster IP answers");
-            *seen.entry(who).or_default() += 1;
-        }
-        assert_eq!(seen.len(), 3, "all three pods get traffic: {seen:?}");
-
-        // The node port on the node's own address.
-        assert!(ask("10.99.1.1:30080").unwrap().starts_with("pod"));
-
-        // No endpoints: refused at once, not left to time out.
-        let t = Instant::now();
-        assert_eq!(
-            ask("10.43.0.6:80"),
-            Err(std::io::ErrorKind::ConnectionRefused)
-        );
-        assert!(t.elapsed() < Duration::from_secs(1));
-
-        // ClientIP affinity: one client, one pod.
-        let sticky_answers: BTreeSet<String> =
-            (0..20).map(|_| ask("10.43.0.7:80").unwrap()).collect();
-        assert_eq!(sticky_answers.len(), 1, "{sticky_answers:?}");
+        check_spread_node_port_refusal_affinity();
 
         // An endpoint gone: no request reaches it, none fails.
         sync(vec![web(&[1, 2]), empty(), sticky()], false);

@@ -7,11 +7,12 @@
 
 #![allow(dead_code)] // each test uses its part
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use skiff_proxy::model::{Endpoint, Protocol, ServicePort};
 use skiff_proxy::rules::Context;
@@ -229,4 +230,29 @@ pub fn sticky() -> ServicePort {
         affinity_seconds: Some(60),
         ..web(&[0, 1, 2])
     }
+}
+
+/// What both modes do with `web` over all three pods, `empty` and `sticky`
+/// in place: the cluster IP spreads over every pod, the node port answers
+/// on the node's address, a Service without endpoints refuses at once
+/// (not left to time out), and ClientIP affinity keeps a client on one pod.
+pub fn check_spread_node_port_refusal_affinity() {
+    let mut seen = BTreeMap::<String, usize>::new();
+    for _ in 0..300 {
+        let who = ask("10.43.0.5:80").expect("the cluster IP answers");
+        *seen.entry(who).or_default() += 1;
+    }
+    assert_eq!(seen.len(), 3, "all three pods get traffic: {seen:?}");
+
+    assert!(ask("10.99.1.1:30080").unwrap().starts_with("pod"));
+
+    let t = Instant::now();
+    assert_eq!(
+        ask("10.43.0.6:80"),
+        Err(std::io::ErrorKind::ConnectionRefused)
+    );
+    assert!(t.elapsed() < Duration::from_secs(1));
+
+    let sticky_answers: BTreeSet<String> = (0..20).map(|_| ask("10.43.0.7:80").unwrap()).collect();
+    assert_eq!(sticky_answers.len(), 1, "{sticky_answers:?}");
 }
