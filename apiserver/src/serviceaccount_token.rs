@@ -247,14 +247,21 @@ impl Tokens {
     }
 }
 
-/// Whether the core object `plural`/`name` exists with `uid`.
+/// Whether the core object `plural`/`name` exists with `uid`. Every
+/// request a token authenticates asks this: the watch cache answers without
+/// I/O; only an object too new for it is read from storage.
 async fn same_uid(reg: &Registry, plural: &str, ns: Option<&str>, name: &str, uid: &str) -> bool {
     let Some(res) = catalog::lookup("", "v1", plural) else {
         return false;
     };
-    reg.get(res, ns, name)
-        .await
-        .is_ok_and(|o| crate::meta::uid(&o) == Some(uid))
+    let object = match reg.cache(res).get(&res.key(ns, name)) {
+        Some(entry) => entry.object(),
+        None => match reg.get(res, ns, name).await {
+            Ok(object) => object,
+            Err(_) => return false,
+        },
+    };
+    crate::meta::uid(&object) == Some(uid)
 }
 
 #[cfg(test)]

@@ -186,6 +186,17 @@ async fn route(
             };
             let target = request::parse_path(&path).ok();
             let verb = verb_of(&parts.method, target.as_ref(), &query);
+            // TokenRequest needs the token issuer, which the resource handler has not.
+            let token_for = target
+                .as_ref()
+                .and_then(|t| match (&t.namespace, &t.name, t.sub) {
+                    (Some(ns), Some(name), Some(skiff_machinery::catalog::Subresource::Token))
+                        if parts.method == Method::POST =>
+                    {
+                        Some((ns.clone(), name.clone()))
+                    }
+                    _ => None,
+                });
             let resource = target.map(|t| t.res.plural.to_string()).unwrap_or_default();
             let call = resources::Call {
                 method: &parts.method,
@@ -199,12 +210,8 @@ async fn route(
             };
             let resp = if crate::metricsapi::MetricsApi::serves(&path) {
                 state.metrics_api.handle(&call).await
-            } else if let (
-                Method::POST,
-                ["api", "v1", "namespaces", ns, "serviceaccounts", name, "token"],
-            ) = (parts.method.clone(), segs.as_slice())
-            {
-                token_request(state, ns, name, &call).await
+            } else if let Some((ns, name)) = token_for {
+                token_request(state, &ns, &name, &call).await
             } else {
                 resources::handle(state.registry.clone(), call).await
             };

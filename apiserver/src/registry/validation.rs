@@ -438,6 +438,18 @@ fn container_name_and_image(
     }
 }
 
+/// A container's name ("" when it has none).
+fn name_of(ctr: &Value) -> &str {
+    ctr.get("name").and_then(Value::as_str).unwrap_or("")
+}
+
+/// The containers of `spec[key]`.
+fn list_of<'a>(spec: &'a Value, key: &str) -> &'a [Value] {
+    spec.get(key)
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
 /// Fields an ephemeral container may not set (upstream's
 /// allowedEphemeralContainerFields, the ones it refuses): they would make it
 /// part of the workload.
@@ -457,51 +469,41 @@ const NOT_FOR_EPHEMERAL: &[&str] = &[
 /// name, an image, none of the workload's fields, and a target among the
 /// pod's containers.
 fn validate_ephemeral_containers(spec: &Value, old_spec: Option<&Value>, c: &mut Vec<Cause>) {
-    let list = |spec: &Value| -> Vec<Value> {
-        spec.get("ephemeralContainers")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
-    };
+    // Every pod update (status writes too) comes here: borrow, copy nothing.
     let field = "spec.ephemeralContainers";
-    let ephemeral = list(spec);
+    let ephemeral = list_of(spec, "ephemeralContainers");
     let Some(old_spec) = old_spec else {
         if !ephemeral.is_empty() {
             c.push(Cause::forbidden(field, "cannot be set on create"));
         }
         return;
     };
-    let name = |ctr: &Value| {
-        ctr.get("name")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
-    for old in list(old_spec) {
-        let old_name = name(&old);
-        match ephemeral.iter().find(|e| name(e) == old_name) {
+    let old_ephemeral = list_of(old_spec, "ephemeralContainers");
+    for old in old_ephemeral {
+        let old_name = name_of(old);
+        match ephemeral.iter().find(|e| name_of(e) == old_name) {
             None => c.push(Cause::forbidden(
                 field,
                 format!("existing ephemeral containers {old_name:?} may not be removed"),
             )),
-            Some(new) if *new != old => c.push(Cause::forbidden(
+            Some(new) if new != old => c.push(Cause::forbidden(
                 format!("{field}[{old_name}]"),
                 format!("existing ephemeral containers {old_name:?} may not be changed"),
             )),
             Some(_) => {}
         }
     }
-    let pod_containers: Vec<String> = ["initContainers", "containers"]
+    // The ones already there passed these checks when they were added.
+    if ephemeral.len() == old_ephemeral.len() {
+        return;
+    }
+    let pod_containers: Vec<&str> = ["initContainers", "containers"]
         .iter()
-        .flat_map(|l| {
-            spec.get(*l)
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default()
-        })
-        .map(|ctr| name(&ctr))
+        .flat_map(|l| list_of(spec, l))
+        .map(name_of)
         .collect();
-    let mut seen: std::collections::HashSet<String> = pod_containers.iter().cloned().collect();
+    let mut seen: std::collections::HashSet<String> =
+        pod_containers.iter().map(|n| n.to_string()).collect();
     for (i, ctr) in ephemeral.iter().enumerate() {
         let f = format!("{field}[{i}]");
         container_name_and_image(ctr, &f, &mut seen, c);
@@ -540,7 +542,7 @@ fn validate_ephemeral_containers(spec: &Value, old_spec: Option<&Value>, c: &mut
             }
         }
         if let Some(target) = ctr.get("targetContainerName").and_then(Value::as_str) {
-            if !target.is_empty() && !pod_containers.iter().any(|p| p == target) {
+            if !target.is_empty() && !pod_containers.contains(&target) {
                 c.push(Cause::not_found(
                     format!("{f}.targetContainerName"),
                     &json!(target),
