@@ -36,13 +36,21 @@ const VOLUME_REFRESH: Duration = Duration::from_secs(30);
 /// eviction manager period).
 const USAGE_CHECK: Duration = Duration::from_secs(10);
 
+/// Which of the pod's container lists a container is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Run in order, each to success, before the others.
+    Init,
+    App,
+    /// Added by `kubectl debug`: started once, never restarted, never
+    /// probed, never ready.
+    Ephemeral,
+}
+
 /// One container of the pod as the worker tracks it.
 struct Track {
     name: String,
-    init: bool,
-    /// An ephemeral container (`kubectl debug`): started once, never
-    /// restarted, never probed, never ready.
-    ephemeral: bool,
+    role: Role,
     /// The current instance's id, once one was created.
     current: Option<String>,
     state: Observed,
@@ -61,14 +69,13 @@ struct Track {
 }
 
 impl Track {
-    fn new(name: &str, init: bool) -> Self {
+    fn new(name: &str, role: Role) -> Self {
         Track {
             name: name.to_string(),
-            init,
-            ephemeral: false,
+            role,
             current: None,
             state: Observed::Waiting {
-                reason: if init {
+                reason: if role == Role::Init {
                     "PodInitializing"
                 } else {
                     "ContainerCreating"
@@ -96,13 +103,6 @@ impl Track {
         self.started_tx = None;
         self.ready = false;
         self.started = false;
-    }
-
-    fn ephemeral(name: &str) -> Self {
-        Track {
-            ephemeral: true,
-            ..Track::new(name, false)
-        }
     }
 
     fn exited(&self) -> Option<&Terminated> {
@@ -161,9 +161,13 @@ impl Worker {
             .init_containers
             .iter()
             .flatten()
-            .map(|c| Track::new(&c.name, true))
-            .chain(spec.containers.iter().map(|c| Track::new(&c.name, false)))
-            .chain(ephemeral_containers(&pod).map(|c| Track::ephemeral(&c.name)))
+            .map(|c| Track::new(&c.name, Role::Init))
+            .chain(
+                spec.containers
+                    .iter()
+                    .map(|c| Track::new(&c.name, Role::App)),
+            )
+            .chain(ephemeral_containers(&pod).map(|c| Track::new(&c.name, Role::Ephemeral)))
             .collect();
         let start_time = pod
             .status
@@ -198,11 +202,11 @@ impl Worker {
 
     fn container_spec(&self, t: &Track) -> Option<Container> {
         let spec = self.pod.spec.as_ref()?;
-        if t.ephemeral {
+        if t.role == Role::Ephemeral {
             ephemeral_containers(&self.pod)
                 .find(|c| c.name == t.name)
                 .map(as_container)
-        } else if t.init {
+        } else if t.role == Role::Init {
             spec.init_containers
                 .iter()
                 .flatten()
@@ -270,8 +274,13 @@ impl Worker {
     /// `ephemeralcontainers` subresource): the new ones get a track.
     fn track_new_ephemeral_containers(&mut self) {
         let new: Vec<Track> = ephemeral_containers(&self.pod)
-            .filter(|c| !self.tracks.iter().any(|t| t.ephemeral && t.name == c.name))
-            .map(|c| Track::ephemeral(&c.name))
+            .filter(|c| {
+                !self
+                    .tracks
+                    .iter()
+                    .any(|t| t.role == Role::Ephemeral && t.name == c.name)
+            })
+            .map(|c| Track::new(&c.name, Role::Ephemeral))
             .collect();
         self.tracks.extend(new);
     }
@@ -329,7 +338,7 @@ impl Worker {
             let Some(i) = self
                 .tracks
                 .iter()
-                .position(|t| t.name == meta.name && t.init == meta.init)
+                .position(|t| t.name == meta.name && (t.role == Role::Init) == meta.init)
             else {
                 let _ = self.ctx.runtime.remove(&meta.id).await;
                 continue;
@@ -546,11 +555,7 @@ impl Worker {
             return true;
         }
         let policy = restart_policy(&self.pod);
-        let apps: Vec<&Track> = self
-            .tracks
-            .iter()
-            .filter(|t| !t.init && !t.ephemeral)
-            .collect();
+        let apps: Vec<&Track> = self.tracks.iter().filter(|t| t.role == Role::App).collect();
         !apps.is_empty()
             && apps.iter().all(|t| match t.exited() {
                 Some(e) => !should_restart(&policy, e.exit_code),
@@ -637,14 +642,17 @@ impl Worker {
         // while it initializes, as upstream), and are left as they ended.
         for i in 0..self.tracks.len() {
             let t = &self.tracks[i];
-            if t.ephemeral && t.current.is_none() && matches!(t.state, Observed::Waiting { .. }) {
+            if t.role == Role::Ephemeral
+                && t.current.is_none()
+                && matches!(t.state, Observed::Waiting { .. })
+            {
                 self.start(i).await;
             }
         }
         let policy = restart_policy(&self.pod);
         // Init containers, one at a time, each to success.
         for i in 0..self.tracks.len() {
-            if !self.tracks[i].init {
+            if self.tracks[i].role != Role::Init {
                 continue;
             }
             match &self.tracks[i].state {
@@ -666,7 +674,7 @@ impl Worker {
             }
         }
         for i in 0..self.tracks.len() {
-            if self.tracks[i].init || self.tracks[i].ephemeral {
+            if self.tracks[i].role != Role::App {
                 continue;
             }
             match &self.tracks[i].state {
@@ -702,7 +710,7 @@ impl Worker {
         let id = self
             .tracks
             .iter()
-            .find(|o| !o.ephemeral && o.name == target)?
+            .find(|o| o.role != Role::Ephemeral && o.name == target)?
             .current
             .clone()?;
         match self.ctx.runtime.state(&id) {
@@ -848,7 +856,7 @@ impl Worker {
             pod_name: name.clone(),
             name: t.name.clone(),
             attempt,
-            init: t.init,
+            init: t.role == Role::Init,
             image: spec.image.clone().unwrap_or_default(),
             image_id: image.id.clone(),
             log_path: self
@@ -990,10 +998,10 @@ impl Worker {
     /// Writes the status when it changed.
     async fn report(&mut self) {
         let pod_value = serde_json::to_value(&*self.pod).unwrap_or_default();
-        let view = |init: bool, ephemeral: bool| -> Vec<ContainerView> {
+        let view = |role: Role| -> Vec<ContainerView> {
             self.tracks
                 .iter()
-                .filter(|t| t.init == init && t.ephemeral == ephemeral)
+                .filter(|t| t.role == role)
                 .map(|t| {
                     let spec = self.container_spec(t);
                     let running = matches!(t.state, Observed::Running { .. });
@@ -1005,8 +1013,13 @@ impl Worker {
                         state: t.state.clone(),
                         last: t.last.clone(),
                         restarts: t.restarts,
-                        ready: (running && t.ready && !t.ephemeral)
-                            || (t.init && t.exited().is_some_and(|e| e.exit_code == 0)),
+                        ready: match t.role {
+                            Role::App => running && t.ready,
+                            Role::Init => {
+                                (running && t.ready) || t.exited().is_some_and(|e| e.exit_code == 0)
+                            }
+                            Role::Ephemeral => false,
+                        },
                         started: running && t.started,
                     }
                 })
@@ -1018,9 +1031,9 @@ impl Worker {
             pod_ip: self.pod_ip.clone(),
             host_ip: self.ctx.host_ip.clone(),
             start_time: self.start_time.clone(),
-            init: view(true, false),
-            containers: view(false, false),
-            ephemeral: view(false, true),
+            init: view(Role::Init),
+            containers: view(Role::App),
+            ephemeral: view(Role::Ephemeral),
             failed: self.failed,
             evicted: self.evicted.clone(),
         };
