@@ -17,6 +17,7 @@ pub mod podgc;
 pub mod pods;
 pub mod replicaset;
 pub mod resources;
+pub mod rootcacert;
 pub mod serviceaccount;
 pub mod servicelb;
 pub mod statefulset;
@@ -42,6 +43,10 @@ pub struct Config {
     /// `--default-local-storage-path`); None: no provisioner, no
     /// `local-path` class (k3s: `--disable local-storage`).
     pub local_storage_path: Option<std::path::PathBuf>,
+    /// The cluster CA (PEM) published to every namespace as
+    /// `kube-root-ca.crt` (upstream: `--root-ca-file`, else the CA of the
+    /// controller manager's kubeconfig); None: not published.
+    pub root_ca: Option<String>,
 }
 
 /// Runs every controller while this process holds the
@@ -80,6 +85,7 @@ async fn run_all(client: Client, cfg: &Config) -> anyhow::Result<()> {
         job::run(client.clone(), recorder("job-controller")).boxed(),
         cronjob::run(client.clone(), recorder("cronjob-controller")).boxed(),
         servicelb(client.clone(), cfg.servicelb).boxed(),
+        root_ca_publisher(client.clone(), cfg.root_ca.clone()).boxed(),
         volume::run(
             client.clone(),
             volume::Options {
@@ -91,6 +97,13 @@ async fn run_all(client: Client, cfg: &Config) -> anyhow::Result<()> {
     ];
     // Returns when the first of them does, as before.
     futures::future::select_all(controllers).await.0
+}
+
+async fn root_ca_publisher(client: Client, root_ca: Option<String>) -> anyhow::Result<()> {
+    match root_ca {
+        Some(ca) => rootcacert::run(client, ca).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn servicelb(client: Client, enabled: bool) -> anyhow::Result<()> {

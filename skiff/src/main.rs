@@ -1,6 +1,6 @@
 //! skiff: a complete, small Kubernetes in one binary.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 #[cfg(feature = "mimalloc")]
 mod allocator;
@@ -355,6 +355,11 @@ struct ControllerFlags {
     /// `skiff controller-manager`].
     #[arg(long)]
     default_local_storage_path: Option<PathBuf>,
+    /// The CA published to every namespace as ConfigMap `kube-root-ca.crt`,
+    /// for pods to check the API server with (upstream's flag)
+    /// [default: the CA of the controllers' kubeconfig].
+    #[arg(long)]
+    root_ca_file: Option<PathBuf>,
 }
 
 impl ControllerFlags {
@@ -363,6 +368,7 @@ impl ControllerFlags {
     fn spawn(
         &self,
         client: kube::Client,
+        kubeconfig: &std::path::Path,
         cluster_cidr: String,
         identity: String,
         data_dir: &std::path::Path,
@@ -375,7 +381,17 @@ impl ControllerFlags {
                 }
             });
         }
+        let root_ca = match &self.root_ca_file {
+            Some(file) => Some(
+                std::fs::read_to_string(file)
+                    .with_context(|| format!("reading {}", file.display()))?,
+            ),
+            None => skiff_agent::stream::tls::cluster_ca(kubeconfig)
+                .inspect_err(|e| tracing::warn!(error = %e, "kube-root-ca.crt not published"))
+                .ok(),
+        };
         let cfg = skiff_controllers::Config {
+            root_ca,
             cluster_cidr,
             node_monitor_grace_period: self.node_monitor_grace_period,
             terminated_pod_gc_threshold: self.terminated_pod_gc_threshold,
@@ -556,6 +572,7 @@ async fn start_server(a: ServerArgs) -> Result<skiff_apiserver::server::Running>
             running.component_kubeconfig("controller", "system:kube-controller-manager", &[])?;
         a.controllers.spawn(
             component_client(&kubeconfig, "kube-controller-manager").await?,
+            &kubeconfig,
             cluster_cidr,
             server_identity,
             &data_dir,
@@ -725,6 +742,7 @@ async fn run(cli: Cli) -> Result<()> {
             let client = component_client(&a.kubeconfig, "kube-controller-manager").await?;
             a.common.spawn(
                 client,
+                &a.kubeconfig,
                 a.cluster_cidr,
                 identity(None),
                 std::path::Path::new("/var/lib/skiff"),

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{unique_ns, Server};
+use common::{eventually, unique_ns, Server};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
@@ -39,6 +39,11 @@ async fn typed_verbs_and_errors() {
     let ns = unique_ns("kube");
     make_ns(&c, &ns).await;
     let cms: Api<ConfigMap> = Api::namespaced(c.clone(), &ns);
+    // The root CA publisher puts one there, as upstream's does.
+    eventually("kube-root-ca.crt in the new namespace", 20, async || {
+        cms.get_opt("kube-root-ca.crt").await.unwrap().is_some()
+    })
+    .await;
 
     let created = cms
         .create(&PostParams::default(), &cm("a", "1"))
@@ -107,7 +112,7 @@ async fn typed_verbs_and_errors() {
     }
     let page = cms.list(&ListParams::default().limit(3)).await.unwrap();
     assert_eq!(page.items.len(), 3);
-    assert_eq!(page.metadata.remaining_item_count, Some(4));
+    assert_eq!(page.metadata.remaining_item_count, Some(5));
     let token = page.metadata.continue_.clone().expect("continue token");
     // The later pages show the list as it was at the first page.
     cms.delete("p4", &DeleteParams::default()).await.unwrap();
@@ -129,7 +134,10 @@ async fn typed_verbs_and_errors() {
         .chain(&rest.items)
         .map(|c| c.name_any())
         .collect();
-    assert_eq!(names, ["a", "b", "p0", "p1", "p2", "p3", "p4"]);
+    assert_eq!(
+        names,
+        ["a", "b", "kube-root-ca.crt", "p0", "p1", "p2", "p3", "p4"]
+    );
     cms.delete("p5", &DeleteParams::default()).await.unwrap();
     cms.create(&PostParams::default(), &cm("p4", "x"))
         .await

@@ -567,6 +567,7 @@ fn dependent(s: &Server, ns: &str, owner: &str, name: &str) {
     s.apply(ns, &yaml);
 }
 
+/// The namespace's config maps but the CA every namespace has.
 fn names(s: &Server, ns: &str) -> Vec<String> {
     s.ok(&[
         "get",
@@ -577,6 +578,7 @@ fn names(s: &Server, ns: &str) -> Vec<String> {
         "jsonpath={.items[*].metadata.name}",
     ])
     .split_whitespace()
+    .filter(|n| *n != "kube-root-ca.crt")
     .map(String::from)
     .collect()
 }
