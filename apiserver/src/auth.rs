@@ -5,10 +5,15 @@
 
 use http::HeaderMap;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct User {
     pub name: String,
+    /// Set for service accounts (the account's uid), as upstream.
+    pub uid: Option<String>,
     pub groups: Vec<String>,
+    /// What else the credential says (upstream's `extra`: for a service
+    /// account token, its id and the pod and node it is bound to).
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 pub struct Authenticator {
@@ -34,6 +39,7 @@ impl Authenticator {
             .then(|| User {
                 name: "system:admin".into(),
                 groups: vec!["system:masters".into(), "system:authenticated".into()],
+                ..User::default()
             })
     }
 }
@@ -66,5 +72,9 @@ pub fn user_from_cert(der: &[u8]) -> Option<User> {
         .filter_map(|o| o.as_str().ok().map(String::from))
         .collect();
     groups.push("system:authenticated".into());
-    Some(User { name, groups })
+    Some(User {
+        name,
+        groups,
+        ..User::default()
+    })
 }

@@ -21,6 +21,7 @@ use base64::Engine as _;
 use ring::{hkdf, hmac};
 use serde_json::{json, Value};
 use skiff_machinery::catalog;
+use std::collections::BTreeMap;
 
 /// The issuer, and the audience a token gets when the request names none
 /// (upstream's default `--service-account-issuer` and API audience).
@@ -29,6 +30,12 @@ pub const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 const DEFAULT_EXPIRATION: i64 = 3600;
 const MIN_EXPIRATION: i64 = 600;
 const MAX_EXPIRATION: i64 = 1 << 32;
+/// What a pod-bound token asked for with the kube-api-access lifetime
+/// (`registry::serviceaccount::TOKEN_EXPIRATION_SECONDS`) really lasts:
+/// upstream's `--service-account-extend-token-expiration` (on by default)
+/// gives it a year, so clients that never reread the file keep working,
+/// and records when it would have expired as `kubernetes.io/warnafter`.
+const EXTENDED_EXPIRATION: i64 = 365 * 24 * 3600;
 
 /// Issues and checks tokens with the key derived from the CA's.
 pub struct Tokens {
@@ -43,6 +50,10 @@ pub struct Holder {
     pub service_account_uid: String,
     /// The object the token is bound to: (kind, name, uid).
     pub bound: Option<(String, String, String)>,
+    /// The token's `jti`.
+    pub id: Option<String>,
+    /// The node of the pod it is bound to: (name, uid).
+    pub node: Option<(String, String)>,
 }
 
 impl Holder {
@@ -57,7 +68,38 @@ impl Holder {
                 format!("system:serviceaccounts:{}", self.namespace),
                 "system:authenticated".into(),
             ],
+            uid: Some(self.service_account_uid.clone()),
+            extra: self.extra(),
         }
+    }
+
+    /// Upstream's extra user info for a service account token.
+    fn extra(&self) -> BTreeMap<String, Vec<String>> {
+        let mut extra = BTreeMap::new();
+        let mut put = |key: &str, value: &str| {
+            extra.insert(
+                format!("authentication.kubernetes.io/{key}"),
+                vec![value.to_string()],
+            );
+        };
+        if let Some(id) = &self.id {
+            put("credential-id", &format!("JTI={id}"));
+        }
+        if let Some((kind, name, uid)) = &self.bound {
+            if kind == "pod" {
+                put("pod-name", name);
+                put("pod-uid", uid);
+            }
+        }
+        let node = match &self.bound {
+            Some((kind, name, uid)) if kind == "node" => Some((name, uid)),
+            _ => self.node.as_ref().map(|(name, uid)| (name, uid)),
+        };
+        if let Some((name, uid)) = node {
+            put("node-name", name);
+            put("node-uid", uid);
+        }
+        extra
     }
 }
 
@@ -109,7 +151,12 @@ impl Tokens {
             namespace: text(&k8s["namespace"])?,
             service_account: text(&k8s["serviceaccount"]["name"])?,
             service_account_uid: text(&k8s["serviceaccount"]["uid"])?,
+            node: k8s
+                .get("pod")
+                .and(k8s.get("node"))
+                .and_then(|n| Some((text(&n["name"])?, text(&n["uid"])?))),
             bound,
+            id: text(&claims["jti"]),
         })
     }
 
@@ -215,9 +262,21 @@ impl Tokens {
                 ));
             }
             k8s[key] = json!({"name": object_name, "uid": uid});
+            // A pod's token also names the pod's node (upstream's
+            // ServiceAccountTokenPodNodeInfo), when it has one.
+            if let Some(node) = object.pointer("/spec/nodeName").and_then(Value::as_str) {
+                let nodes = catalog::lookup("", "v1", "nodes").expect("nodes");
+                if let Ok(n) = reg.get(nodes, None, node).await {
+                    k8s["node"] = json!({"name": node, "uid": crate::meta::uid(&n)});
+                }
+            }
         }
         let now = jiff::Timestamp::now().as_second();
-        let exp = now + expiration;
+        let lifetime = lifetime(expiration, k8s.get("pod").is_some(), &audiences);
+        if lifetime != expiration {
+            k8s["warnafter"] = json!(now + expiration);
+        }
+        let exp = now + lifetime;
         let claims = json!({
             "aud": audiences,
             "exp": exp,
@@ -228,7 +287,9 @@ impl Tokens {
             "nbf": now,
             "sub": format!("system:serviceaccount:{ns}:{name}"),
         });
-        let expires = jiff::Timestamp::from_second(exp)
+        // The status names the lifetime asked for, also when extended: the
+        // holder refreshes on that schedule.
+        let expires = jiff::Timestamp::from_second(now + expiration)
             .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
             .unwrap_or_default();
         let mut spec = spec;
@@ -244,6 +305,19 @@ impl Tokens {
             "spec": spec,
             "status": {"token": self.sign(&claims), "expirationTimestamp": expires},
         }))
+    }
+}
+
+/// How long a token asked to last `requested` seconds is valid: extended
+/// for a pod-bound kube-api-access token meant for the API server alone.
+fn lifetime(requested: i64, pod_bound: bool, audiences: &[Value]) -> i64 {
+    let extend = requested == crate::registry::serviceaccount::TOKEN_EXPIRATION_SECONDS
+        && pod_bound
+        && audiences.iter().all(|a| a == ISSUER);
+    if extend {
+        EXTENDED_EXPIRATION
+    } else {
+        requested
     }
 }
 
@@ -269,10 +343,19 @@ mod tests {
     use super::*;
 
     fn claims(exp: i64, aud: &str) -> Value {
-        json!({"aud": [aud], "exp": exp, "iat": 0, "nbf": 0, "iss": ISSUER,
+        json!({"aud": [aud], "exp": exp, "iat": 0, "nbf": 0, "iss": ISSUER, "jti": "j",
                "sub": "system:serviceaccount:ns:sa",
                "kubernetes.io": {"namespace": "ns", "serviceaccount": {"name": "sa", "uid": "u1"},
-                                 "pod": {"name": "p", "uid": "u2"}}})
+                                 "pod": {"name": "p", "uid": "u2"}, "node": {"name": "n", "uid": "u3"}}})
+    }
+
+    #[test]
+    fn only_pod_bound_api_access_tokens_are_extended() {
+        let api = [json!(ISSUER)];
+        assert_eq!(lifetime(3607, true, &api), EXTENDED_EXPIRATION);
+        assert_eq!(lifetime(3600, true, &api), 3600);
+        assert_eq!(lifetime(3607, false, &api), 3607);
+        assert_eq!(lifetime(3607, true, &[json!("vault")]), 3607);
     }
 
     #[test]
@@ -290,6 +373,14 @@ mod tests {
             ]
         );
         assert_eq!(holder.bound, Some(("pod".into(), "p".into(), "u2".into())));
+        let extra = holder.user().extra;
+        assert_eq!(extra["authentication.kubernetes.io/pod-name"], ["p"]);
+        assert_eq!(extra["authentication.kubernetes.io/node-name"], ["n"]);
+        assert_eq!(
+            extra["authentication.kubernetes.io/credential-id"],
+            ["JTI=j"]
+        );
+        assert_eq!(holder.user().uid.as_deref(), Some("u1"));
         assert_eq!(tokens.verify(&token, 100), None, "expired");
     }
 

@@ -34,6 +34,23 @@ fn pod(name: &str, script: &str) -> serde_json::Value {
     })
 }
 
+/// A kubectl that runs in a busybox container (statically linked): the one
+/// on PATH, or, when that is a dispatcher between versions, its v1.32.
+fn in_pod_kubectl() -> String {
+    let out = std::process::Command::new("sh")
+        .args(["-c", "command -v kubectl"])
+        .output()
+        .unwrap();
+    let on_path = std::fs::canonicalize(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    let versioned = on_path.with_file_name("kubectl.1.32");
+    let chosen = if versioned.exists() {
+        versioned
+    } else {
+        on_path
+    };
+    chosen.to_string_lossy().into_owned()
+}
+
 async fn create(pods: &Api<Pod>, v: serde_json::Value) -> Pod {
     pods.create(&PostParams::default(), &serde_json::from_value(v).unwrap())
         .await
@@ -260,6 +277,44 @@ async fn pods_run_reach_each_other_and_see_their_volumes() {
         String::from_utf8_lossy(&whoami.stderr)
     );
 
+    // Every pod gets the kube-api-access volume that in-cluster clients
+    // read: kubectl inside a pod, told nothing but what that volume and
+    // KUBERNETES_SERVICE_HOST say, checks the server against ca.crt and
+    // acts as the pod's service account, bound to the pod and its node.
+    let mut inc = pod(
+        "incluster",
+        "/kubectl auth whoami -o json | tr -d '\\n '; echo; /kubectl get pod incluster -o name; sleep 3600",
+    );
+    inc["spec"]["containers"][0]["volumeMounts"] =
+        json!([{"name": "kubectl", "mountPath": "/kubectl", "readOnly": true}]);
+    inc["spec"]["volumes"] =
+        json!([{"name": "kubectl", "hostPath": {"path": in_pod_kubectl(), "type": "File"}}]);
+    let inc = create(&pods, inc).await;
+    let volumes = inc.spec.as_ref().unwrap().volumes.clone().unwrap();
+    assert!(
+        volumes[1].name.starts_with("kube-api-access-"),
+        "{volumes:?}"
+    );
+    let inc = wait_pod(&pods, "incluster", 60, "Running", |p| phase(p) == "Running").await;
+    eventually("kubectl's answers in the log", 30, async || {
+        log_lines(&node, &inc, "c", 0).len() >= 2
+    })
+    .await;
+    let lines = log_lines(&node, &inc, "c", 0);
+    let review: serde_json::Value = serde_json::from_str(&lines[0]).expect(&lines[0]);
+    let info = &review["status"]["userInfo"];
+    assert_eq!(info["username"], "system:serviceaccount:default:default");
+    let extra = &info["extra"];
+    assert_eq!(
+        extra["authentication.kubernetes.io/pod-name"],
+        json!(["incluster"])
+    );
+    assert_eq!(
+        extra["authentication.kubernetes.io/node-name"],
+        json!([node.name])
+    );
+    assert_eq!(lines[1], "pod/incluster");
+
     // An exit code, for good under restartPolicy Never.
     let mut fail = pod("fail", "echo bye > /dev/termination-log; exit 3");
     fail["spec"]["restartPolicy"] = json!("Never");
@@ -335,7 +390,15 @@ async fn pods_run_reach_each_other_and_see_their_volumes() {
     delete_all_leaving_nothing(
         &node,
         &pods,
-        &["web", "client", "vols", "tok", "fail", "missing"],
+        &[
+            "web",
+            "client",
+            "vols",
+            "tok",
+            "incluster",
+            "fail",
+            "missing",
+        ],
     )
     .await;
     let sandboxes = std::fs::read_dir(node.data_dir.path().join("agent/pods"))

@@ -787,3 +787,154 @@ fn objects_survive_kill_9() {
         "7"
     );
 }
+
+/// Polls `kubectl args` until its output satisfies `done`; returns it.
+fn kubectl_until(s: &Server, what: &str, args: &[&str], done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = s.kubectl(args);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() && done(&text) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "{what}: {text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Every namespace gets ConfigMap kube-root-ca.crt with the cluster CA,
+/// put back when changed or deleted; every pod gets the kube-api-access
+/// volume unless it or its account opts out or it mounts that path itself.
+#[test]
+fn service_account_volume_and_root_ca() {
+    if !have_kubectl() {
+        eprintln!("kubectl not on PATH: skipped");
+        return;
+    }
+    let s = Server::start(None);
+    let ns = unique_ns("apiaccess");
+    s.ok(&["create", "namespace", &ns]);
+    let ca = std::fs::read_to_string(s.dir.path().join("server/tls/ca.crt")).unwrap();
+    let get_ca = [
+        "get",
+        "configmap",
+        "kube-root-ca.crt",
+        "-n",
+        &ns,
+        "-o",
+        "json",
+    ];
+    let holds_ca = |text: &str| {
+        serde_json::from_str::<serde_json::Value>(text)
+            .is_ok_and(|cm| cm["data"]["ca.crt"].as_str() == Some(ca.as_str()))
+    };
+    let cm: serde_json::Value =
+        serde_json::from_str(&kubectl_until(&s, "the CA published", &get_ca, holds_ca)).unwrap();
+    assert!(cm["metadata"]["annotations"]["kubernetes.io/description"]
+        .as_str()
+        .unwrap()
+        .starts_with("Contains a CA bundle"));
+    s.ok(&[
+        "patch",
+        "configmap",
+        "kube-root-ca.crt",
+        "-n",
+        &ns,
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"ca.crt":"forged"}}"#,
+    ]);
+    kubectl_until(&s, "the CA put back", &get_ca, holds_ca);
+    s.ok(&["delete", "configmap", "kube-root-ca.crt", "-n", &ns]);
+    kubectl_until(&s, "the CA published again", &get_ca, holds_ca);
+
+    kubectl_until(
+        &s,
+        "the default account",
+        &["get", "sa", "default", "-n", &ns],
+        |_| true,
+    );
+    s.apply(
+        &ns,
+        r#"
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: quiet}
+automountServiceAccountToken: false
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: plain}
+spec:
+  initContainers: [{name: init, image: busybox}]
+  containers: [{name: c, image: busybox}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: quiet}
+spec:
+  serviceAccountName: quiet
+  containers: [{name: c, image: busybox}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: loud}
+spec:
+  serviceAccountName: quiet
+  automountServiceAccountToken: true
+  containers: [{name: c, image: busybox}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: own}
+spec:
+  containers:
+  - name: c
+    image: busybox
+    volumeMounts: [{name: mine, mountPath: /var/run/secrets/kubernetes.io/serviceaccount}]
+  volumes: [{name: mine, emptyDir: {}}]
+"#,
+    );
+    let spec = |pod: &str| -> serde_json::Value {
+        let text = s.ok(&["get", "pod", pod, "-n", &ns, "-o", "json"]);
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()["spec"].clone()
+    };
+    let volume_names = |spec: &serde_json::Value| -> Vec<String> {
+        spec["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| v["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let plain = spec("plain");
+    let names = volume_names(&plain);
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].starts_with("kube-api-access-"), "{names:?}");
+    assert_eq!(plain["serviceAccountName"], "default");
+    for list in ["initContainers", "containers"] {
+        assert_eq!(
+            plain[list][0]["volumeMounts"],
+            serde_json::json!([{"name": names[0], "readOnly": true,
+                "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]),
+            "{list}"
+        );
+    }
+    let described = s.ok(&["describe", "pod", "plain", "-n", &ns]);
+    assert!(
+        described.contains("TokenExpirationSeconds:  3607")
+            && described.contains("ConfigMapName:           kube-root-ca.crt"),
+        "{described}"
+    );
+    assert!(
+        volume_names(&spec("quiet")).is_empty(),
+        "the account opts out"
+    );
+    assert_eq!(volume_names(&spec("loud")).len(), 1, "the pod opts back in");
+    assert_eq!(
+        volume_names(&spec("own")),
+        ["mine"],
+        "its own mount is kept"
+    );
+}

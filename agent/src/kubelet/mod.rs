@@ -12,6 +12,7 @@ pub mod imagepull;
 pub mod nodeinfo;
 pub mod probes;
 pub mod status;
+pub mod tokens;
 pub mod volumes;
 pub mod worker;
 
@@ -91,7 +92,7 @@ pub struct Ctx {
     pub dns: Dns,
     pub recorder: Recorder,
     pub allocatable: BTreeMap<String, String>,
-    pub tokens: Box<dyn volumes::TokenSource>,
+    pub tokens: Box<dyn tokens::TokenSource>,
     /// When each image (by id) last started a container, for image GC.
     pub image_last_used: std::sync::Mutex<HashMap<String, std::time::SystemTime>>,
 }
@@ -401,7 +402,7 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
         },
         recorder: Recorder::start(client.clone(), "kubelet", &info.name),
         allocatable: info.allocatable(),
-        tokens: Box::new(volumes::TokenRequest(client.clone())),
+        tokens: Box::new(tokens::TokenRequest::new(client.clone())),
         image_last_used: Default::default(),
     });
     tokio::spawn(imagegc::run(

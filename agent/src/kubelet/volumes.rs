@@ -15,7 +15,6 @@ use k8s_openapi::api::core::v1::{
 };
 use kube::api::Api;
 use kube::ResourceExt;
-use serde_json::json;
 use skiff_machinery::quantity::Quantity;
 use std::collections::BTreeMap;
 use std::os::unix::fs::FileTypeExt;
@@ -512,64 +511,10 @@ pub fn mounts_for(
     Ok(out)
 }
 
-/// Where a projected serviceAccountToken comes from. The default asks the
-/// API server's TokenRequest (`serviceaccounts/<name>/token`); the auth
-/// work can swap in another source.
-#[async_trait::async_trait]
-pub trait TokenSource: Send + Sync {
-    async fn token(
-        &self,
-        pod: &Pod,
-        audience: Option<&str>,
-        expiration: Option<i64>,
-    ) -> Result<String, String>;
-}
-
-pub struct TokenRequest(pub kube::Client);
-
-#[async_trait::async_trait]
-impl TokenSource for TokenRequest {
-    async fn token(
-        &self,
-        pod: &Pod,
-        audience: Option<&str>,
-        expiration: Option<i64>,
-    ) -> Result<String, String> {
-        let ns = pod.namespace().unwrap_or_default();
-        let sa = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.service_account_name.clone())
-            .unwrap_or_else(|| "default".into());
-        let body = json!({
-            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-            "spec": {
-                "audiences": audience.map(|a| vec![a.to_string()]).unwrap_or_default(),
-                "expirationSeconds": expiration.unwrap_or(3607),
-                "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": pod.name_any(), "uid": pod.uid()},
-            },
-        });
-        let req = http::Request::post(format!(
-            "/api/v1/namespaces/{ns}/serviceaccounts/{sa}/token"
-        ))
-        .header("content-type", "application/json")
-        .body(serde_json::to_vec(&body).map_err(|e| e.to_string())?)
-        .map_err(|e| e.to_string())?;
-        let resp: serde_json::Value = self
-            .0
-            .request(req)
-            .await
-            .map_err(|e| format!("requesting a service account token: {e}"))?;
-        resp.pointer("/status/token")
-            .and_then(|t| t.as_str())
-            .map(str::to_string)
-            .ok_or_else(|| "the token request returned no token".into())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn items_modes_and_missing_keys() {

@@ -27,7 +27,14 @@ pub fn handle(target: &Target, call: &Call<'_>, user: Option<&User>) -> Result<R
     let status = match res.plural {
         "selfsubjectreviews" => {
             let user = user.ok_or_else(ApiError::unauthorized)?;
-            json!({"userInfo": {"username": user.name, "groups": user.groups}})
+            let mut info = json!({"username": user.name, "groups": user.groups});
+            if let Some(uid) = &user.uid {
+                info["uid"] = json!(uid);
+            }
+            if !user.extra.is_empty() {
+                info["extra"] = json!(user.extra);
+            }
+            json!({"userInfo": info})
         }
         "selfsubjectaccessreviews" | "subjectaccessreviews" | "localsubjectaccessreviews" => {
             if review.pointer("/spec/resourceAttributes").is_none()

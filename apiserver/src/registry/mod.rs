@@ -7,6 +7,7 @@
 pub mod ipalloc;
 mod jobsuccess;
 pub mod priority;
+pub mod serviceaccount;
 mod storageclass;
 pub mod strategy;
 pub mod subresources;

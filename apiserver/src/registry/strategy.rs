@@ -349,7 +349,7 @@ pub async fn prepare_create(
     }
     match (res.group, res.plural) {
         ("", "pods") => {
-            admit_service_account(reg, obj)?;
+            super::serviceaccount::admit(reg, obj)?;
             super::priority::admit(reg, obj)?;
             add_default_tolerations(&mut obj["spec"]);
             let status = obj_mut(obj, "status");
@@ -375,38 +375,6 @@ pub async fn prepare_create(
         }
         ("batch", "jobs") => job_selector(obj),
         _ => {}
-    }
-    Ok(())
-}
-
-/// ServiceAccount admission: a pod runs as `default` unless it names an
-/// account, and the account must exist (upstream's wording when it does not).
-/// The automatic token volume (upstream's `kube-api-access-*`, with the
-/// kube-root-ca.crt ConfigMap it needs) is not added yet: pods that want a
-/// token project one themselves (`serviceAccountToken`, served by
-/// TokenRequest in `crate::serviceaccount_token`); this is where it will go.
-fn admit_service_account(reg: &Registry, pod: &mut Value) -> Result<(), ApiError> {
-    let ns = meta::namespace(pod).unwrap_or("default").to_string();
-    let name = meta::name(pod).to_string();
-    let spec = obj_mut(pod, "spec");
-    let account = spec
-        .get("serviceAccountName")
-        .or_else(|| spec.get("serviceAccount"))
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .unwrap_or("default")
-        .to_string();
-    spec.insert("serviceAccountName".into(), json!(account));
-    spec.insert("serviceAccount".into(), json!(account));
-    let sa_res = skiff_machinery::catalog::lookup("", "v1", "serviceaccounts").expect("catalog");
-    if reg
-        .cache(sa_res)
-        .get(&sa_res.key(Some(&ns), &account))
-        .is_none()
-    {
-        return Err(ApiError::forbidden(format!(
-            "pods \"{name}\" is forbidden: error looking up service account {ns}/{account}: serviceaccount \"{account}\" not found"
-        )));
     }
     Ok(())
 }
