@@ -938,3 +938,116 @@ spec:
         "its own mount is kept"
     );
 }
+
+/// Whether `want` is found in `got`: every key of an object, every element
+/// of a list (same length), every scalar equal. Defaults may add fields.
+fn contained(want: &serde_json::Value, got: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (want, got) {
+        (Value::Object(w), Value::Object(g)) => w
+            .iter()
+            .all(|(k, v)| g.get(k).is_some_and(|gv| contained(v, gv))),
+        (Value::Array(w), Value::Array(g)) => {
+            w.len() == g.len() && w.iter().zip(g).all(|(a, b)| contained(a, b))
+        }
+        _ => want == got,
+    }
+}
+
+/// The `kubectl create <kind>` commands that send protobuf bodies: each
+/// object is stored as kubectl meant it (what `--dry-run=client` prints).
+#[test]
+fn kubectl_create_every_kind_it_makes() {
+    if !have_kubectl() {
+        eprintln!("kubectl not on PATH: skipped");
+        return;
+    }
+    let s = Server::start(None);
+    let ns = unique_ns("create");
+    s.ok(&["create", "namespace", &ns]);
+    let (cr, crb, pc) = (format!("cr-{ns}"), format!("crb-{ns}"), format!("pc-{ns}"));
+    let commands: Vec<(&str, &str, Vec<&str>)> = vec![
+        (
+            "role",
+            "reader",
+            vec!["--verb=get,list", "--resource=pods,deployments.apps"],
+        ),
+        (
+            "rolebinding",
+            "rb",
+            vec![
+                "--role=reader",
+                "--user=bob",
+                "--serviceaccount=default:bot",
+            ],
+        ),
+        (
+            "clusterrole",
+            &cr,
+            vec!["--verb=get", "--resource=nodes", "--resource-name=n1"],
+        ),
+        (
+            "clusterrolebinding",
+            &crb,
+            vec!["--clusterrole=view", "--group=devs"],
+        ),
+        (
+            "quota",
+            "q",
+            vec![
+                "--hard=pods=10,requests.cpu=1,limits.memory=1Gi",
+                "--scopes=NotBestEffort",
+            ],
+        ),
+        (
+            "priorityclass",
+            &pc,
+            vec![
+                "--value=1000",
+                "--description=mine",
+                "--preemption-policy=Never",
+            ],
+        ),
+        (
+            "poddisruptionbudget",
+            "pdb",
+            vec!["--selector=app=web", "--min-available=50%"],
+        ),
+        (
+            "ingress",
+            "ing",
+            vec![
+                "--rule=foo.com/bar*=svc1:8080,tls=my-cert",
+                "--class=nginx",
+                "--annotation=a=b",
+            ],
+        ),
+    ];
+    for (kind, name, flags) in &commands {
+        let mut args = vec!["create", kind, name, "-n", &ns];
+        args.extend(flags.iter().copied());
+        let mut dry = args.clone();
+        dry.extend(["--dry-run=client", "-o", "json"]);
+        let mut want: serde_json::Value = serde_json::from_str(&s.ok(&dry)).unwrap();
+        let m = want.as_object_mut().unwrap();
+        m.remove("status");
+        m["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("creationTimestamp");
+        s.ok(&args);
+        let got: serde_json::Value =
+            serde_json::from_str(&s.ok(&["get", kind, name, "-n", &ns, "-o", "json"])).unwrap();
+        assert!(
+            contained(&want, &got),
+            "{kind}: sent {want:#}\nstored {got:#}"
+        );
+    }
+    for (kind, name) in [
+        ("clusterrole", &cr),
+        ("clusterrolebinding", &crb),
+        ("priorityclass", &pc),
+    ] {
+        s.ok(&["delete", kind, name]);
+    }
+}

@@ -43,6 +43,38 @@ ROOTS = [
     ("authentication.k8s.io/v1", "TokenRequest", "k8s.io.api.authentication.v1.TokenRequest"),
     ("batch/v1", "Job", "k8s.io.api.batch.v1.Job"),
     ("batch/v1", "CronJob", "k8s.io.api.batch.v1.CronJob"),
+    # Every other built-in kind: `kubectl create quota|role|rolebinding|
+    # clusterrole|clusterrolebinding|priorityclass|poddisruptionbudget|
+    # ingress` send theirs as protobuf, and so may any client-go program.
+    ("v1", "Binding", "k8s.io.api.core.v1.Binding"),
+    ("v1", "Endpoints", "k8s.io.api.core.v1.Endpoints"),
+    ("v1", "Event", "k8s.io.api.core.v1.Event"),
+    ("v1", "LimitRange", "k8s.io.api.core.v1.LimitRange"),
+    ("v1", "Node", "k8s.io.api.core.v1.Node"),
+    ("v1", "PersistentVolume", "k8s.io.api.core.v1.PersistentVolume"),
+    ("v1", "PersistentVolumeClaim", "k8s.io.api.core.v1.PersistentVolumeClaim"),
+    ("v1", "PodTemplate", "k8s.io.api.core.v1.PodTemplate"),
+    ("v1", "ReplicationController", "k8s.io.api.core.v1.ReplicationController"),
+    ("v1", "ResourceQuota", "k8s.io.api.core.v1.ResourceQuota"),
+    ("apps/v1", "ControllerRevision", "k8s.io.api.apps.v1.ControllerRevision"),
+    ("apps/v1", "DaemonSet", "k8s.io.api.apps.v1.DaemonSet"),
+    ("apps/v1", "ReplicaSet", "k8s.io.api.apps.v1.ReplicaSet"),
+    ("apps/v1", "StatefulSet", "k8s.io.api.apps.v1.StatefulSet"),
+    ("autoscaling/v1", "Scale", "k8s.io.api.autoscaling.v1.Scale"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler", "k8s.io.api.autoscaling.v2.HorizontalPodAutoscaler"),
+    ("coordination.k8s.io/v1", "Lease", "k8s.io.api.coordination.v1.Lease"),
+    ("discovery.k8s.io/v1", "EndpointSlice", "k8s.io.api.discovery.v1.EndpointSlice"),
+    ("events.k8s.io/v1", "Event", "k8s.io.api.events.v1.Event"),
+    ("networking.k8s.io/v1", "Ingress", "k8s.io.api.networking.v1.Ingress"),
+    ("networking.k8s.io/v1", "NetworkPolicy", "k8s.io.api.networking.v1.NetworkPolicy"),
+    ("policy/v1", "Eviction", "k8s.io.api.policy.v1.Eviction"),
+    ("policy/v1", "PodDisruptionBudget", "k8s.io.api.policy.v1.PodDisruptionBudget"),
+    ("rbac.authorization.k8s.io/v1", "ClusterRole", "k8s.io.api.rbac.v1.ClusterRole"),
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "k8s.io.api.rbac.v1.ClusterRoleBinding"),
+    ("rbac.authorization.k8s.io/v1", "Role", "k8s.io.api.rbac.v1.Role"),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding", "k8s.io.api.rbac.v1.RoleBinding"),
+    ("scheduling.k8s.io/v1", "PriorityClass", "k8s.io.api.scheduling.v1.PriorityClass"),
+    ("storage.k8s.io/v1", "StorageClass", "k8s.io.api.storage.v1.StorageClass"),
 ]
 
 # Messages with their own JSON form (a Ty variant each, decoded by special.rs).

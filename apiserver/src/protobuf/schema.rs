@@ -23,6 +23,87 @@ pub(super) static KINDS: &[(&str, &str, &[Field])] = &[
     ("authentication.k8s.io/v1", "TokenRequest", &AUTHENTICATION_V1_TOKEN_REQUEST),
     ("batch/v1", "Job", &BATCH_V1_JOB),
     ("batch/v1", "CronJob", &BATCH_V1_CRON_JOB),
+    ("v1", "Binding", &CORE_V1_BINDING),
+    ("v1", "Endpoints", &CORE_V1_ENDPOINTS),
+    ("v1", "Event", &CORE_V1_EVENT),
+    ("v1", "LimitRange", &CORE_V1_LIMIT_RANGE),
+    ("v1", "Node", &CORE_V1_NODE),
+    ("v1", "PersistentVolume", &CORE_V1_PERSISTENT_VOLUME),
+    ("v1", "PersistentVolumeClaim", &CORE_V1_PERSISTENT_VOLUME_CLAIM),
+    ("v1", "PodTemplate", &CORE_V1_POD_TEMPLATE),
+    ("v1", "ReplicationController", &CORE_V1_REPLICATION_CONTROLLER),
+    ("v1", "ResourceQuota", &CORE_V1_RESOURCE_QUOTA),
+    ("apps/v1", "ControllerRevision", &APPS_V1_CONTROLLER_REVISION),
+    ("apps/v1", "DaemonSet", &APPS_V1_DAEMON_SET),
+    ("apps/v1", "ReplicaSet", &APPS_V1_REPLICA_SET),
+    ("apps/v1", "StatefulSet", &APPS_V1_STATEFUL_SET),
+    ("autoscaling/v1", "Scale", &AUTOSCALING_V1_SCALE),
+    ("autoscaling/v2", "HorizontalPodAutoscaler", &AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER),
+    ("coordination.k8s.io/v1", "Lease", &COORDINATION_V1_LEASE),
+    ("discovery.k8s.io/v1", "EndpointSlice", &DISCOVERY_V1_ENDPOINT_SLICE),
+    ("events.k8s.io/v1", "Event", &EVENTS_V1_EVENT),
+    ("networking.k8s.io/v1", "Ingress", &NETWORKING_V1_INGRESS),
+    ("networking.k8s.io/v1", "NetworkPolicy", &NETWORKING_V1_NETWORK_POLICY),
+    ("policy/v1", "Eviction", &POLICY_V1_EVICTION),
+    ("policy/v1", "PodDisruptionBudget", &POLICY_V1_POD_DISRUPTION_BUDGET),
+    ("rbac.authorization.k8s.io/v1", "ClusterRole", &RBAC_V1_CLUSTER_ROLE),
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", &RBAC_V1_CLUSTER_ROLE_BINDING),
+    ("rbac.authorization.k8s.io/v1", "Role", &RBAC_V1_ROLE),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding", &RBAC_V1_ROLE_BINDING),
+    ("scheduling.k8s.io/v1", "PriorityClass", &SCHEDULING_V1_PRIORITY_CLASS),
+    ("storage.k8s.io/v1", "StorageClass", &STORAGE_V1_STORAGE_CLASS),
+];
+
+/// k8s.io.api.apps.v1.ControllerRevision
+static APPS_V1_CONTROLLER_REVISION: [Field; 3] = [
+    Field(1, "metadata", Msg(&META_V1_OBJECT_META), Single),
+    Field(2, "data", RawExtension, Single),
+    Field(3, "revision", I64, Single),
+];
+
+/// k8s.io.api.apps.v1.DaemonSet
+static APPS_V1_DAEMON_SET: [Field; 3] = [
+    Field(1, "metadata", Msg(&META_V1_OBJECT_META), Single),
+    Field(2, "spec", Msg(&APPS_V1_DAEMON_SET_SPEC), Single),
+    Field(3, "status", Msg(&APPS_V1_DAEMON_SET_STATUS), Single),
+];
+
+/// k8s.io.api.apps.v1.DaemonSetCondition
+static APPS_V1_DAEMON_SET_CONDITION: [Field; 5] = [
+    Field(1, "type", Str, Single),
+    Field(2, "status", Str, Single),
+    Field(3, "lastTransitionTime", Time, Single),
+    Field(4, "reason", Str, OmitEmpty),
+    Field(5, "message", Str, OmitEmpty),
+];
+
+/// k8s.io.api.apps.v1.DaemonSetSpec
+static APPS_V1_DAEMON_SET_SPEC: [Field; 5] = [
+    Field(1, "selector", Msg(&META_V1_LABEL_SELECTOR), Single),
+    Field(2, "template", Msg(&CORE_V1_POD_TEMPLATE_SPEC), Single),
+    Field(3, "updateStrategy", Msg(&APPS_V1_DAEMON_SET_UPDATE_STRATEGY), Single),
+    Field(4, "minReadySeconds", I32, OmitEmpty),
+    Field(6, "revisionHistoryLimit", I32, Single),
+];
+
+/// k8s.io.api.apps.v1.DaemonSetStatus
+static APPS_V1_DAEMON_SET_STATUS: [Field; 10] = [
+    Field(1, "currentNumberScheduled", I32, Single),
+    Field(2, "numberMisscheduled", I32, Single),
+    Field(3, "desiredNumberScheduled", I32, Single),
+    Field(4, "numberReady", I32, Single),
+    Field(5, "observedGeneration", I64, OmitEmpty),
+    Field(6, "updatedNumberScheduled", I32, OmitEmpty),
+    Field(7, "numberAvailable", I32, OmitEmpty),
+    Field(8, "numberUnavailable", I32, OmitEmpty),
+    Field(9, "collisionCount", I32, Single),
+    Field(10, "conditions", Msg(&APPS_V1_DAEMON_SET_CONDITION), Repeated),
+];
+
+/// k8s.io.api.apps.v1.DaemonSetUpdateStrategy
+static APPS_V1_DAEMON_SET_UPDATE_STRATEGY: [Field; 2] = [
+    Field(1, "type", Str, OmitEmpty),
+    Field(2, "rollingUpdate", Msg(&APPS_V1_ROLLING_UPDATE_DAEMON_SET), Single),
 ];
 
 /// k8s.io.api.apps.v1.Deployment
@@ -73,10 +154,119 @@ static APPS_V1_DEPLOYMENT_STRATEGY: [Field; 2] = [
     Field(2, "rollingUpdate", Msg(&APPS_V1_ROLLING_UPDATE_DEPLOYMENT), Single),
 ];
 
+/// k8s.io.api.apps.v1.ReplicaSet
+static APPS_V1_REPLICA_SET: [Field; 3] = [
+    Field(1, "metadata", Msg(&META_V1_OBJECT_META), Single),
+    Field(2, "spec", Msg(&APPS_V1_REPLICA_SET_SPEC), Single),
+    Field(3, "status", Msg(&APPS_V1_REPLICA_SET_STATUS), Single),
+];
+
+/// k8s.io.api.apps.v1.ReplicaSetCondition
+static APPS_V1_REPLICA_SET_CONDITION: [Field; 5] = [
+    Field(1, "type", Str, Single),
+    Field(2, "status", Str, Single),
+    Field(3, "lastTransitionTime", Time, Single),
+    Field(4, "reason", Str, OmitEmpty),
+    Field(5, "message", Str, OmitEmpty),
+];
+
+/// k8s.io.api.apps.v1.ReplicaSetSpec
+static APPS_V1_REPLICA_SET_SPEC: [Field; 4] = [
+    Field(1, "replicas", I32, Single),
+    Field(2, "selector", Msg(&META_V1_LABEL_SELECTOR), Single),
+    Field(3, "template", Msg(&CORE_V1_POD_TEMPLATE_SPEC), Single),
+    Field(4, "minReadySeconds", I32, OmitEmpty),
+];
+
+/// k8s.io.api.apps.v1.ReplicaSetStatus
+static APPS_V1_REPLICA_SET_STATUS: [Field; 7] = [
+    Field(1, "replicas", I32, Single),
+    Field(2, "fullyLabeledReplicas", I32, OmitEmpty),
+    Field(3, "observedGeneration", I64, OmitEmpty),
+    Field(4, "readyReplicas", I32, OmitEmpty),
+    Field(5, "availableReplicas", I32, OmitEmpty),
+    Field(6, "conditions", Msg(&APPS_V1_REPLICA_SET_CONDITION), Repeated),
+    Field(7, "terminatingReplicas", I32, Single),
+];
+
+/// k8s.io.api.apps.v1.RollingUpdateDaemonSet
+static APPS_V1_ROLLING_UPDATE_DAEMON_SET: [Field; 2] = [
+    Field(1, "maxUnavailable", IntOrString, Single),
+    Field(2, "maxSurge", IntOrString, Single),
+];
+
 /// k8s.io.api.apps.v1.RollingUpdateDeployment
 static APPS_V1_ROLLING_UPDATE_DEPLOYMENT: [Field; 2] = [
     Field(1, "maxUnavailable", IntOrString, Single),
     Field(2, "maxSurge", IntOrString, Single),
+];
+
+/// k8s.io.api.apps.v1.RollingUpdateStatefulSetStrategy
+static APPS_V1_ROLLING_UPDATE_STATEFUL_SET_STRATEGY: [Field; 2] = [
+    Field(1, "partition", I32, Single),
+    Field(2, "maxUnavailable", IntOrString, Single),
+];
+
+/// k8s.io.api.apps.v1.StatefulSet
+static APPS_V1_STATEFUL_SET: [Field; 3] = [
+    Field(1, "metadata", Msg(&META_V1_OBJECT_META), Single),
+    Field(2, "spec", Msg(&APPS_V1_STATEFUL_SET_SPEC), Single),
+    Field(3, "status", Msg(&APPS_V1_STATEFUL_SET_STATUS), Single),
+];
+
+/// k8s.io.api.apps.v1.StatefulSetCondition
+static APPS_V1_STATEFUL_SET_CONDITION: [Field; 5] = [
+    Field(1, "type", Str, Single),
+    Field(2, "status", Str, Single),
+    Field(3, "lastTransitionTime", Time, Single),
+    Field(4, "reason", Str, OmitEmpty),
+    Field(5, "message", Str, OmitEmpty),
+];
+
+/// k8s.io.api.apps.v1.StatefulSetOrdinals
+static APPS_V1_STATEFUL_SET_ORDINALS: [Field; 1] = [
+    Field(1, "start", I32, Single),
+];
+
+/// k8s.io.api.apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicy
+static APPS_V1_STATEFUL_SET_PERSISTENT_VOLUME_CLAIM_RETENTION_POLICY: [Field; 2] = [
+    Field(1, "whenDeleted", Str, OmitEmpty),
+    Field(2, "whenScaled", Str, OmitEmpty),
+];
+
+/// k8s.io.api.apps.v1.StatefulSetSpec
+static APPS_V1_STATEFUL_SET_SPEC: [Field; 11] = [
+    Field(1, "replicas", I32, Single),
+    Field(2, "selector", Msg(&META_V1_LABEL_SELECTOR), Single),
+    Field(3, "template", Msg(&CORE_V1_POD_TEMPLATE_SPEC), Single),
+    Field(4, "volumeClaimTemplates", Msg(&CORE_V1_PERSISTENT_VOLUME_CLAIM), Repeated),
+    Field(5, "serviceName", Str, Single),
+    Field(6, "podManagementPolicy", Str, OmitEmpty),
+    Field(7, "updateStrategy", Msg(&APPS_V1_STATEFUL_SET_UPDATE_STRATEGY), Single),
+    Field(8, "revisionHistoryLimit", I32, Single),
+    Field(9, "minReadySeconds", I32, OmitEmpty),
+    Field(10, "persistentVolumeClaimRetentionPolicy", Msg(&APPS_V1_STATEFUL_SET_PERSISTENT_VOLUME_CLAIM_RETENTION_POLICY), Single),
+    Field(11, "ordinals", Msg(&APPS_V1_STATEFUL_SET_ORDINALS), Single),
+];
+
+/// k8s.io.api.apps.v1.StatefulSetStatus
+static APPS_V1_STATEFUL_SET_STATUS: [Field; 10] = [
+    Field(1, "observedGeneration", I64, OmitEmpty),
+    Field(2, "replicas", I32, Single),
+    Field(3, "readyReplicas", I32, OmitEmpty),
+    Field(4, "currentReplicas", I32, OmitEmpty),
+    Field(5, "updatedReplicas", I32, OmitEmpty),
+    Field(6, "currentRevision", Str, OmitEmpty),
+    Field(7, "updateRevision", Str, OmitEmpty),
+    Field(9, "collisionCount", I32, Single),
+    Field(10, "conditions", Msg(&APPS_V1_STATEFUL_SET_CONDITION), Repeated),
+    Field(11, "availableReplicas", I32, Single),
+];
+
+/// k8s.io.api.apps.v1.StatefulSetUpdateStrategy
+static APPS_V1_STATEFUL_SET_UPDATE_STRATEGY: [Field; 2] = [
+    Field(1, "type", Str, OmitEmpty),
+    Field(2, "rollingUpdate", Msg(&APPS_V1_ROLLING_UPDATE_STATEFUL_SET_STRATEGY), Single),
 ];
 
 /// k8s.io.api.authentication.v1.BoundObjectReference
@@ -267,6 +457,192 @@ static AUTOSCALING_V1_HORIZONTAL_POD_AUTOSCALER_STATUS: [Field; 5] = [
     Field(5, "currentCPUUtilizationPercentage", I32, Single),
 ];
 
+/// k8s.io.api.autoscaling.v1.Scale
+static AUTOSCALING_V1_SCALE: [Field; 3] = [
+    Field(1, "metadata", Msg(&META_V1_OBJECT_META), Single),
+    Field(2, "spec", Msg(&AUTOSCALING_V1_SCALE_SPEC), Single),
+    Field(3, "status", Msg(&AUTOSCALING_V1_SCALE_STATUS), Single),
+];
+
+/// k8s.io.api.autoscaling.v1.ScaleSpec
+static AUTOSCALING_V1_SCALE_SPEC: [Field; 1] = [
+    Field(1, "replicas", I32, OmitEmpty),
+];
+
+/// k8s.io.api.autoscaling.v1.ScaleStatus
+static AUTOSCALING_V1_SCALE_STATUS: [Field; 2] = [
+    Field(1, "replicas", I32, Single),
+    Field(2, "selector", Str, OmitEmpty),
+];
+
+/// k8s.io.api.autoscaling.v2.ContainerResourceMetricSource
+static AUTOSCALING_V2_CONTAINER_RESOURCE_METRIC_SOURCE: [Field; 3] = [
+    Field(1, "name", Str, Single),
+    Field(2, "target", Msg(&AUTOSCALING_V2_METRIC_TARGET), Single),
+    Field(3, "container", Str, Single),
+];
+
+/// k8s.io.api.autoscaling.v2.ContainerResourceMetricStatus
+static AUTOSCALING_V2_CONTAINER_RESOURCE_METRIC_STATUS: [Field; 3] = [
+    Field(1, "name", Str, Single),
+    Field(2, "current", Msg(&AUTOSCALING_V2_METRIC_VALUE_STATUS), Single),
+    Field(3, "container", Str, Single),
+];
+
+/// k8s.io.api.autoscaling.v2.CrossVersionObjectReference
+static AUTOSCALING_V2_CROSS_VERSION_OBJECT_REFERENCE: [Field; 3] = [
+    Field(1, "kind", Str, Single),
+    Field(2, "name", Str, Single),
+    Field(3, "apiVersion", Str, OmitEmpty),
+];
+
+/// k8s.io.api.autoscaling.v2.ExternalMetricSource
+static AUTOSCALING_V2_EXTERNAL_METRIC_SOURCE: [Field; 2] = [
+    Field(1, "metric", Msg(&AUTOSCALING_V2_METRIC_IDENTIFIER), Single),
+    Field(2, "target", Msg(&AUTOSCALING_V2_METRIC_TARGET), Single),
+];
+
+/// k8s.io.api.autoscaling.v2.ExternalMetricStatus
+static AUTOSCALING_V2_EXTERNAL_METRIC_STATUS: [Field; 2] = [
+    Field(1, "metric", Msg(&AUTOSCALING_V2_METRIC_IDENTIFIER), Single),
+    Field(2, "current", Msg(&AUTOSCALING_V2_METRIC_VALUE_STATUS), Single),
+];
+
+/// k8s.io.api.autoscaling.v2.HorizontalPodAutoscaler
+static AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER: [Field; 3] = [
+    Field(1, "metadata", Msg(&META_V1_OBJECT_META), Single),
+    Field(2, "spec", Msg(&AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_SPEC), Single),
+    Field(3, "status", Msg(&AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_STATUS), Single),
+];
+
+/// k8s.io.api.autoscaling.v2.HorizontalPodAutoscalerBehavior
+static AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_BEHAVIOR: [Field; 2] = [
+    Field(1, "scaleUp", Msg(&AUTOSCALING_V2_HPA_SCALING_RULES), Single),
+    Field(2, "scaleDown", Msg(&AUTOSCALING_V2_HPA_SCALING_RULES), Single),
+];
+
+/// k8s.io.api.autoscaling.v2.HorizontalPodAutoscalerCondition
+static AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_CONDITION: [Field; 5] = [
+    Field(1, "type", Str, Single),
+    Field(2, "status", Str, Single),
+    Field(3, "lastTransitionTime", Time, Single),
+    Field(4, "reason", Str, OmitEmpty),
+    Field(5, "message", Str, OmitEmpty),
+];
+
+/// k8s.io.api.autoscaling.v2.HorizontalPodAutoscalerSpec
+static AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_SPEC: [Field; 5] = [
+    Field(1, "scaleTargetRef", Msg(&AUTOSCALING_V2_CROSS_VERSION_OBJECT_REFERENCE), Single),
+    Field(2, "minReplicas", I32, Single),
+    Field(3, "maxReplicas", I32, Single),
+    Field(4, "metrics", Msg(&AUTOSCALING_V2_METRIC_SPEC), Repeated),
+    Field(5, "behavior", Msg(&AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_BEHAVIOR), Single),
+];
+
+/// k8s.io.api.autoscaling.v2.HorizontalPodAutoscalerStatus
+static AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_STATUS: [Field; 6] = [
+    Field(1, "observedGeneration", I64, Single),
+    Field(2, "lastScaleTime", Time, Single),
+    Field(3, "currentReplicas", I32, OmitEmpty),
+    Field(4, "desiredReplicas", I32, Single),
+    Field(5, "currentMetrics", Msg(&AUTOSCALING_V2_METRIC_STATUS), Repeated),
+    Field(6, "conditions", Msg(&AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_CONDITION), Repeated),
+];
+
+/// k8s.io.api.autoscaling.v2.HpaScalingPolicy
+static AUTOSCALING_V2_HPA_SCALING_POLICY: [Field; 3] = [
+    Field(1, "type", Str, Single),
+    Field(2, "value", I32, Single),
+    Field(3, "periodSeconds", I32, Single),
+];
+
+/// k8s.io.api.autoscaling.v2.HpaScalingRules
+static AUTOSCALING_V2_HPA_SCALING_RULES: [Field; 4] = [
+    Field(1, "selectPolicy", Str, Single),
+    Field(2, "policies", Msg(&AUTOSCALING_V2_HPA_SCALING_POLICY), Repeated),
+    Field(3, "stabilizationWindowSeconds", I32, Single),
+    Field(4, "tolerance", Quantity, Single),
+];
+
+/// k8s.io.api.autoscaling.v2.MetricIdentifier
+static AUTOSCALING_V2_METRIC_IDENTIFIER: [Field; 2] = [
+    Field(1, "name", Str, Single),
+    Field(2, "selector", Msg(&META_V1_LABEL_SELECTOR), Single),
+];
+
+/// k8s.io.api.autoscaling.v2.MetricSpec
+static AUTOSCALING_V2_METRIC_SPEC: [Field; 6] = [
+    Field(1, "type", Str, Single),
+    Field(2, "object", Msg(&AUTOSCALING_V2_OBJECT_METRIC_SOURCE), Single),
+    Field(3, "pods", Msg(&AUTOSCALING_V2_PODS_METRIC_SOURCE), Single),
+    Field(4, "resource", Msg(&AUTOSCALING_V2_RESOURCE_METRIC_SOURCE), Single),
+    Field(5, "external", Msg(&AUTOSCALING_V2_EXTERNAL_METRIC_SOURCE), Single),
+    Field(7, "containerResource", Msg(&AUTOSCALING_V2_CONTAINER_RESOURCE_METRIC_SOURCE), Single),
+];
+
+/// k8s.io.api.autoscaling.v2.MetricStatus
+static AUTOSCALING_V2_METRIC_STATUS: [Field; 6] = [
+    Field(1, "type", Str, Single),
+    Field(2, "object", Msg(&AUTOSCALING_V2_OBJECT_METRIC_STATUS), Single),
+    Field(3, "pods", Msg(&AUTOSCALING_V2_PODS_METRIC_STATUS), Single),
+    Field(4, "resource", Msg(&AUTOSCALING_V2_RESOURCE_METRIC_STATUS), Single),
+    Field(5, "external", Msg(&AUTOSCALING_V2_EXTERNAL_METRIC_STATUS), Single),
+    Field(7, "containerResource", Msg(&AUTOSCALING_V2_CONTAINER_RESOURCE_METRIC_STATUS), Single),
+];
+
+/// k8s.io.api.autoscaling.v2.MetricTarget
+static AUTOSCALING_V2_METRIC_TARGET: [Field; 4] = [
+    Field(1, "type", Str, Single),
+    Field(2, "value", Quantity, Single),
+    Field(3, "averageValue", Quantity, Single),
+    Field(4, "averageUtilization", I32, Single),
+];
+
+/// k8s.io.api.autoscaling.v2.MetricValueStatus
+static AUTOSCALING_V2_METRIC_VALUE_STATUS: [Field; 3] = [
+    Field(1, "value", Quantity, Single),
+    Field(2, "averageValue", Quantity, Single),
+    Field(3, "averageUtilization", I32, Single),
+];
+
+/// k8s.io.api.autoscaling.v2.ObjectMetricSource
+static AUTOSCALING_V2_OBJECT_METRIC_SOURCE: [Field; 3] = [
+    Field(1, "describedObject", Msg(&AUTOSCALING_V2_CROSS_VERSION_OBJECT_REFERENCE), Single),
+    Field(2, "target", Msg(&AUTOSCALING_V2_METRIC_TARGET), Single),
+    Field(3, "metric", Msg(&AUTOSCALING_V2_METRIC_IDENTIFIER), Single),
+];
+
+/// k8s.io.api.autoscaling.v2.ObjectMetricStatus
+static AUTOSCALING_V2_OBJECT_METRIC_STATUS: [Field; 3] = [
+    Field(1, "metric", Msg(&AUTOSCALING_V2_METRIC_IDENTIFIER), Single),
+    Field(2, "current", Msg(&AUTOSCALING_V2_METRIC_VALUE_STATUS), Single),
+    Field(3, "describedObject", Msg(&AUTOSCALING_V2_CROSS_VERSION_OBJECT_REFERENCE), Single),
+];
+
+/// k8s.io.api.autoscaling.v2.PodsMetricSource
+static AUTOSCALING_V2_PODS_METRIC_SOURCE: [Field; 2] = [
+    Field(1, "metric", Msg(&AUTOSCALING_V2_METRIC_IDENTIFIER), Single),
+    Field(2, "target", Msg(&AUTOSCALING_V2_METRIC_TARGET), Single),
+];
+
+/// k8s.io.api.autoscaling.v2.PodsMetricStatus
+static AUTOSCALING_V2_PODS_METRIC_STATUS: [Field; 2] = [
+    Field(1, "metric", Msg(&AUTOSCALING_V2_METRIC_IDENTIFIER), Single),
+    Field(2, "current", Msg(&AUTOSCALING_V2_METRIC_VALUE_STATUS), Single),
+];
+
+/// k8s.io.api.autoscaling.v2.ResourceMetricSource
+static AUTOSCALING_V2_RESOURCE_METRIC_SOURCE: [Field; 2] = [
+    Field(1, "name", Str, Single),
+    Field(2, "target", Msg(&AUTOSCALING_V2_METRIC_TARGET), Single),
+];
+
+/// k8s.io.api.autoscaling.v2.ResourceMetricStatus
+static AUTOSCALING_V2_RESOURCE_METRIC_STATUS: [Field; 2] = [
+    Field(1, "name", Str, Single),
+    Field(2, "current", Msg(&AUTOSCALING_V2_METRIC_VALUE_STATUS), Single),
+];
+
 /// k8s.io.api.batch.v1.CronJob
 static BATCH_V1_CRON_JOB: [Field; 3] = [
     Field(1, "metadata", Msg(&META_V1_OBJECT_META), Single),
@@ -393,6 +769,23 @@ static BATCH_V1_UNCOUNTED_TERMINATED_PODS: [Field; 2] = [
     Field(2, "failed", Str, Repeated),
 ];
 
+/// k8s.io.api.coordination.v1.Lease
+static COORDINATION_V1_LEASE: [Field; 2] = [
+    Field(1, "metadata", Msg(&META_V1_OBJECT_META), Single),
+    Field(2, "spec", Msg(&COORDINATION_V1_LEASE_SPEC), Single),
+];
+
+/// k8s.io.api.coordination.v1.LeaseSpec
+static COORDINATION_V1_LEASE_SPEC: [Field; 7] = [
+    Field(1, "holderIdentity", Str, Single),
+    Field(2, "leaseDurationSeconds", I32, Single),
+    Field(3, "acquireTime", MicroTime, Single),
+    Field(4, "renewTime", MicroTime, Single),
+    Field(5, "leaseTransitions", I32, Single),
+    Field(6, "strategy", Str, Single),
+    Field(7, "preferredHolder", Str, Single),
+];
+
 /// k8s.io.api.core.v1.Affinity
 static CORE_V1_AFFINITY: [Field; 3] = [
     Field(1, "nodeAffinity", Msg(&CORE_V1_NODE_AFFINITY), Single),
@@ -404,6 +797,12 @@ static CORE_V1_AFFINITY: [Field; 3] = [
 static CORE_V1_APP_ARMOR_PROFILE: [Field; 2] = [
     Field(1, "type", Str, Single),
     Field(2, "localhostProfile", Str, Single),
+];
+
+/// k8s.io.api.core.v1.AttachedVolume
+static CORE_V1_ATTACHED_VOLUME: [Field; 2] = [
+    Field(1, "name", Str, Single),
+    Field(2, "devicePath", Str, Single),
 ];
 
 /// k8s.io.api.core.v1.AwsElasticBlockStoreVolumeSource
@@ -424,11 +823,39 @@ static CORE_V1_AZURE_DISK_VOLUME_SOURCE: [Field; 6] = [
     Field(6, "kind", Str, Single),
 ];
 
+/// k8s.io.api.core.v1.AzureFilePersistentVolumeSource
+static CORE_V1_AZURE_FILE_PERSISTENT_VOLUME_SOURCE: [Field; 4] = [
+    Field(1, "secretName", Str, Single),
+    Field(2, "shareName", Str, Single),
+    Field(3, "readOnly", Bool, OmitEmpty),
+    Field(4, "secretNamespace", Str, Single),
+];
+
 /// k8s.io.api.core.v1.AzureFileVolumeSource
 static CORE_V1_AZURE_FILE_VOLUME_SOURCE: [Field; 3] = [
     Field(1, "secretName", Str, Single),
     Field(2, "shareName", Str, Single),
     Field(3, "readOnly", Bool, OmitEmpty),
+];
+
+/// k8s.io.api.core.v1.Binding
+static CORE_V1_BINDING: [Field; 2] = [
+    Field(1, "metadata", Msg(&META_V1_OBJECT_META), Single),
+    Field(2, "target", Msg(&CORE_V1_OBJECT_REFERENCE), Single),
+];
+
+/// k8s.io.api.core.v1.CSIPersistentVolumeSource
+static CORE_V1_CSI_PERSISTENT_VOLUME_SOURCE: [Field; 10] = [
+    Field(1, "driver", Str, Single),
+    Field(2, "volumeHandle", Str, Single),
+    Field(3, "readOnly", Bool, OmitEmpty),
+    Field(4, "fsType", Str, OmitEmpty),
+    Field(5, "volumeAttributes", Str, Map),
+    Field(6, "controllerPublishSecretRef", Msg(&CORE_V1_SECRET_REFERENCE), Single),
+    Field(7, "nodeStageSecretRef", Msg(&CORE_V1_SECRET_REFERENCE), Single),
+    Field(8, "nodePublishSecretRef", Msg(&CORE_V1_SECRET_REFERENCE), Single),
+    Field(9, "controllerExpandSecretRef", Msg(&CORE_V1_SECRET_REFERENCE), Single),
+    Field(10, "nodeExpandSecretRef", Msg(&CORE_V1_SECRET_REFERENCE), Single),
 ];
 
 /// k8s.io.api.core.v1.CSIVolumeSource
@@ -446,6 +873,16 @@ static CORE_V1_CAPABILITIES: [Field; 2] = [
     Field(2, "drop", Str, Repeated),
 ];
 
+/// k8s.io.api.core.v1.CephFsPersistentVolumeSource
+static CORE_V1_CEPH_FS_PERSISTENT_VOLUME_SOURCE: [Field; 6] = [
+    Field(1, "monitors", Str, Repeated),
+    Field(2, "path", Str, OmitEmpty),
+    Field(3, "user", Str, OmitEmpty),
+    Field(4, "secretFile", Str, OmitEmpty),
+    Field(5, "secretRef", Msg(&CORE_V1_SECRET_REFERENCE), Single),
+    Field(6, "readOnly", Bool, OmitEmpty),
+];
+
 /// k8s.io.api.core.v1.CephFsVolumeSource
 static CORE_V1_CEPH_FS_VOLUME_SOURCE: [Field; 6] = [
     Field(1, "monitors", Str, Repeated),
@@ -454,6 +891,14 @@ static CORE_V1_CEPH_FS_VOLUME_SOURCE: [Field; 6] = [
     Field(4, "secretFile", Str, OmitEmpty),
     Field(5, "secretRef", Msg(&CORE_V1_LOCAL_OBJECT_REFERENCE), Single),
     Field(6, "readOnly", Bool, OmitEmpty),
+];
+
+/// k8s.io.api.core.v1.CinderPersistentVolumeSource
+static CORE_V1_CINDER_PERSISTENT_VOLUME_SOURCE: [Field; 4] = [
+    Field(1, "volumeID", Str, Single),
+    Field(2, "fsType", Str, OmitEmpty),
+    Field(3, "readOnly", Bool, OmitEmpty),
+    Field(4, "secretRef", Msg(&CORE_V1_SECRET_REFERENCE), Single),
 ];
 
 /// k8s.io.api.core.v1.CinderVolumeSource
@@ -497,6 +942,15 @@ static CORE_V1_CONFIG_MAP_KEY_SELECTOR: [Field; 3] = [
     Field(1, "", Msg(&CORE_V1_LOCAL_OBJECT_REFERENCE), Inline),
     Field(2, "key", Str, Single),
     Field(3, "optional", Bool, Single),
+];
+
+/// k8s.io.api.core.v1.ConfigMapNodeConfigSource
+static CORE_V1_CONFIG_MAP_NODE_CONFIG_SOURCE: [Field; 5] = [
+    Field(1, "namespace", Str, Single),
+    Field(2, "name", Str, Single),
+    Field(3, "uid", Str, OmitEmpty),
+    Field(4, "resourceVersion", Str, OmitEmpty),
+    Field(5, "kubeletConfigKey", Str, Single),
 ];
 
 /// k8s.io.api.core.v1.ConfigMapProjection
@@ -548,6 +1002,12 @@ static CORE_V1_CONTAINER_EXTENDED_RESOURCE_REQUEST: [Field; 3] = [
     Field(1, "containerName", Str, Single),
     Field(2, "resourceName", Str, Single),
     Field(3, "requestName", Str, Single),
+];
+
+/// k8s.io.api.core.v1.ContainerImage
+static CORE_V1_CONTAINER_IMAGE: [Field; 2] = [
+    Field(1, "names", Str, Repeated),
+    Field(2, "sizeBytes", I64, OmitEmpty),
 ];
 
 /// k8s.io.api.core.v1.ContainerPort
@@ -630,6 +1090,11 @@ static CORE_V1_CONTAINER_USER: [Field; 1] = [
     Field(1, "linux", Msg(&CORE_V1_LINUX_CONTAINER_USER), Single),
 ];
 
+/// k8s.io.api.core.v1.DaemonEndpoint
+static CORE_V1_DAEMON_ENDPOINT: [Field; 1] = [
+    Field(1, "Port", I32, Single),
+];
+
 /// k8s.io.api.core.v1.DownwardAPIProjection
 static CORE_V1_DOWNWARD_API_PROJECTION: [Field; 1] = [
     Field(1, "items", Msg(&CORE_V1_DOWNWARD_API_VOLUME_FILE), Repeated),
@@ -653,6 +1118,35 @@ static CORE_V1_DOWNWARD_API_VOLUME_SOURCE: [Field; 2] = [
 static CORE_V1_EMPTY_DIR_VOLUME_SOURCE: [Field; 2] = [
     Field(1, "medium", Str, OmitEmpty),
     Field(2, "sizeLimit", Quantity, Single),
+];
+
+/// k8s.io.api.core.v1.EndpointAddress
+static CORE_V1_ENDPOINT_ADDRESS: [Field; 4] = [
+    Field(1, "ip", Str, Single),
+    Field(2, "targetRef", Msg(&CORE_V1_OBJECT_REFERENCE), Single),
+    Field(3, "hostname", Str, OmitEmpty),
+    Field(4, "nodeName", Str, Single),
+];
+
+/// k8s.io.api.core.v1.EndpointPort
+static CORE_V1_ENDPOINT_PORT: [Field; 4] = [
+    Field(1, "name", Str, OmitEmpty),
+    Field(2, "port", I32, Single),
+    Field(3, "protocol", Str, OmitEmpty),
+    Field(4, "appProtocol", Str, Single),
+];
+
+/// k8s.io.api.core.v1.EndpointSubset
+static CORE_V1_ENDPOINT_SUBSET: [Field; 3] = [
+    Field(1, "addresses", Msg(&CORE_V1_ENDPOINT_ADDRESS), Repeated),
+    Field(2, "notReadyAddresses", Msg(&CORE_V1_ENDPOINT_ADDRESS), Repeated),
+    Field(3, "ports", Msg(&CORE_V1_ENDPOINT_PORT), Repeated),
+];
+
+/// k8s.io.api.core.v1.Endpoints
+static CORE_V1_ENDPOINTS: [Field; 2] = [
+    Field(1, "metadata", Msg(&META_V1_OBJECT_META), Single),
+    Field(2, "subsets", Msg(&CORE_V1_ENDPOINT_SUBSET), Repeated),
 ];
 
 /// k8s.io.api.core.v1.EnvFromSource
@@ -718,6 +1212,37 @@ static CORE_V1_EPHEMERAL_VOLUME_SOURCE: [Field; 1] = [
     Field(1, "volumeClaimTemplate", Msg(&CORE_V1_PERSISTENT_VOLUME_CLAIM_TEMPLATE), Single),
 ];
 
+/// k8s.io.api.core.v1.Event
+static CORE_V1_EVENT: [Field; 15] = [
+    Field(1, "metadata", Msg(&META_V1_OBJECT_META), Single),
+    Field(2, "involvedObject", Msg(&CORE_V1_OBJECT_REFERENCE), Single),
+    Field(3, "reason", Str, OmitEmpty),
+    Field(4, "message", Str, OmitEmpty),
+    Field(5, "source", Msg(&CORE_V1_EVENT_SOURCE), Single),
+    Field(6, "firstTimestamp", Time, Single),
+    Field(7, "lastTimestamp", Time, Single),
+    Field(8, "count", I32, OmitEmpty),
+    Field(9, "type", Str, OmitEmpty),
+    Field(10, "eventTime", MicroTime, Single),
+    Field(11, "series", Msg(&CORE_V1_EVENT_SERIES), Single),
+    Field(12, "action", Str, OmitEmpty),
+    Field(13, "related", Msg(&CORE_V1_OBJECT_REFERENCE), Single),
+    Field(14, "reportingComponent", Str, Single),
+    Field(15, "reportingInstance", Str, Single),
+];
+
+/// k8s.io.api.core.v1.EventSeries
+static CORE_V1_EVENT_SERIES: [Field; 2] = [
+    Field(1, "count", I32, OmitEmpty),
+    Field(2, "lastObservedTime", MicroTime, Single),
+];
+
+/// k8s.io.api.core.v1.EventSource
+static CORE_V1_EVENT_SOURCE: [Field; 2] = [
+    Field(1, "component", Str, OmitEmpty),
+    Field(2, "host", Str, OmitEmpty),
+];
+
 /// k8s.io.api.core.v1.ExecAction
 static CORE_V1_EXEC_ACTION: [Field; 1] = [
     Field(1, "command", Str, Repeated),
@@ -738,6 +1263,15 @@ static CORE_V1_FILE_KEY_SELECTOR: [Field; 4] = [
     Field(2, "path", Str, Single),
     Field(3, "key", Str, Single),
     Field(4, "optional", Bool, Single),
+];
+
+/// k8s.io.api.core.v1.FlexPersistentVolumeSource
+static CORE_V1_FLEX_PERSISTENT_VOLUME_SOURCE: [Field; 5] = [
+    Field(1, "driver", Str, Single),
+    Field(2, "fsType", Str, OmitEmpty),
+    Field(3, "secretRef", Msg(&CORE_V1_SECRET_REFERENCE), Single),
+    Field(4, "readOnly", Bool, OmitEmpty),
+    Field(5, "options", Str, Map),
 ];
 
 /// k8s.io.api.core.v1.FlexVolumeSource
@@ -768,6 +1302,14 @@ static CORE_V1_GIT_REPO_VOLUME_SOURCE: [Field; 3] = [
     Field(1, "repository", Str, Single),
     Field(2, "revision", Str, OmitEmpty),
     Field(3, "directory", Str, OmitEmpty),
+];
+
+/// k8s.io.api.core.v1.GlusterfsPersistentVolumeSource
+static CORE_V1_GLUSTERFS_PERSISTENT_VOLUME_SOURCE: [Field; 4] = [
+    Field(1, "endpoints", Str, Single),
+    Field(2, "path", Str, Single),
+    Field(3, "readOnly", Bool, OmitEmpty),
+    Field(4, "endpointsNamespace", Str, Single),
 ];
 
 /// k8s.io.api.core.v1.GlusterfsVolumeSource
@@ -821,6 +1363,21 @@ static CORE_V1_IMAGE_VOLUME_SOURCE: [Field; 2] = [
     Field(2, "pullPolicy", Str, OmitEmpty),
 ];
 
+/// k8s.io.api.core.v1.IscsiPersistentVolumeSource
+static CORE_V1_ISCSI_PERSISTENT_VOLUME_SOURCE: [Field; 11] = [
+    Field(1, "targetPortal", Str, Single),
+    Field(2, "iqn", Str, Single),
+    Field(3, "lun", I32, Single),
+    Field(4, "iscsiInterface", Str, OmitEmpty),
+    Field(5, "fsType", Str, OmitEmpty),
+    Field(6, "readOnly", Bool, OmitEmpty),
+    Field(7, "portals", Str, Repeated),
+    Field(8, "chapAuthDiscovery", Bool, OmitEmpty),
+    Field(10, "secretRef", Msg(&CORE_V1_SECRET_REFERENCE), Single),
+    Field(11, "chapAuthSession", Bool, OmitEmpty),
+    Field(12, "initiatorName", Str, Single),
+];
+
 /// k8s.io.api.core.v1.IscsiVolumeSource
 static CORE_V1_ISCSI_VOLUME_SOURCE: [Field; 11] = [
     Field(1, "targetPortal", Str, Single),
@@ -858,6 +1415,27 @@ static CORE_V1_LIFECYCLE_HANDLER: [Field; 4] = [
     Field(4, "sleep", Msg(&CORE_V1_SLEEP_ACTION), Single),
 ];
 
+/// k8s.io.api.core.v1.LimitRange
+static CORE_V1_LIMIT_RANGE: [Field; 2] = [
+    Field(1, "metadata", Msg(&META_V1_OBJECT_META), Single),
+    Field(2, "spec", Msg(&CORE_V1_LIMIT_RANGE_SPEC), Single),
+];
+
+/// k8s.io.api.core.v1.LimitRangeItem
+static CORE_V1_LIMIT_RANGE_ITEM: [Field; 6] = [
+    Field(1, "type", Str, Single),
+    Field(2, "max", Quantity, Map),
+    Field(3, "min", Quantity, Map),
+    Field(4, "default", Quantity, Map),
+    Field(5, "defaultRequest", Quantity, Map),
+    Field(6, "maxLimitRequestRatio", Quantity, Map),
+];
+
+/// k8s.io.api.core.v1.LimitRangeSpec
+static CORE_V1_LIMIT_RANGE_SPEC: [Field; 1] = [
+    Field(1, "limits", Msg(&CORE_V1_LIMIT_RANGE_ITEM), Repeated),
+];
+
 /// k8s.io.api.core.v1.LinuxContainerUser
 static CORE_V1_LINUX_CONTAINER_USER: [Field; 3] = [
     Field(1, "uid", I64, Single),
@@ -881,6 +1459,18 @@ static CORE_V1_LOAD_BALANCER_STATUS: [Field; 1] = [
 /// k8s.io.api.core.v1.LocalObjectReference
 static CORE_V1_LOCAL_OBJECT_REFERENCE: [Field; 1] = [
     Field(1, "name", Str, OmitEmpty),
+];
+
+/// k8s.io.api.core.v1.LocalVolumeSource
+static CORE_V1_LOCAL_VOLUME_SOURCE: [Field; 2] = [
+    Field(1, "path", Str, Single),
+    Field(2, "fsType", Str, Single),
+];
+
+/// k8s.io.api.core.v1.ModifyVolumeStatus
+static CORE_V1_MODIFY_VOLUME_STATUS: [Field; 2] = [
+    Field(1, "targetVolumeAttributesClassName", Str, OmitEmpty),
+    Field(2, "status", Str, Single),
 ];
 
 /// k8s.io.api.core.v1.Namespace
@@ -917,10 +1507,68 @@ static CORE_V1_NFS_VOLUME_SOURCE: [Field; 3] = [
     Field(3, "readOnly", Bool, OmitEmpty),
 ];
 
+/// k8s.io.api.core.v1.Node
+static CORE_V1_NODE: [Field; 3] = [
+    Field(1, "metadata", Msg(&META_V1_OBJECT_META), Single),
+    Field(2, "spec", Msg(&CORE_V1_NODE_SPEC), Single),
+    Field(3, "status", Msg(&CORE_V1_NODE_STATUS), Single),
+];
+
+/// k8s.io.api.core.v1.NodeAddress
+static CORE_V1_NODE_ADDRESS: [Field; 2] = [
+    Field(1, "type", Str, Single),
+    Field(2, "address", Str, Single),
+];
+
 /// k8s.io.api.core.v1.NodeAffinity
 static CORE_V1_NODE_AFFINITY: [Field; 2] = [
     Field(1, "requiredDuringSchedulingIgnoredDuringExecution", Msg(&CORE_V1_NODE_SELECTOR), Single),
     Field(2, "preferredDuringSchedulingIgnoredDuringExecution", Msg(&CORE_V1_PREFERRED_SCHEDULING_TERM), Repeated),
+];
+
+/// k8s.io.api.core.v1.NodeCondition
+static CORE_V1_NODE_CONDITION: [Field; 6] = [
+    Field(1, "type", Str, Single),
+    Field(2, "status", Str, Single),
+    Field(3, "lastHeartbeatTime", Time, Single),
+    Field(4, "lastTransitionTime", Time, Single),
+    Field(5, "reason", Str, OmitEmpty),
+    Field(6, "message", Str, OmitEmpty),
+];
+
+/// k8s.io.api.core.v1.NodeConfigSource
+static CORE_V1_NODE_CONFIG_SOURCE: [Field; 1] = [
+    Field(2, "configMap", Msg(&CORE_V1_CONFIG_MAP_NODE_CONFIG_SOURCE), Single),
+];
+
+/// k8s.io.api.core.v1.NodeConfigStatus
+static CORE_V1_NODE_CONFIG_STATUS: [Field; 4] = [
+    Field(1, "assigned", Msg(&CORE_V1_NODE_CONFIG_SOURCE), Single),
+    Field(2, "active", Msg(&CORE_V1_NODE_CONFIG_SOURCE), Single),
+    Field(3, "lastKnownGood", Msg(&CORE_V1_NODE_CONFIG_SOURCE), Single),
+    Field(4, "error", Str, OmitEmpty),
+];
+
+/// k8s.io.api.core.v1.NodeDaemonEndpoints
+static CORE_V1_NODE_DAEMON_ENDPOINTS: [Field; 1] = [
+    Field(1, "kubeletEndpoint", Msg(&CORE_V1_DAEMON_ENDPOINT), Single),
+];
+
+/// k8s.io.api.core.v1.NodeFeatures
+static CORE_V1_NODE_FEATURES: [Field; 1] = [
+    Field(1, "supplementalGroupsPolicy", Bool, Single),
+];
+
+/// k8s.io.api.core.v1.NodeRuntimeHandler
+static CORE_V1_NODE_RUNTIME_HANDLER: [Field; 2] = [
+    Field(1, "name", Str, Single),
+    Field(2, "features", Msg(&CORE_V1_NODE_RUNTIME_HANDLER_FEATURES), Single),
+];
+
+/// k8s.io.api.core.v1.NodeRuntimeHandlerFeatures
+static CORE_V1_NODE_RUNTIME_HANDLER_FEATURES: [Field; 2] = [
+    Field(1, "recursiveReadOnlyMounts", Bool, Single),
+    Field(2, "userNamespaces", Bool, Single),
 ];
 
 /// k8s.io.api.core.v1.NodeSelector
@@ -941,6 +1589,55 @@ static CORE_V1_NODE_SELECTOR_TERM: [Field; 2] = [
     Field(2, "matchFields", Msg(&CORE_V1_NODE_SELECTOR_REQUIREMENT), Repeated),
 ];
 
+/// k8s.io.api.core.v1.NodeSpec
+static CORE_V1_NODE_SPEC: [Field; 7] = [
+    Field(1, "podCIDR", Str, OmitEmpty),
+    Field(2, "externalID", Str, OmitEmpty),
+    Field(3, "providerID", Str, OmitEmpty),
+    Field(4, "unschedulable", Bool, OmitEmpty),
+    Field(5, "taints", Msg(&CORE_V1_TAINT), Repeated),
+    Field(6, "configSource", Msg(&CORE_V1_NODE_CONFIG_SOURCE), Single),
+    Field(7, "podCIDRs", Str, Repeated),
+];
+
+/// k8s.io.api.core.v1.NodeStatus
+static CORE_V1_NODE_STATUS: [Field; 14] = [
+    Field(1, "capacity", Quantity, Map),
+    Field(2, "allocatable", Quantity, Map),
+    Field(3, "phase", Str, OmitEmpty),
+    Field(4, "conditions", Msg(&CORE_V1_NODE_CONDITION), Repeated),
+    Field(5, "addresses", Msg(&CORE_V1_NODE_ADDRESS), Repeated),
+    Field(6, "daemonEndpoints", Msg(&CORE_V1_NODE_DAEMON_ENDPOINTS), Single),
+    Field(7, "nodeInfo", Msg(&CORE_V1_NODE_SYSTEM_INFO), Single),
+    Field(8, "images", Msg(&CORE_V1_CONTAINER_IMAGE), Repeated),
+    Field(9, "volumesInUse", Str, Repeated),
+    Field(10, "volumesAttached", Msg(&CORE_V1_ATTACHED_VOLUME), Repeated),
+    Field(11, "config", Msg(&CORE_V1_NODE_CONFIG_STATUS), Single),
+    Field(12, "runtimeHandlers", Msg(&CORE_V1_NODE_RUNTIME_HANDLER), Repeated),
+    Field(13, "features", Msg(&CORE_V1_NODE_FEATURES), Single),
+    Field(14, "declaredFeatures", Str, Repeated),
+];
+
+/// k8s.io.api.core.v1.NodeSwapStatus
+static CORE_V1_NODE_SWAP_STATUS: [Field; 1] = [
+    Field(1, "capacity", I64, Single),
+];
+
+/// k8s.io.api.core.v1.NodeSystemInfo
+static CORE_V1_NODE_SYSTEM_INFO: [Field; 11] = [
+    Field(1, "machineID", Str, Single),
+    Field(2, "systemUUID", Str, Single),
+    Field(3, "bootID", Str, Single),
+    Field(4, "kernelVersion", Str, Single),
+    Field(5, "osImage", Str, Single),
+    Field(6, "containerRuntimeVersion", Str, Single),
+    Field(7, "kubeletVersion", Str, Single),
+    Field(8, "kubeProxyVersion", Str, Single),
+    Field(9, "operatingSystem", Str, Single),
+    Field(10, "architecture", Str, Single),
+    Field(11, "swap", Msg(&CORE_V1_NODE_SWAP_STATUS), Single),
+];
+
 /// k8s.io.api.core.v1.ObjectFieldSelector
 static CORE_V1_OBJECT_FIELD_SELECTOR: [Field; 2] = [
     Field(1, "apiVersion", Str, OmitEmpty),
@@ -958,6 +1655,30 @@ static CORE_V1_OBJECT_REFERENCE: [Field; 7] = [
     Field(7, "fieldPath", Str, OmitEmpty),
 ];
 
+/// k8s.io.api.core.v1.PersistentVolume
+static CORE_V1_PERSISTENT_VOLUME: [Field; 3] = [
+    Field(1, "metadata", Msg(&META_V1_OBJECT_META), Single),
+    Field(2, "spec", Msg(&CORE_V1_PERSISTENT_VOLUME_SPEC), Single),
+    Field(3, "status", Msg(&CORE_V1_PERSISTENT_VOLUME_STATUS), Single),
+];
+
+/// k8s.io.api.core.v1.PersistentVolumeClaim
+static CORE_V1_PERSISTENT_VOLUME_CLAIM: [Field; 3] = [
+    Field(1, "metadata", Msg(&META_V1_OBJECT_META), Single),
+    Field(2, "spec", Msg(&CORE_V1_PERSISTENT_VOLUME_CLAIM_SPEC), Single),
+    Field(3, "status", Msg(&CORE_V1_PERSISTENT_VOLUME_CLAIM_STATUS), Single),
+];
+
+/// k8s.io.api.core.v1.PersistentVolumeClaimCondition
+static CORE_V1_PERSISTENT_VOLUME_CLAIM_CONDITION: [Field; 6] = [
+    Field(1, "type", Str, Single),
+    Field(2, "status", Str, Single),
+    Field(3, "lastProbeTime", Time, Single),
+    Field(4, "lastTransitionTime", Time, Single),
+    Field(5, "reason", Str, OmitEmpty),
+    Field(6, "message", Str, OmitEmpty),
+];
+
 /// k8s.io.api.core.v1.PersistentVolumeClaimSpec
 static CORE_V1_PERSISTENT_VOLUME_CLAIM_SPEC: [Field; 9] = [
     Field(1, "accessModes", Str, Repeated),
@@ -971,6 +1692,18 @@ static CORE_V1_PERSISTENT_VOLUME_CLAIM_SPEC: [Field; 9] = [
     Field(9, "volumeAttributesClassName", Str, Single),
 ];
 
+/// k8s.io.api.core.v1.PersistentVolumeClaimStatus
+static CORE_V1_PERSISTENT_VOLUME_CLAIM_STATUS: [Field; 8] = [
+    Field(1, "phase", Str, OmitEmpty),
+    Field(2, "accessModes", Str, Repeated),
+    Field(3, "capacity", Quantity, Map),
+    Field(4, "conditions", Msg(&CORE_V1_PERSISTENT_VOLUME_CLAIM_CONDITION), Repeated),
+    Field(5, "allocatedResources", Quantity, Map),
+    Field(7, "allocatedResourceStatuses", Str, Map),
+    Field(8, "currentVolumeAttributesClassName", Str, Single),
+    Field(9, "modifyVolumeStatus", Msg(&CORE_V1_MODIFY_VOLUME_STATUS), Single),
+];
+
 /// k8s.io.api.core.v1.PersistentVolumeClaimTemplate
 static CORE_V1_PERSISTENT_VOLUME_CLAIM_TEMPLATE: [Field; 2] = [
     Field(1, "metadata", Msg(&META_V1_OBJECT_META), Single),
@@ -981,6 +1714,54 @@ static CORE_V1_PERSISTENT_VOLUME_CLAIM_TEMPLATE: [Field; 2] = [
 static CORE_V1_PERSISTENT_VOLUME_CLAIM_VOLUME_SOURCE: [Field; 2] = [
     Field(1, "claimName", Str, Single),
     Field(2, "readOnly", Bool, OmitEmpty),
+];
+
+/// k8s.io.api.core.v1.PersistentVolumeSource
+static CORE_V1_PERSISTENT_VOLUME_SOURCE: [Field; 22] = [
+    Field(1, "gcePersistentDisk", Msg(&CORE_V1_GCE_PERSISTENT_DISK_VOLUME_SOURCE), Single),
+    Field(2, "awsElasticBlockStore", Msg(&CORE_V1_AWS_ELASTIC_BLOCK_STORE_VOLUME_SOURCE), Single),
+    Field(3, "hostPath", Msg(&CORE_V1_HOST_PATH_VOLUME_SOURCE), Single),
+    Field(4, "glusterfs", Msg(&CORE_V1_GLUSTERFS_PERSISTENT_VOLUME_SOURCE), Single),
+    Field(5, "nfs", Msg(&CORE_V1_NFS_VOLUME_SOURCE), Single),
+    Field(6, "rbd", Msg(&CORE_V1_RBD_PERSISTENT_VOLUME_SOURCE), Single),
+    Field(7, "iscsi", Msg(&CORE_V1_ISCSI_PERSISTENT_VOLUME_SOURCE), Single),
+    Field(8, "cinder", Msg(&CORE_V1_CINDER_PERSISTENT_VOLUME_SOURCE), Single),
+    Field(9, "cephfs", Msg(&CORE_V1_CEPH_FS_PERSISTENT_VOLUME_SOURCE), Single),
+    Field(10, "fc", Msg(&CORE_V1_FC_VOLUME_SOURCE), Single),
+    Field(11, "flocker", Msg(&CORE_V1_FLOCKER_VOLUME_SOURCE), Single),
+    Field(12, "flexVolume", Msg(&CORE_V1_FLEX_PERSISTENT_VOLUME_SOURCE), Single),
+    Field(13, "azureFile", Msg(&CORE_V1_AZURE_FILE_PERSISTENT_VOLUME_SOURCE), Single),
+    Field(14, "vsphereVolume", Msg(&CORE_V1_VSPHERE_VIRTUAL_DISK_VOLUME_SOURCE), Single),
+    Field(15, "quobyte", Msg(&CORE_V1_QUOBYTE_VOLUME_SOURCE), Single),
+    Field(16, "azureDisk", Msg(&CORE_V1_AZURE_DISK_VOLUME_SOURCE), Single),
+    Field(17, "photonPersistentDisk", Msg(&CORE_V1_PHOTON_PERSISTENT_DISK_VOLUME_SOURCE), Single),
+    Field(18, "portworxVolume", Msg(&CORE_V1_PORTWORX_VOLUME_SOURCE), Single),
+    Field(19, "scaleIO", Msg(&CORE_V1_SCALE_IO_PERSISTENT_VOLUME_SOURCE), Single),
+    Field(20, "local", Msg(&CORE_V1_LOCAL_VOLUME_SOURCE), Single),
+    Field(21, "storageos", Msg(&CORE_V1_STORAGE_OS_PERSISTENT_VOLUME_SOURCE), Single),
+    Field(22, "csi", Msg(&CORE_V1_CSI_PERSISTENT_VOLUME_SOURCE), Single),
+];
+
+/// k8s.io.api.core.v1.PersistentVolumeSpec
+static CORE_V1_PERSISTENT_VOLUME_SPEC: [Field; 10] = [
+    Field(1, "capacity", Quantity, Map),
+    Field(2, "", Msg(&CORE_V1_PERSISTENT_VOLUME_SOURCE), Inline),
+    Field(3, "accessModes", Str, Repeated),
+    Field(4, "claimRef", Msg(&CORE_V1_OBJECT_REFERENCE), Single),
+    Field(5, "persistentVolumeReclaimPolicy", Str, OmitEmpty),
+    Field(6, "storageClassName", Str, OmitEmpty),
+    Field(7, "mountOptions", Str, Repeated),
+    Field(8, "volumeMode", Str, Single),
+    Field(9, "nodeAffinity", Msg(&CORE_V1_VOLUME_NODE_AFFINITY), Single),
+    Field(10, "volumeAttributesClassName", Str, Single),
+];
+
+/// k8s.io.api.core.v1.PersistentVolumeStatus
+static CORE_V1_PERSISTENT_VOLUME_STATUS: [Field; 4] = [
+    Field(1, "phase", Str, OmitEmpty),
+    Field(2, "message", Str, OmitEmpty),
+    Field(3, "reason", Str, OmitEmpty),
+    Field(4, "lastPhaseTransitionTime", Time, Single),
 ];
 
 /// k8s.io.api.core.v1.PhotonPersistentDiskVolumeSource
@@ -1179,6 +1960,12 @@ static CORE_V1_POD_STATUS: [Field; 20] = [
     Field(20, "resources", Msg(&CORE_V1_RESOURCE_REQUIREMENTS), Single),
 ];
 
+/// k8s.io.api.core.v1.PodTemplate
+static CORE_V1_POD_TEMPLATE: [Field; 2] = [
+    Field(1, "metadata", Msg(&META_V1_OBJECT_META), Single),
+    Field(2, "template", Msg(&CORE_V1_POD_TEMPLATE_SPEC), Single),
+];
+
 /// k8s.io.api.core.v1.PodTemplateSpec
 static CORE_V1_POD_TEMPLATE_SPEC: [Field; 2] = [
     Field(1, "metadata", Msg(&META_V1_OBJECT_META), Single),
@@ -1240,6 +2027,18 @@ static CORE_V1_QUOBYTE_VOLUME_SOURCE: [Field; 6] = [
     Field(6, "tenant", Str, OmitEmpty),
 ];
 
+/// k8s.io.api.core.v1.RbdPersistentVolumeSource
+static CORE_V1_RBD_PERSISTENT_VOLUME_SOURCE: [Field; 8] = [
+    Field(1, "monitors", Str, Repeated),
+    Field(2, "image", Str, Single),
+    Field(3, "fsType", Str, OmitEmpty),
+    Field(4, "pool", Str, OmitEmpty),
+    Field(5, "user", Str, OmitEmpty),
+    Field(6, "keyring", Str, OmitEmpty),
+    Field(7, "secretRef", Msg(&CORE_V1_SECRET_REFERENCE), Single),
+    Field(8, "readOnly", Bool, OmitEmpty),
+];
+
 /// k8s.io.api.core.v1.RbdVolumeSource
 static CORE_V1_RBD_VOLUME_SOURCE: [Field; 8] = [
     Field(1, "monitors", Str, Repeated),
@@ -1250,6 +2049,40 @@ static CORE_V1_RBD_VOLUME_SOURCE: [Field; 8] = [
     Field(6, "keyring", Str, OmitEmpty),
     Field(7, "secretRef", Msg(&CORE_V1_LOCAL_OBJECT_REFERENCE), Single),
     Field(8, "readOnly", Bool, OmitEmpty),
+];
+
+/// k8s.io.api.core.v1.ReplicationController
+static CORE_V1_REPLICATION_CONTROLLER: [Field; 3] = [
+    Field(1, "metadata", Msg(&META_V1_OBJECT_META), Single),
+    Field(2, "spec", Msg(&CORE_V1_REPLICATION_CONTROLLER_SPEC), Single),
+    Field(3, "status", Msg(&CORE_V1_REPLICATION_CONTROLLER_STATUS), Single),
+];
+
+/// k8s.io.api.core.v1.ReplicationControllerCondition
+static CORE_V1_REPLICATION_CONTROLLER_CONDITION: [Field; 5] = [
+    Field(1, "type", Str, Single),
+    Field(2, "status", Str, Single),
+    Field(3, "lastTransitionTime", Time, Single),
+    Field(4, "reason", Str, OmitEmpty),
+    Field(5, "message", Str, OmitEmpty),
+];
+
+/// k8s.io.api.core.v1.ReplicationControllerSpec
+static CORE_V1_REPLICATION_CONTROLLER_SPEC: [Field; 4] = [
+    Field(1, "replicas", I32, Single),
+    Field(2, "selector", Str, Map),
+    Field(3, "template", Msg(&CORE_V1_POD_TEMPLATE_SPEC), Single),
+    Field(4, "minReadySeconds", I32, OmitEmpty),
+];
+
+/// k8s.io.api.core.v1.ReplicationControllerStatus
+static CORE_V1_REPLICATION_CONTROLLER_STATUS: [Field; 6] = [
+    Field(1, "replicas", I32, Single),
+    Field(2, "fullyLabeledReplicas", I32, OmitEmpty),
+    Field(3, "observedGeneration", I64, OmitEmpty),
+    Field(4, "readyReplicas", I32, OmitEmpty),
+    Field(5, "availableReplicas", I32, OmitEmpty),
+    Field(6, "conditions", Msg(&CORE_V1_REPLICATION_CONTROLLER_CONDITION), Repeated),
 ];
 
 /// k8s.io.api.core.v1.ResourceClaim
@@ -1271,6 +2104,26 @@ static CORE_V1_RESOURCE_HEALTH: [Field; 2] = [
     Field(2, "health", Str, OmitEmpty),
 ];
 
+/// k8s.io.api.core.v1.ResourceQuota
+static CORE_V1_RESOURCE_QUOTA: [Field; 3] = [
+    Field(1, "metadata", Msg(&META_V1_OBJECT_META), Single),
+    Field(2, "spec", Msg(&CORE_V1_RESOURCE_QUOTA_SPEC), Single),
+    Field(3, "status", Msg(&CORE_V1_RESOURCE_QUOTA_STATUS), Single),
+];
+
+/// k8s.io.api.core.v1.ResourceQuotaSpec
+static CORE_V1_RESOURCE_QUOTA_SPEC: [Field; 3] = [
+    Field(1, "hard", Quantity, Map),
+    Field(2, "scopes", Str, Repeated),
+    Field(3, "scopeSelector", Msg(&CORE_V1_SCOPE_SELECTOR), Single),
+];
+
+/// k8s.io.api.core.v1.ResourceQuotaStatus
+static CORE_V1_RESOURCE_QUOTA_STATUS: [Field; 2] = [
+    Field(1, "hard", Quantity, Map),
+    Field(2, "used", Quantity, Map),
+];
+
 /// k8s.io.api.core.v1.ResourceRequirements
 static CORE_V1_RESOURCE_REQUIREMENTS: [Field; 3] = [
     Field(1, "limits", Quantity, Map),
@@ -1282,6 +2135,20 @@ static CORE_V1_RESOURCE_REQUIREMENTS: [Field; 3] = [
 static CORE_V1_RESOURCE_STATUS: [Field; 2] = [
     Field(1, "name", Str, Single),
     Field(2, "resources", Msg(&CORE_V1_RESOURCE_HEALTH), Repeated),
+];
+
+/// k8s.io.api.core.v1.ScaleIoPersistentVolumeSource
+static CORE_V1_SCALE_IO_PERSISTENT_VOLUME_SOURCE: [Field; 10] = [
+    Field(1, "gateway", Str, Single),
+    Field(2, "system", Str, Single),
+    Field(3, "secretRef", Msg(&CORE_V1_SECRET_REFERENCE), Single),
+    Field(4, "sslEnabled", Bool, OmitEmpty),
+    Field(5, "protectionDomain", Str, OmitEmpty),
+    Field(6, "storagePool", Str, OmitEmpty),
+    Field(7, "storageMode", Str, OmitEmpty),
+    Field(8, "volumeName", Str, OmitEmpty),
+    Field(9, "fsType", Str, OmitEmpty),
+    Field(10, "readOnly", Bool, OmitEmpty),
 ];
 
 /// k8s.io.api.core.v1.ScaleIoVolumeSource
@@ -1296,6 +2163,18 @@ static CORE_V1_SCALE_IO_VOLUME_SOURCE: [Field; 10] = [
     Field(8, "volumeName", Str, OmitEmpty),
     Field(9, "fsType", Str, OmitEmpty),
     Field(10, "readOnly", Bool, OmitEmpty),
+];
+
+/// k8s.io.api.core.v1.ScopeSelector
+static CORE_V1_SCOPE_SELECTOR: [Field; 1] = [
+    Field(1, "matchExpressions", Msg(&CORE_V1_SCOPED_RESOURCE_SELECTOR_REQUIREMENT), Repeated),
+];
+
+/// k8s.io.api.core.v1.ScopedResourceSelectorRequirement
+static CORE_V1_SCOPED_RESOURCE_SELECTOR_REQUIREMENT: [Field; 3] = [
+    Field(1, "scopeName", Str, Single),
+    Field(2, "operator", Str, Single),
+    Field(3, "values", Str, Repeated),
 ];
 
 /// k8s.io.api.core.v1.SeLinuxOptions
@@ -1339,6 +2218,12 @@ static CORE_V1_SECRET_PROJECTION: [Field; 3] = [
     Field(1, "", Msg(&CORE_V1_LOCAL_OBJECT_REFERENCE), Inline),
     Field(2, "items", Msg(&CORE_V1_KEY_TO_PATH), Repeated),
     Field(4, "optional", Bool, Single),
+];
+
+/// k8s.io.api.core.v1.SecretReference
+static CORE_V1_SECRET_REFERENCE: [Field; 2] = [
+    Field(1, "name", Str, OmitEmpty),
+    Field(2, "namespace", Str, OmitEmpty),
 ];
 
 /// k8s.io.api.core.v1.SecretVolumeSource
@@ -1437,6 +2322,15 @@ static CORE_V1_SLEEP_ACTION: [Field; 1] = [
     Field(1, "seconds", I64, Single),
 ];
 
+/// k8s.io.api.core.v1.StorageOsPersistentVolumeSource
+static CORE_V1_STORAGE_OS_PERSISTENT_VOLUME_SOURCE: [Field; 5] = [
+    Field(1, "volumeName", Str, OmitEmpty),
+    Field(2, "volumeNamespace", Str, OmitEmpty),
+    Field(3, "fsType", Str, OmitEmpty),
+    Field(4, "readOnly", Bool, OmitEmpty),
+    Field(5, "secretRef", Msg(&CORE_V1_OBJECT_REFERENCE), Single),
+];
+
 /// k8s.io.api.core.v1.StorageOsVolumeSource
 static CORE_V1_STORAGE_OS_VOLUME_SOURCE: [Field; 5] = [
     Field(1, "volumeName", Str, OmitEmpty),
@@ -1452,6 +2346,14 @@ static CORE_V1_SYSCTL: [Field; 2] = [
     Field(2, "value", Str, Single),
 ];
 
+/// k8s.io.api.core.v1.Taint
+static CORE_V1_TAINT: [Field; 4] = [
+    Field(1, "key", Str, Single),
+    Field(2, "value", Str, OmitEmpty),
+    Field(3, "effect", Str, Single),
+    Field(4, "timeAdded", Time, Single),
+];
+
 /// k8s.io.api.core.v1.TcpSocketAction
 static CORE_V1_TCP_SOCKET_ACTION: [Field; 2] = [
     Field(1, "port", IntOrString, Single),
@@ -1465,6 +2367,17 @@ static CORE_V1_TOLERATION: [Field; 5] = [
     Field(3, "value", Str, OmitEmpty),
     Field(4, "effect", Str, OmitEmpty),
     Field(5, "tolerationSeconds", I64, Single),
+];
+
+/// k8s.io.api.core.v1.TopologySelectorLabelRequirement
+static CORE_V1_TOPOLOGY_SELECTOR_LABEL_REQUIREMENT: [Field; 2] = [
+    Field(1, "key", Str, Single),
+    Field(2, "values", Str, Repeated),
+];
+
+/// k8s.io.api.core.v1.TopologySelectorTerm
+static CORE_V1_TOPOLOGY_SELECTOR_TERM: [Field; 1] = [
+    Field(1, "matchLabelExpressions", Msg(&CORE_V1_TOPOLOGY_SELECTOR_LABEL_REQUIREMENT), Repeated),
 ];
 
 /// k8s.io.api.core.v1.TopologySpreadConstraint
@@ -1523,6 +2436,11 @@ static CORE_V1_VOLUME_MOUNT_STATUS: [Field; 4] = [
     Field(2, "mountPath", Str, Single),
     Field(3, "readOnly", Bool, OmitEmpty),
     Field(4, "recursiveReadOnly", Str, Single),
+];
+
+/// k8s.io.api.core.v1.VolumeNodeAffinity
+static CORE_V1_VOLUME_NODE_AFFINITY: [Field; 1] = [
+    Field(1, "required", Msg(&CORE_V1_NODE_SELECTOR), Single),
 ];
 
 /// k8s.io.api.core.v1.VolumeProjection
@@ -1604,6 +2522,323 @@ static CORE_V1_WORKLOAD_REFERENCE: [Field; 3] = [
     Field(3, "podGroupReplicaKey", Str, OmitEmpty),
 ];
 
+/// k8s.io.api.discovery.v1.Endpoint
+static DISCOVERY_V1_ENDPOINT: [Field; 8] = [
+    Field(1, "addresses", Str, Repeated),
+    Field(2, "conditions", Msg(&DISCOVERY_V1_ENDPOINT_CONDITIONS), Single),
+    Field(3, "hostname", Str, Single),
+    Field(4, "targetRef", Msg(&CORE_V1_OBJECT_REFERENCE), Single),
+    Field(5, "deprecatedTopology", Str, Map),
+    Field(6, "nodeName", Str, Single),
+    Field(7, "zone", Str, Single),
+    Field(8, "hints", Msg(&DISCOVERY_V1_ENDPOINT_HINTS), Single),
+];
+
+/// k8s.io.api.discovery.v1.EndpointConditions
+static DISCOVERY_V1_ENDPOINT_CONDITIONS: [Field; 3] = [
+    Field(1, "ready", Bool, Single),
+    Field(2, "serving", Bool, Single),
+    Field(3, "terminating", Bool, Single),
+];
+
+/// k8s.io.api.discovery.v1.EndpointHints
+static DISCOVERY_V1_ENDPOINT_HINTS: [Field; 2] = [
+    Field(1, "forZones", Msg(&DISCOVERY_V1_FOR_ZONE), Repeated),
+    Field(2, "forNodes", Msg(&DISCOVERY_V1_FOR_NODE), Repeated),
+];
+
+/// k8s.io.api.discovery.v1.EndpointPort
+static DISCOVERY_V1_ENDPOINT_PORT: [Field; 4] = [
+    Field(1, "name", Str, Single),
+    Field(2, "protocol", Str, Single),
+    Field(3, "port", I32, Single),
+    Field(4, "appProtocol", Str, Single),
+];
+
+/// k8s.io.api.discovery.v1.EndpointSlice
+static DISCOVERY_V1_ENDPOINT_SLICE: [Field; 4] = [
+    Field(1, "metadata", Msg(&META_V1_OBJECT_META), Single),
+    Field(2, "endpoints", Msg(&DISCOVERY_V1_ENDPOINT), Repeated),
+    Field(3, "ports", Msg(&DISCOVERY_V1_ENDPOINT_PORT), Repeated),
+    Field(4, "addressType", Str, Single),
+];
+
+/// k8s.io.api.discovery.v1.ForNode
+static DISCOVERY_V1_FOR_NODE: [Field; 1] = [
+    Field(1, "name", Str, Single),
+];
+
+/// k8s.io.api.discovery.v1.ForZone
+static DISCOVERY_V1_FOR_ZONE: [Field; 1] = [
+    Field(1, "name", Str, Single),
+];
+
+/// k8s.io.api.events.v1.Event
+static EVENTS_V1_EVENT: [Field; 15] = [
+    Field(1, "metadata", Msg(&META_V1_OBJECT_META), Single),
+    Field(2, "eventTime", MicroTime, Single),
+    Field(3, "series", Msg(&EVENTS_V1_EVENT_SERIES), Single),
+    Field(4, "reportingController", Str, OmitEmpty),
+    Field(5, "reportingInstance", Str, OmitEmpty),
+    Field(6, "action", Str, OmitEmpty),
+    Field(7, "reason", Str, OmitEmpty),
+    Field(8, "regarding", Msg(&CORE_V1_OBJECT_REFERENCE), Single),
+    Field(9, "related", Msg(&CORE_V1_OBJECT_REFERENCE), Single),
+    Field(10, "note", Str, OmitEmpty),
+    Field(11, "type", Str, OmitEmpty),
+    Field(12, "deprecatedSource", Msg(&CORE_V1_EVENT_SOURCE), Single),
+    Field(13, "deprecatedFirstTimestamp", Time, Single),
+    Field(14, "deprecatedLastTimestamp", Time, Single),
+    Field(15, "deprecatedCount", I32, OmitEmpty),
+];
+
+/// k8s.io.api.events.v1.EventSeries
+static EVENTS_V1_EVENT_SERIES: [Field; 2] = [
+    Field(1, "count", I32, Single),
+    Field(2, "lastObservedTime", MicroTime, Single),
+];
+
+/// k8s.io.api.networking.v1.HttpIngressPath
+static NETWORKING_V1_HTTP_INGRESS_PATH: [Field; 3] = [
+    Field(1, "path", Str, OmitEmpty),
+    Field(2, "backend", Msg(&NETWORKING_V1_INGRESS_BACKEND), Single),
+    Field(3, "pathType", Str, Single),
+];
+
+/// k8s.io.api.networking.v1.HttpIngressRuleValue
+static NETWORKING_V1_HTTP_INGRESS_RULE_VALUE: [Field; 1] = [
+    Field(1, "paths", Msg(&NETWORKING_V1_HTTP_INGRESS_PATH), Repeated),
+];
+
+/// k8s.io.api.networking.v1.Ingress
+static NETWORKING_V1_INGRESS: [Field; 3] = [
+    Field(1, "metadata", Msg(&META_V1_OBJECT_META), Single),
+    Field(2, "spec", Msg(&NETWORKING_V1_INGRESS_SPEC), Single),
+    Field(3, "status", Msg(&NETWORKING_V1_INGRESS_STATUS), Single),
+];
+
+/// k8s.io.api.networking.v1.IngressBackend
+static NETWORKING_V1_INGRESS_BACKEND: [Field; 2] = [
+    Field(3, "resource", Msg(&CORE_V1_TYPED_LOCAL_OBJECT_REFERENCE), Single),
+    Field(4, "service", Msg(&NETWORKING_V1_INGRESS_SERVICE_BACKEND), Single),
+];
+
+/// k8s.io.api.networking.v1.IngressLoadBalancerIngress
+static NETWORKING_V1_INGRESS_LOAD_BALANCER_INGRESS: [Field; 3] = [
+    Field(1, "ip", Str, OmitEmpty),
+    Field(2, "hostname", Str, OmitEmpty),
+    Field(4, "ports", Msg(&NETWORKING_V1_INGRESS_PORT_STATUS), Repeated),
+];
+
+/// k8s.io.api.networking.v1.IngressLoadBalancerStatus
+static NETWORKING_V1_INGRESS_LOAD_BALANCER_STATUS: [Field; 1] = [
+    Field(1, "ingress", Msg(&NETWORKING_V1_INGRESS_LOAD_BALANCER_INGRESS), Repeated),
+];
+
+/// k8s.io.api.networking.v1.IngressPortStatus
+static NETWORKING_V1_INGRESS_PORT_STATUS: [Field; 3] = [
+    Field(1, "port", I32, Single),
+    Field(2, "protocol", Str, Single),
+    Field(3, "error", Str, Single),
+];
+
+/// k8s.io.api.networking.v1.IngressRule
+static NETWORKING_V1_INGRESS_RULE: [Field; 2] = [
+    Field(1, "host", Str, OmitEmpty),
+    Field(2, "", Msg(&NETWORKING_V1_INGRESS_RULE_VALUE), Inline),
+];
+
+/// k8s.io.api.networking.v1.IngressRuleValue
+static NETWORKING_V1_INGRESS_RULE_VALUE: [Field; 1] = [
+    Field(1, "http", Msg(&NETWORKING_V1_HTTP_INGRESS_RULE_VALUE), Single),
+];
+
+/// k8s.io.api.networking.v1.IngressServiceBackend
+static NETWORKING_V1_INGRESS_SERVICE_BACKEND: [Field; 2] = [
+    Field(1, "name", Str, Single),
+    Field(2, "port", Msg(&NETWORKING_V1_SERVICE_BACKEND_PORT), Single),
+];
+
+/// k8s.io.api.networking.v1.IngressSpec
+static NETWORKING_V1_INGRESS_SPEC: [Field; 4] = [
+    Field(1, "defaultBackend", Msg(&NETWORKING_V1_INGRESS_BACKEND), Single),
+    Field(2, "tls", Msg(&NETWORKING_V1_INGRESS_TLS), Repeated),
+    Field(3, "rules", Msg(&NETWORKING_V1_INGRESS_RULE), Repeated),
+    Field(4, "ingressClassName", Str, Single),
+];
+
+/// k8s.io.api.networking.v1.IngressStatus
+static NETWORKING_V1_INGRESS_STATUS: [Field; 1] = [
+    Field(1, "loadBalancer", Msg(&NETWORKING_V1_INGRESS_LOAD_BALANCER_STATUS), Single),
+];
+
+/// k8s.io.api.networking.v1.IngressTls
+static NETWORKING_V1_INGRESS_TLS: [Field; 2] = [
+    Field(1, "hosts", Str, Repeated),
+    Field(2, "secretName", Str, OmitEmpty),
+];
+
+/// k8s.io.api.networking.v1.IpBlock
+static NETWORKING_V1_IP_BLOCK: [Field; 2] = [
+    Field(1, "cidr", Str, Single),
+    Field(2, "except", Str, Repeated),
+];
+
+/// k8s.io.api.networking.v1.NetworkPolicy
+static NETWORKING_V1_NETWORK_POLICY: [Field; 2] = [
+    Field(1, "metadata", Msg(&META_V1_OBJECT_META), Single),
+    Field(2, "spec", Msg(&NETWORKING_V1_NETWORK_POLICY_SPEC), Single),
+];
+
+/// k8s.io.api.networking.v1.NetworkPolicyEgressRule
+static NETWORKING_V1_NETWORK_POLICY_EGRESS_RULE: [Field; 2] = [
+    Field(1, "ports", Msg(&NETWORKING_V1_NETWORK_POLICY_PORT), Repeated),
+    Field(2, "to", Msg(&NETWORKING_V1_NETWORK_POLICY_PEER), Repeated),
+];
+
+/// k8s.io.api.networking.v1.NetworkPolicyIngressRule
+static NETWORKING_V1_NETWORK_POLICY_INGRESS_RULE: [Field; 2] = [
+    Field(1, "ports", Msg(&NETWORKING_V1_NETWORK_POLICY_PORT), Repeated),
+    Field(2, "from", Msg(&NETWORKING_V1_NETWORK_POLICY_PEER), Repeated),
+];
+
+/// k8s.io.api.networking.v1.NetworkPolicyPeer
+static NETWORKING_V1_NETWORK_POLICY_PEER: [Field; 3] = [
+    Field(1, "podSelector", Msg(&META_V1_LABEL_SELECTOR), Single),
+    Field(2, "namespaceSelector", Msg(&META_V1_LABEL_SELECTOR), Single),
+    Field(3, "ipBlock", Msg(&NETWORKING_V1_IP_BLOCK), Single),
+];
+
+/// k8s.io.api.networking.v1.NetworkPolicyPort
+static NETWORKING_V1_NETWORK_POLICY_PORT: [Field; 3] = [
+    Field(1, "protocol", Str, Single),
+    Field(2, "port", IntOrString, Single),
+    Field(3, "endPort", I32, Single),
+];
+
+/// k8s.io.api.networking.v1.NetworkPolicySpec
+static NETWORKING_V1_NETWORK_POLICY_SPEC: [Field; 4] = [
+    Field(1, "podSelector", Msg(&META_V1_LABEL_SELECTOR), Single),
+    Field(2, "ingress", Msg(&NETWORKING_V1_NETWORK_POLICY_INGRESS_RULE), Repeated),
+    Field(3, "egress", Msg(&NETWORKING_V1_NETWORK_POLICY_EGRESS_RULE), Repeated),
+    Field(4, "policyTypes", Str, Repeated),
+];
+
+/// k8s.io.api.networking.v1.ServiceBackendPort
+static NETWORKING_V1_SERVICE_BACKEND_PORT: [Field; 2] = [
+    Field(1, "name", Str, OmitEmpty),
+    Field(2, "number", I32, OmitEmpty),
+];
+
+/// k8s.io.api.policy.v1.Eviction
+static POLICY_V1_EVICTION: [Field; 2] = [
+    Field(1, "metadata", Msg(&META_V1_OBJECT_META), Single),
+    Field(2, "deleteOptions", Msg(&META_V1_DELETE_OPTIONS), Single),
+];
+
+/// k8s.io.api.policy.v1.PodDisruptionBudget
+static POLICY_V1_POD_DISRUPTION_BUDGET: [Field; 3] = [
+    Field(1, "metadata", Msg(&META_V1_OBJECT_META), Single),
+    Field(2, "spec", Msg(&POLICY_V1_POD_DISRUPTION_BUDGET_SPEC), Single),
+    Field(3, "status", Msg(&POLICY_V1_POD_DISRUPTION_BUDGET_STATUS), Single),
+];
+
+/// k8s.io.api.policy.v1.PodDisruptionBudgetSpec
+static POLICY_V1_POD_DISRUPTION_BUDGET_SPEC: [Field; 4] = [
+    Field(1, "minAvailable", IntOrString, Single),
+    Field(2, "selector", Msg(&META_V1_LABEL_SELECTOR), Single),
+    Field(3, "maxUnavailable", IntOrString, Single),
+    Field(4, "unhealthyPodEvictionPolicy", Str, Single),
+];
+
+/// k8s.io.api.policy.v1.PodDisruptionBudgetStatus
+static POLICY_V1_POD_DISRUPTION_BUDGET_STATUS: [Field; 7] = [
+    Field(1, "observedGeneration", I64, OmitEmpty),
+    Field(2, "disruptedPods", Time, Map),
+    Field(3, "disruptionsAllowed", I32, Single),
+    Field(4, "currentHealthy", I32, Single),
+    Field(5, "desiredHealthy", I32, Single),
+    Field(6, "expectedPods", I32, Single),
+    Field(7, "conditions", Msg(&META_V1_CONDITION), Repeated),
+];
+
+/// k8s.io.api.rbac.v1.AggregationRule
+static RBAC_V1_AGGREGATION_RULE: [Field; 1] = [
+    Field(1, "clusterRoleSelectors", Msg(&META_V1_LABEL_SELECTOR), Repeated),
+];
+
+/// k8s.io.api.rbac.v1.ClusterRole
+static RBAC_V1_CLUSTER_ROLE: [Field; 3] = [
+    Field(1, "metadata", Msg(&META_V1_OBJECT_META), Single),
+    Field(2, "rules", Msg(&RBAC_V1_POLICY_RULE), Repeated),
+    Field(3, "aggregationRule", Msg(&RBAC_V1_AGGREGATION_RULE), Single),
+];
+
+/// k8s.io.api.rbac.v1.ClusterRoleBinding
+static RBAC_V1_CLUSTER_ROLE_BINDING: [Field; 3] = [
+    Field(1, "metadata", Msg(&META_V1_OBJECT_META), Single),
+    Field(2, "subjects", Msg(&RBAC_V1_SUBJECT), Repeated),
+    Field(3, "roleRef", Msg(&RBAC_V1_ROLE_REF), Single),
+];
+
+/// k8s.io.api.rbac.v1.PolicyRule
+static RBAC_V1_POLICY_RULE: [Field; 5] = [
+    Field(1, "verbs", Str, Repeated),
+    Field(2, "apiGroups", Str, Repeated),
+    Field(3, "resources", Str, Repeated),
+    Field(4, "resourceNames", Str, Repeated),
+    Field(5, "nonResourceURLs", Str, Repeated),
+];
+
+/// k8s.io.api.rbac.v1.Role
+static RBAC_V1_ROLE: [Field; 2] = [
+    Field(1, "metadata", Msg(&META_V1_OBJECT_META), Single),
+    Field(2, "rules", Msg(&RBAC_V1_POLICY_RULE), Repeated),
+];
+
+/// k8s.io.api.rbac.v1.RoleBinding
+static RBAC_V1_ROLE_BINDING: [Field; 3] = [
+    Field(1, "metadata", Msg(&META_V1_OBJECT_META), Single),
+    Field(2, "subjects", Msg(&RBAC_V1_SUBJECT), Repeated),
+    Field(3, "roleRef", Msg(&RBAC_V1_ROLE_REF), Single),
+];
+
+/// k8s.io.api.rbac.v1.RoleRef
+static RBAC_V1_ROLE_REF: [Field; 3] = [
+    Field(1, "apiGroup", Str, Single),
+    Field(2, "kind", Str, Single),
+    Field(3, "name", Str, Single),
+];
+
+/// k8s.io.api.rbac.v1.Subject
+static RBAC_V1_SUBJECT: [Field; 4] = [
+    Field(1, "kind", Str, Single),
+    Field(2, "apiGroup", Str, OmitEmpty),
+    Field(3, "name", Str, Single),
+    Field(4, "namespace", Str, OmitEmpty),
+];
+
+/// k8s.io.api.scheduling.v1.PriorityClass
+static SCHEDULING_V1_PRIORITY_CLASS: [Field; 5] = [
+    Field(1, "metadata", Msg(&META_V1_OBJECT_META), Single),
+    Field(2, "value", I32, Single),
+    Field(3, "globalDefault", Bool, OmitEmpty),
+    Field(4, "description", Str, OmitEmpty),
+    Field(5, "preemptionPolicy", Str, Single),
+];
+
+/// k8s.io.api.storage.v1.StorageClass
+static STORAGE_V1_STORAGE_CLASS: [Field; 8] = [
+    Field(1, "metadata", Msg(&META_V1_OBJECT_META), Single),
+    Field(2, "provisioner", Str, Single),
+    Field(3, "parameters", Str, Map),
+    Field(4, "reclaimPolicy", Str, Single),
+    Field(5, "mountOptions", Str, Repeated),
+    Field(6, "allowVolumeExpansion", Bool, Single),
+    Field(7, "volumeBindingMode", Str, Single),
+    Field(8, "allowedTopologies", Msg(&CORE_V1_TOPOLOGY_SELECTOR_TERM), Repeated),
+];
+
 /// k8s.io.apimachinery.pkg.apis.meta.v1.Condition
 static META_V1_CONDITION: [Field; 6] = [
     Field(1, "type", Str, Single),
@@ -1612,6 +2847,16 @@ static META_V1_CONDITION: [Field; 6] = [
     Field(4, "lastTransitionTime", Time, Single),
     Field(5, "reason", Str, Single),
     Field(6, "message", Str, Single),
+];
+
+/// k8s.io.apimachinery.pkg.apis.meta.v1.DeleteOptions
+static META_V1_DELETE_OPTIONS: [Field; 6] = [
+    Field(1, "gracePeriodSeconds", I64, Single),
+    Field(2, "preconditions", Msg(&META_V1_PRECONDITIONS), Single),
+    Field(3, "orphanDependents", Bool, Single),
+    Field(4, "propagationPolicy", Str, Single),
+    Field(5, "dryRun", Str, Repeated),
+    Field(6, "ignoreStoreReadErrorWithClusterBreakingPotential", Bool, Single),
 ];
 
 /// k8s.io.apimachinery.pkg.apis.meta.v1.FieldSelectorRequirement
@@ -1672,4 +2917,10 @@ static META_V1_OWNER_REFERENCE: [Field; 6] = [
     Field(5, "apiVersion", Str, Single),
     Field(6, "controller", Bool, Single),
     Field(7, "blockOwnerDeletion", Bool, Single),
+];
+
+/// k8s.io.apimachinery.pkg.apis.meta.v1.Preconditions
+static META_V1_PRECONDITIONS: [Field; 2] = [
+    Field(1, "uid", Str, Single),
+    Field(2, "resourceVersion", Str, Single),
 ];
