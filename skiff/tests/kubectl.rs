@@ -1051,3 +1051,25 @@ fn kubectl_create_every_kind_it_makes() {
         s.ok(&["delete", kind, name]);
     }
 }
+
+/// `/livez`, `/readyz` and `/healthz` run their checks, list them when
+/// asked, skip excluded ones, and serve each alone.
+#[test]
+fn health_endpoints_list_their_checks() {
+    if !have_kubectl() {
+        eprintln!("kubectl not on PATH: skipped");
+        return;
+    }
+    let s = Server::start(None);
+    assert_eq!(s.ok(&["get", "--raw", "/readyz"]), "ok");
+    let verbose = s.ok(&["get", "--raw", "/readyz?verbose"]);
+    assert_eq!(
+        verbose,
+        "[+]ping ok\n[+]log ok\n[+]etcd ok\n[+]informer-sync ok\nreadyz check passed\n"
+    );
+    let excluded = s.ok(&["get", "--raw", "/livez?verbose&exclude=etcd"]);
+    assert!(excluded.contains("[+]etcd excluded: ok\n"), "{excluded}");
+    assert_eq!(s.ok(&["get", "--raw", "/livez/etcd"]), "ok");
+    let e = s.fails(&["get", "--raw", "/livez/nope"]);
+    assert!(e.contains("NotFound"), "{e}");
+}

@@ -3,6 +3,7 @@
 //! subresources relayed to node agents (`streaming`).
 
 pub mod duplicates;
+mod health;
 pub mod output;
 pub mod patch;
 pub mod request;
@@ -120,8 +121,11 @@ async fn route(
     let simple = |r: Response| ("", String::new(), r);
     match (parts.method.clone(), segs.as_slice()) {
         (Method::GET, ["version"]) => simple(json_ok(&version::info())),
-        (Method::GET, ["healthz" | "livez" | "readyz", ..]) => {
-            simple((StatusCode::OK, "ok").into_response())
+        (Method::GET, [endpoint @ ("healthz" | "livez" | "readyz"), rest @ ..])
+            if rest.len() <= 1 =>
+        {
+            let query = request::Query::parse(parts.uri.query()).unwrap_or_default();
+            simple(health::respond(&state.registry, endpoint, rest.first().copied(), &query).await)
         }
         (Method::GET, ["metrics"]) => simple(
             (
