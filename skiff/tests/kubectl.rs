@@ -1073,3 +1073,48 @@ fn health_endpoints_list_their_checks() {
     let e = s.fails(&["get", "--raw", "/livez/nope"]);
     assert!(e.contains("NotFound"), "{e}");
 }
+
+/// An update is defaulted as a create is: a Deployment replaced without
+/// its strategy gets upstream's RollingUpdate back.
+#[test]
+fn replace_gets_the_defaults_again() {
+    if !have_kubectl() {
+        eprintln!("kubectl not on PATH: skipped");
+        return;
+    }
+    let s = Server::start(None);
+    let ns = unique_ns("defaults");
+    s.ok(&["create", "namespace", &ns]);
+    s.ok(&["create", "deployment", "web", "--image=busybox", "-n", &ns]);
+    let mut d: serde_json::Value =
+        serde_json::from_str(&s.ok(&["get", "deploy", "web", "-n", &ns, "-o", "json"])).unwrap();
+    // Without its resourceVersion: the controller writes status meanwhile.
+    d["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("resourceVersion");
+    d["spec"].as_object_mut().unwrap().remove("strategy");
+    d["spec"]["template"]["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("restartPolicy");
+    let out = s.kubectl_stdin(&["replace", "-n", &ns, "-f", "-"], &d.to_string());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = s.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-n",
+        &ns,
+        "-o",
+        "jsonpath={.spec.strategy} {.spec.template.spec.restartPolicy}",
+    ]);
+    assert_eq!(
+        got,
+        r#"{"rollingUpdate":{"maxSurge":"25%","maxUnavailable":"25%"},"type":"RollingUpdate"} Always"#
+    );
+}

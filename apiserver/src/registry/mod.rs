@@ -664,6 +664,11 @@ impl Registry {
                 )));
             }
             strategy::prepare_update(res, &old, &mut new, part);
+            // Upstream defaults every object it decodes, an update's too: a
+            // replaced Deployment without a strategy gets RollingUpdate again.
+            if part == Part::Main {
+                strategy::apply_defaults(res, &mut new);
+            }
             if operation == "Update" {
                 strategy::track_update(res, part, opts, Some(&old), &mut new);
             }
