@@ -1118,3 +1118,40 @@ fn replace_gets_the_defaults_again() {
         r#"{"rollingUpdate":{"maxSurge":"25%","maxUnavailable":"25%"},"type":"RollingUpdate"} Always"#
     );
 }
+
+/// Events recorded through events.k8s.io read as upstream's in core/v1,
+/// with the timestamps they lack as nulls: `kubectl get events
+/// --sort-by=.lastTimestamp` lists them.
+#[test]
+fn events_sort_by_last_timestamp() {
+    if !have_kubectl() {
+        eprintln!("kubectl not on PATH: skipped");
+        return;
+    }
+    let s = Server::start(None);
+    let ns = unique_ns("events");
+    s.ok(&["create", "namespace", &ns]);
+    s.apply(
+        &ns,
+        r#"
+apiVersion: events.k8s.io/v1
+kind: Event
+metadata: {name: e1}
+eventTime: "2026-01-01T00:00:00.000000Z"
+reportingController: me
+reportingInstance: me-1
+action: Poke
+reason: Poked
+type: Normal
+note: hello
+regarding: {kind: Pod, name: p, namespace: default}
+"#,
+    );
+    let sorted = s.ok(&["get", "events", "-n", &ns, "--sort-by=.lastTimestamp"]);
+    assert!(sorted.contains("Poked"), "{sorted}");
+    let core: serde_json::Value =
+        serde_json::from_str(&s.ok(&["get", "events", "e1", "-n", &ns, "-o", "json"])).unwrap();
+    assert_eq!(core["lastTimestamp"], serde_json::Value::Null);
+    assert!(core.as_object().unwrap().contains_key("lastTimestamp"));
+    assert_eq!(core["source"], serde_json::json!({}));
+}

@@ -237,6 +237,17 @@ pub fn apply_defaults(res: &Resource, obj: &mut Value) {
                 set_default(m, "type", json!("Opaque"));
             }
         }
+        ("", "events") => {
+            // What Go's encoder writes for the struct fields it never omits:
+            // events recorded through events.k8s.io read as upstream's do in
+            // core/v1 (`kubectl get events --sort-by=.lastTimestamp` finds
+            // the field in every event).
+            if let Some(m) = obj.as_object_mut() {
+                set_default(m, "firstTimestamp", Value::Null);
+                set_default(m, "lastTimestamp", Value::Null);
+                set_default(m, "source", json!({}));
+            }
+        }
         ("", "services") => {
             let spec = obj_mut(obj, "spec");
             set_default(spec, "type", json!("ClusterIP"));
