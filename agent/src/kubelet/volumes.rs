@@ -1,8 +1,8 @@
 //! A pod's volumes on this node, under `<pod dir>/volumes/<name>`:
 //! emptyDir (a directory, or tmpfs for `medium: Memory`), hostPath (with
 //! its type checks), configMap, secret (on tmpfs), downwardAPI and
-//! projected (written atomically and refreshed in place when their sources
-//! change), and persistentVolumeClaim bound to a hostPath or local volume.
+//! projected (on tmpfs; written atomically and refreshed in place when
+//! their sources change), and persistentVolumeClaim bound to a hostPath or local volume.
 //! Containers get them as bind mounts, with subPath and subPathExpr.
 
 use super::atomicdir::{self, Payload};
@@ -163,6 +163,8 @@ async fn setup_one(ctx: &Ctx, pod: &Pod, pod_dir: &Path, v: &Volume) -> Result<P
             d.default_mode,
         )?
     } else if let Some(p) = &v.projected {
+        // On tmpfs as upstream's, for the tokens and secrets it may hold.
+        mount_tmpfs(&dir, None)?;
         let mut files = BTreeMap::new();
         let mode = p.default_mode;
         for source in p.sources.iter().flatten() {
