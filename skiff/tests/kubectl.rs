@@ -1155,3 +1155,98 @@ regarding: {kind: Pod, name: p, namespace: default}
     assert!(core.as_object().unwrap().contains_key("lastTimestamp"));
     assert_eq!(core["source"], serde_json::json!({}));
 }
+
+/// LimitRanges: items get upstream's defaults, pods the container defaults
+/// they lack (noted in an annotation), and what breaks a bound is refused
+/// with upstream's words.
+#[test]
+fn limit_ranges_default_and_bound_pods_and_claims() {
+    if !have_kubectl() {
+        eprintln!("kubectl not on PATH: skipped");
+        return;
+    }
+    let s = Server::start(None);
+    let ns = unique_ns("limits");
+    s.ok(&["create", "namespace", &ns]);
+    kubectl_until(
+        &s,
+        "the default account",
+        &["get", "sa", "default", "-n", &ns],
+        |_| true,
+    );
+    s.apply(
+        &ns,
+        r#"
+apiVersion: v1
+kind: LimitRange
+metadata: {name: lr}
+spec:
+  limits:
+  - type: Container
+    default: {cpu: 500m, memory: 128Mi}
+    defaultRequest: {cpu: 250m}
+    max: {cpu: "1"}
+    min: {memory: 32Mi}
+  - type: PersistentVolumeClaim
+    max: {storage: 1Gi}
+"#,
+    );
+    let lr: serde_json::Value =
+        serde_json::from_str(&s.ok(&["get", "limitrange", "lr", "-n", &ns, "-o", "json"])).unwrap();
+    assert_eq!(
+        lr["spec"]["limits"][0]["defaultRequest"],
+        serde_json::json!({"cpu": "250m", "memory": "128Mi"}),
+        "the default request falls back to the default limit"
+    );
+
+    s.ok(&["run", "p1", "--image=busybox", "-n", &ns]);
+    let p1: serde_json::Value =
+        serde_json::from_str(&s.ok(&["get", "pod", "p1", "-n", &ns, "-o", "json"])).unwrap();
+    assert_eq!(
+        p1["spec"]["containers"][0]["resources"],
+        serde_json::json!({"limits": {"cpu": "500m", "memory": "128Mi"},
+                           "requests": {"cpu": "250m", "memory": "128Mi"}})
+    );
+    assert_eq!(
+        p1["metadata"]["annotations"]["kubernetes.io/limit-ranger"],
+        "LimitRanger plugin set: cpu, memory request for container p1; cpu, memory limit for container p1"
+    );
+    assert_eq!(p1["status"]["qosClass"], "Burstable");
+
+    let out = s.kubectl_stdin(
+        &["apply", "-n", &ns, "-f", "-"],
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: big}
+spec:
+  containers:
+  - name: c
+    image: busybox
+    resources: {limits: {cpu: "2", memory: 16Mi}}
+"#,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pods \"big\" is forbidden: [")
+            && err.contains("maximum cpu usage per Container is 1, but limit is 2")
+            && err.contains("minimum memory usage per Container is 32Mi, but request is 16Mi"),
+        "{err}"
+    );
+    let out = s.kubectl_stdin(
+        &["apply", "-n", &ns, "-f", "-"],
+        r#"
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: claim}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 2Gi}}
+"#,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("persistentvolumeclaims \"claim\" is forbidden: maximum storage usage per PersistentVolumeClaim is 1Gi, but request is 2Gi"),
+        "{err}"
+    );
+}

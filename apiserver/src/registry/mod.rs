@@ -6,6 +6,7 @@
 
 pub mod ipalloc;
 mod jobsuccess;
+mod limitranger;
 pub mod priority;
 pub mod serviceaccount;
 mod storageclass;
@@ -641,7 +642,10 @@ impl Registry {
                 .get(&key)
                 .await?
                 .ok_or_else(|| ApiError::not_found(res, name))?;
-            let old = decode(&kv)?;
+            // Defaulted as read, as upstream decodes stored objects: one
+            // stored before a default existed compares with the update.
+            let mut old = decode(&kv)?;
+            strategy::apply_defaults(res, &mut old);
             let mut new = mutate(&old)?;
             if !new.is_object() {
                 return Err(ApiError::bad_request(

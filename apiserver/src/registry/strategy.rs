@@ -196,6 +196,36 @@ fn default_containers(spec: &mut Map<String, Value>, list: &str) {
     }
 }
 
+/// Upstream's SetDefaults_Pod (pods only, not templates): a container's
+/// limit stands in for the request it does not make.
+fn default_requests_to_limits(spec: &mut Value) {
+    for list in ["initContainers", "containers"] {
+        let containers = spec.get_mut(list).and_then(Value::as_array_mut);
+        for res in containers
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.get_mut("resources").and_then(Value::as_object_mut))
+        {
+            let Some(limits) = res.get("limits").and_then(Value::as_object).cloned() else {
+                continue;
+            };
+            let Some(requests) = res
+                .entry("requests")
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+            else {
+                continue;
+            };
+            for (k, v) in limits {
+                requests.entry(k).or_insert(v);
+            }
+            if requests.is_empty() {
+                res.remove("requests");
+            }
+        }
+    }
+}
+
 /// No tag, or `:latest`, pulls always (a digest never does).
 fn image_tag_is_latest(image: &str) -> bool {
     if image.contains('@') {
@@ -222,6 +252,7 @@ pub fn apply_defaults(res: &Resource, obj: &mut Value) {
         ("", "pods") => {
             obj_mut(obj, "spec");
             default_pod_spec(&mut obj["spec"]);
+            default_requests_to_limits(&mut obj["spec"]);
         }
         ("", "namespaces") => {
             let name = meta::name(obj).to_string();
@@ -275,6 +306,7 @@ pub fn apply_defaults(res: &Resource, obj: &mut Value) {
         ("", "persistentvolumeclaims") => {
             set_default(obj_mut(obj, "spec"), "volumeMode", json!("Filesystem"));
         }
+        ("", "limitranges") => super::limitranger::default_limit_range(obj),
         ("", "persistentvolumes") => {
             let spec = obj_mut(obj, "spec");
             set_default(spec, "persistentVolumeReclaimPolicy", json!("Retain"));
@@ -362,6 +394,7 @@ pub async fn prepare_create(
         ("", "pods") => {
             super::serviceaccount::admit(reg, obj)?;
             super::priority::admit(reg, obj)?;
+            super::limitranger::admit_pod(reg, obj)?;
             add_default_tolerations(&mut obj["spec"]);
             let status = obj_mut(obj, "status");
             status.clear();
@@ -379,6 +412,7 @@ pub async fn prepare_create(
         }
         ("", "persistentvolumeclaims") => {
             super::storageclass::admit_claim(reg, obj);
+            super::limitranger::admit_claim(reg, obj)?;
             obj["status"] = json!({"phase": "Pending"});
         }
         ("", "persistentvolumes") => {
