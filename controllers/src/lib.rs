@@ -16,6 +16,7 @@ pub mod pacing;
 pub mod podgc;
 pub mod pods;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod resources;
 pub mod rootcacert;
 pub mod serviceaccount;
@@ -72,6 +73,7 @@ async fn run_all(client: Client, cfg: &Config) -> anyhow::Result<()> {
         namespace::run(client.clone()).boxed(),
         garbagecollector::run(client.clone()).boxed(),
         serviceaccount::run(client.clone()).boxed(),
+        resourcequota::run(client.clone()).boxed(),
         nodeipam::run(client.clone(), cidrs, recorder("cidrAllocator")).boxed(),
         endpoints::run(client.clone()).boxed(),
         disruption::run(client.clone()).boxed(),

@@ -140,7 +140,7 @@ async fn manage(
         }
         ctx.expectations.expect(&key, names, vec![]);
         if let Some(e) = err {
-            let msg = e.to_string();
+            let msg = skiff_machinery::client::error_message(&e);
             ctx.recorder.record(
                 rs,
                 "Warning",

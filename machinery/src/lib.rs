@@ -18,6 +18,7 @@ pub mod names;
 #[cfg(feature = "client")]
 pub mod plain_http;
 pub mod quantity;
+pub mod quota;
 pub mod strategic_merge;
 #[cfg(feature = "tls")]
 pub mod tls;

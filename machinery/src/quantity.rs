@@ -87,11 +87,48 @@ impl Quantity {
     pub fn is_negative(&self) -> bool {
         self.millis < 0
     }
+
+    /// The quantity as upstream prints a computed one: in binary units (Ki,
+    /// Mi, …) when `binary`, else decimal (k, M, …), whole units bare, and
+    /// milli-units when not whole.
+    pub fn canonical(&self, binary: bool) -> String {
+        if self.millis % 1000 != 0 {
+            return format!("{}m", self.millis);
+        }
+        let v = self.millis / 1000;
+        let (base, suffixes): (i128, [&str; 6]) = if binary {
+            (1024, ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"])
+        } else {
+            (1000, ["k", "M", "G", "T", "P", "E"])
+        };
+        for (i, suffix) in suffixes.iter().enumerate().rev() {
+            let unit = base.pow(i as u32 + 1);
+            if v != 0 && v % unit == 0 {
+                return format!("{}{suffix}", v / unit);
+            }
+        }
+        v.to_string()
+    }
+}
+
+/// Whether a quantity was written in binary units (Ki, Mi, …).
+pub fn is_binary(text: &str) -> bool {
+    text.trim_end().ends_with('i')
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn canonical_forms() {
+        let q = |millis| Quantity { millis };
+        assert_eq!(q(2_000_000).canonical(false), "2k");
+        assert_eq!(q(1024 * 1024 * 1000).canonical(true), "1Mi");
+        assert_eq!(q(3000).canonical(true), "3");
+        assert_eq!(q(2100).canonical(false), "2100m");
+        assert_eq!(q(0).canonical(false), "0");
+    }
 
     #[test]
     fn parses() {

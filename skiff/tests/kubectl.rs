@@ -1250,3 +1250,115 @@ spec:
         "{err}"
     );
 }
+
+/// ResourceQuotas: the controller fills in what each limits and what is
+/// used, creates are charged and refused over the limit in upstream's
+/// words, and a deletion gives back what it took.
+#[test]
+fn resource_quotas_count_charge_and_refuse() {
+    if !have_kubectl() {
+        eprintln!("kubectl not on PATH: skipped");
+        return;
+    }
+    let s = Server::start(None);
+    let ns = unique_ns("quota");
+    s.ok(&["create", "namespace", &ns]);
+    kubectl_until(
+        &s,
+        "the default account",
+        &["get", "sa", "default", "-n", &ns],
+        |_| true,
+    );
+    s.ok(&[
+        "create",
+        "quota",
+        "q",
+        "-n",
+        &ns,
+        "--hard=pods=2,requests.cpu=1,count/deployments.apps=0",
+    ]);
+    let used = |what: &str| {
+        let path = format!("jsonpath={{.status.used.{what}}}");
+        s.ok(&["get", "quota", "q", "-n", &ns, "-o", &path])
+    };
+    kubectl_until(
+        &s,
+        "the quota's status",
+        &[
+            "get",
+            "quota",
+            "q",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.status.hard.pods}/{.status.used.pods}",
+        ],
+        |t| t == "2/0",
+    );
+    let pod = |name: &str, cpu: Option<&str>| {
+        let resources = cpu.map_or(String::new(), |c| {
+            format!("\n    resources: {{requests: {{cpu: {c}}}}}")
+        });
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  containers:\n  - name: c\n    image: busybox{resources}\n"
+        )
+    };
+    let create = |yaml: String| s.kubectl_stdin(&["create", "-n", &ns, "-f", "-"], &yaml);
+    let refused = |yaml: String| String::from_utf8_lossy(&create(yaml).stderr).into_owned();
+
+    let e = refused(pod("bare", None));
+    assert!(
+        e.contains("pods \"bare\" is forbidden: failed quota: q: must specify requests.cpu for: c"),
+        "{e}"
+    );
+    assert!(create(pod("p1", Some("600m"))).status.success());
+    assert_eq!(used("requests\\.cpu"), "600m");
+    let e = refused(pod("p2", Some("600m")));
+    assert!(
+        e.contains("exceeded quota: q, requested: requests.cpu=600m, used: requests.cpu=600m, limited: requests.cpu=1"),
+        "{e}"
+    );
+    assert!(create(pod("p2", Some("300m"))).status.success());
+    let e = refused(pod("p3", Some("100m")));
+    assert!(
+        e.contains("exceeded quota: q, requested: pods=1, used: pods=2, limited: pods=2"),
+        "{e}"
+    );
+    let e = s.fails(&["create", "deployment", "web", "--image=busybox", "-n", &ns]);
+    assert!(
+        e.contains("exceeded quota: q, requested: count/deployments.apps=1"),
+        "{e}"
+    );
+
+    // A deleted pod gives back what it took.
+    s.ok(&[
+        "delete",
+        "pod",
+        "p1",
+        "-n",
+        &ns,
+        "--grace-period=0",
+        "--force",
+    ]);
+    kubectl_until(
+        &s,
+        "the quota recounted",
+        &[
+            "get",
+            "quota",
+            "q",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.status.used.pods} {.status.used.requests\\.cpu}",
+        ],
+        |t| t == "1 300m",
+    );
+    let described = s.ok(&["describe", "quota", "q", "-n", &ns]);
+    assert!(
+        described
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["requests.cpu", "300m", "1"]),
+        "{described}"
+    );
+}

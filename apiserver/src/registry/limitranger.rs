@@ -247,12 +247,11 @@ fn pod_violations(spec: &Value, items: &[Value]) -> Vec<String> {
                 }
             }
             "Pod" => {
-                let total = |field: &str| {
-                    pod_total(
-                        &containers("containers"),
-                        &containers("initContainers"),
-                        field,
-                    )
+                let total = |field: &str| -> Resources {
+                    skiff_machinery::quota::pod_total(spec, field)
+                        .into_iter()
+                        .map(|(k, a)| (k, (a.text(), a.quantity)))
+                        .collect()
                 };
                 check(&mut errors, &total("requests"), &total("limits"));
             }
@@ -260,76 +259,6 @@ fn pod_violations(spec: &Value, items: &[Value]) -> Vec<String> {
         }
     }
     errors
-}
-
-/// A pod's total of `field` (requests or limits) per resource, as upstream
-/// sums it: the app containers and sidecars (init containers that restart
-/// always) together, or an init container with the sidecars started
-/// before it, whichever is larger.
-fn pod_total(app: &[&Value], init: &[&Value], field: &str) -> Resources {
-    let of = |c: &Value| resources(c.pointer(&format!("/resources/{field}")));
-    let mut sum: BTreeMap<String, i128> = BTreeMap::new();
-    let mut peak: BTreeMap<String, i128> = BTreeMap::new();
-    let mut sidecars: BTreeMap<String, i128> = BTreeMap::new();
-    let mut binary: std::collections::HashSet<String> = std::collections::HashSet::new();
-    for c in init.iter().chain(app) {
-        for (k, (text, _)) in of(c) {
-            if text.ends_with('i') {
-                binary.insert(k);
-            }
-        }
-    }
-    for c in init {
-        let own = of(c);
-        if c["restartPolicy"] == "Always" {
-            for (k, (_, q)) in &own {
-                *sidecars.entry(k.clone()).or_default() += q.millis;
-                *sum.entry(k.clone()).or_default() += q.millis;
-            }
-        } else {
-            for (k, (_, q)) in &own {
-                let with_sidecars = q.millis + sidecars.get(k).copied().unwrap_or(0);
-                let p = peak.entry(k.clone()).or_default();
-                *p = (*p).max(with_sidecars);
-            }
-        }
-    }
-    for c in app {
-        for (k, (_, q)) in of(c) {
-            *sum.entry(k).or_default() += q.millis;
-        }
-    }
-    for (k, p) in peak {
-        let s = sum.entry(k).or_default();
-        *s = (*s).max(p);
-    }
-    sum.into_iter()
-        .map(|(k, millis)| {
-            let text = canonical(millis, binary.contains(&k));
-            (k, (text, Quantity { millis }))
-        })
-        .collect()
-}
-
-/// A summed quantity as upstream prints one: in binary units (Ki, Mi, …)
-/// when its parts were, else decimal (k, M, …), else milli-units.
-fn canonical(millis: i128, binary: bool) -> String {
-    if millis % 1000 != 0 {
-        return format!("{millis}m");
-    }
-    let v = millis / 1000;
-    let (base, suffixes): (i128, [&str; 6]) = if binary {
-        (1024, ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"])
-    } else {
-        (1000, ["k", "M", "G", "T", "P", "E"])
-    };
-    for (i, suffix) in suffixes.iter().enumerate().rev() {
-        let unit = base.pow(i as u32 + 1);
-        if v != 0 && v % unit == 0 {
-            return format!("{}{suffix}", v / unit);
-        }
-    }
-    v.to_string()
 }
 
 fn below_min(
@@ -478,23 +407,5 @@ mod tests {
                 .contains("pods \"p\" is forbidden: [minimum memory"),
             "{e}"
         );
-    }
-
-    #[test]
-    fn a_pod_total_counts_sidecars_and_the_largest_init_container() {
-        let init = [
-            json!({"name": "s", "restartPolicy": "Always", "resources": {"requests": {"cpu": "100m"}}}),
-            json!({"name": "i", "resources": {"requests": {"cpu": "2"}}}),
-        ];
-        let app = [json!({"name": "a", "resources": {"requests": {"cpu": "300m"}}})];
-        let total = pod_total(
-            &app.iter().collect::<Vec<_>>(),
-            &init.iter().collect::<Vec<_>>(),
-            "requests",
-        );
-        assert_eq!(total["cpu"].0, "2100m");
-        assert_eq!(canonical(2_000_000, false), "2k");
-        assert_eq!(canonical(1024 * 1024 * 1000, true), "1Mi");
-        assert_eq!(canonical(3000, true), "3");
     }
 }

@@ -8,6 +8,7 @@ pub mod ipalloc;
 mod jobsuccess;
 mod limitranger;
 pub mod priority;
+mod resourcequota;
 pub mod serviceaccount;
 mod storageclass;
 pub mod strategy;
@@ -594,6 +595,7 @@ impl Registry {
         if res.namespaced {
             self.check_namespace(meta::namespace(&obj).unwrap_or("default"))
                 .await?;
+            resourcequota::charge(self, res, &obj, opts.dry_run).await?;
         }
         if opts.dry_run {
             return Ok(obj);

@@ -432,7 +432,10 @@ async fn sync(cj: &mut CronJob, jobs: &[Arc<Job>], ctx: &Ctx) -> SyncResult {
                 "Warning",
                 "FailedCreate",
                 "Create",
-                format!("Error creating job: {e}"),
+                format!(
+                    "Error creating job: {}",
+                    skiff_machinery::client::error_message(&e)
+                ),
             );
             return Err((update, e));
         }

@@ -205,7 +205,10 @@ pub async fn sync_nodes(
             "Warning",
             "FailedCreate",
             "Create",
-            format!("Error creating: {e}"),
+            format!(
+                "Error creating: {}",
+                skiff_machinery::client::error_message(e)
+            ),
         );
     }
     // Deletes go out all at once, as upstream's.

@@ -951,7 +951,10 @@ impl JobSync<'_> {
                             "Warning",
                             "FailedCreate",
                             "Create",
-                            format!("Error creating: {e}"),
+                            format!(
+                                "Error creating: {}",
+                                skiff_machinery::client::error_message(&e)
+                            ),
                         );
                         first_err.get_or_insert(e);
                     }

@@ -12,3 +12,13 @@ pub mod leader;
 pub mod nodeaffinity;
 
 pub use cachedpod::CachedPod;
+
+/// What a failed request says, as upstream's controllers put it in events:
+/// the API server's own message (`pods "x" is forbidden: exceeded quota:
+/// …`), not the client's wrapping of it.
+pub fn error_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) if !s.message.is_empty() => s.message.clone(),
+        other => other.to_string(),
+    }
+}
