@@ -29,7 +29,7 @@ impl Amount {
         })
     }
 
-    pub fn add(self, other: Amount) -> Amount {
+    pub fn plus(self, other: Amount) -> Amount {
         Amount {
             quantity: Quantity {
                 millis: self.quantity.millis + other.quantity.millis,
@@ -49,7 +49,7 @@ pub type Usage = BTreeMap<String, Amount>;
 /// Adds `more` into `total`.
 pub fn add(total: &mut Usage, more: &Usage) {
     for (k, v) in more {
-        let sum = total.get(k).map_or(*v, |t| t.add(*v));
+        let sum = total.get(k).map_or(*v, |t| t.plus(*v));
         total.insert(k.clone(), sum);
     }
 }
