@@ -275,11 +275,14 @@ pub fn scopes_cover(quota: &Value, group: &str, plural: &str, obj: &Value) -> bo
         return false;
     }
     let spec = &obj["spec"];
+    // QoS BestEffort: no container requests or limits cpu or memory.
     let best_effort = ["initContainers", "containers"].iter().all(|list| {
         spec[*list].as_array().into_iter().flatten().all(|c| {
-            ["requests", "limits"]
-                .iter()
-                .all(|f| c["resources"][*f].as_object().is_none_or(|m| m.is_empty()))
+            ["requests", "limits"].iter().all(|f| {
+                c["resources"][*f]
+                    .as_object()
+                    .is_none_or(|m| !m.contains_key("cpu") && !m.contains_key("memory"))
+            })
         })
     });
     let terminating = spec["activeDeadlineSeconds"].as_i64().is_some();
