@@ -442,6 +442,12 @@ mod tests {
             "pods",
             &burst
         ));
+        let disk_only = json!({"spec": {"containers": [
+            {"name": "a", "resources": {"requests": {"ephemeral-storage": "1Gi"}}}]}});
+        assert!(
+            scopes_cover(&quota(json!(["BestEffort"])), "", "pods", &disk_only),
+            "QoS counts cpu and memory only"
+        );
         assert!(scopes_cover(
             &quota(json!(["NotBestEffort", "Terminating"])),
             "",
