@@ -802,18 +802,33 @@ fn kubectl_until(s: &Server, what: &str, args: &[&str], done: impl Fn(&str) -> b
     }
 }
 
+/// A server and a new namespace whose default service account exists
+/// (pods can be created in it); None, after saying so, without kubectl.
+fn server_and_namespace(prefix: &str) -> Option<(Server, String)> {
+    if !have_kubectl() {
+        eprintln!("kubectl not on PATH: skipped");
+        return None;
+    }
+    let s = Server::start(None);
+    let ns = unique_ns(prefix);
+    s.ok(&["create", "namespace", &ns]);
+    kubectl_until(
+        &s,
+        "the default account",
+        &["get", "sa", "default", "-n", &ns],
+        |_| true,
+    );
+    Some((s, ns))
+}
+
 /// Every namespace gets ConfigMap kube-root-ca.crt with the cluster CA,
 /// put back when changed or deleted; every pod gets the kube-api-access
 /// volume unless it or its account opts out or it mounts that path itself.
 #[test]
 fn service_account_volume_and_root_ca() {
-    if !have_kubectl() {
-        eprintln!("kubectl not on PATH: skipped");
+    let Some((s, ns)) = server_and_namespace("apiaccess") else {
         return;
-    }
-    let s = Server::start(None);
-    let ns = unique_ns("apiaccess");
-    s.ok(&["create", "namespace", &ns]);
+    };
     let ca = std::fs::read_to_string(s.dir.path().join("server/tls/ca.crt")).unwrap();
     let get_ca = [
         "get",
@@ -849,12 +864,6 @@ fn service_account_volume_and_root_ca() {
     s.ok(&["delete", "configmap", "kube-root-ca.crt", "-n", &ns]);
     kubectl_until(&s, "the CA published again", &get_ca, holds_ca);
 
-    kubectl_until(
-        &s,
-        "the default account",
-        &["get", "sa", "default", "-n", &ns],
-        |_| true,
-    );
     s.apply(
         &ns,
         r#"
@@ -958,13 +967,9 @@ fn contained(want: &serde_json::Value, got: &serde_json::Value) -> bool {
 /// object is stored as kubectl meant it (what `--dry-run=client` prints).
 #[test]
 fn kubectl_create_every_kind_it_makes() {
-    if !have_kubectl() {
-        eprintln!("kubectl not on PATH: skipped");
+    let Some((s, ns)) = server_and_namespace("create") else {
         return;
-    }
-    let s = Server::start(None);
-    let ns = unique_ns("create");
-    s.ok(&["create", "namespace", &ns]);
+    };
     let (cr, crb, pc) = (format!("cr-{ns}"), format!("crb-{ns}"), format!("pc-{ns}"));
     let commands: Vec<(&str, &str, Vec<&str>)> = vec![
         (
@@ -1078,13 +1083,9 @@ fn health_endpoints_list_their_checks() {
 /// its strategy gets upstream's RollingUpdate back.
 #[test]
 fn replace_gets_the_defaults_again() {
-    if !have_kubectl() {
-        eprintln!("kubectl not on PATH: skipped");
+    let Some((s, ns)) = server_and_namespace("defaults") else {
         return;
-    }
-    let s = Server::start(None);
-    let ns = unique_ns("defaults");
-    s.ok(&["create", "namespace", &ns]);
+    };
     s.ok(&["create", "deployment", "web", "--image=busybox", "-n", &ns]);
     let mut d: serde_json::Value =
         serde_json::from_str(&s.ok(&["get", "deploy", "web", "-n", &ns, "-o", "json"])).unwrap();
@@ -1124,13 +1125,9 @@ fn replace_gets_the_defaults_again() {
 /// --sort-by=.lastTimestamp` lists them.
 #[test]
 fn events_sort_by_last_timestamp() {
-    if !have_kubectl() {
-        eprintln!("kubectl not on PATH: skipped");
+    let Some((s, ns)) = server_and_namespace("events") else {
         return;
-    }
-    let s = Server::start(None);
-    let ns = unique_ns("events");
-    s.ok(&["create", "namespace", &ns]);
+    };
     s.apply(
         &ns,
         r#"
@@ -1161,19 +1158,9 @@ regarding: {kind: Pod, name: p, namespace: default}
 /// with upstream's words.
 #[test]
 fn limit_ranges_default_and_bound_pods_and_claims() {
-    if !have_kubectl() {
-        eprintln!("kubectl not on PATH: skipped");
+    let Some((s, ns)) = server_and_namespace("limits") else {
         return;
-    }
-    let s = Server::start(None);
-    let ns = unique_ns("limits");
-    s.ok(&["create", "namespace", &ns]);
-    kubectl_until(
-        &s,
-        "the default account",
-        &["get", "sa", "default", "-n", &ns],
-        |_| true,
-    );
+    };
     s.apply(
         &ns,
         r#"
@@ -1256,19 +1243,9 @@ spec:
 /// words, and a deletion gives back what it took.
 #[test]
 fn resource_quotas_count_charge_and_refuse() {
-    if !have_kubectl() {
-        eprintln!("kubectl not on PATH: skipped");
+    let Some((s, ns)) = server_and_namespace("quota") else {
         return;
-    }
-    let s = Server::start(None);
-    let ns = unique_ns("quota");
-    s.ok(&["create", "namespace", &ns]);
-    kubectl_until(
-        &s,
-        "the default account",
-        &["get", "sa", "default", "-n", &ns],
-        |_| true,
-    );
+    };
     s.ok(&[
         "create",
         "quota",
