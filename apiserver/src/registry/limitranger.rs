@@ -12,26 +12,9 @@ use crate::error::ApiError;
 use crate::meta;
 use serde_json::{json, Map, Value};
 use skiff_machinery::catalog;
-use skiff_machinery::quantity::Quantity;
-use std::collections::BTreeMap;
+use skiff_machinery::quota::{amounts, pod_total, Amount, Usage};
 
 const ANNOTATION: &str = "kubernetes.io/limit-ranger";
-
-/// A resource list as (name → (as written, parsed)); unparsable entries
-/// are validation's to refuse and are left out.
-type Resources = BTreeMap<String, (String, Quantity)>;
-
-fn resources(v: Option<&Value>) -> Resources {
-    v.and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, q)| {
-            let text = q.as_str()?.to_string();
-            let parsed = Quantity::parse(&text).ok()?;
-            Some((k.clone(), (text, parsed)))
-        })
-        .collect()
-}
 
 /// The namespace's LimitRange items.
 fn items(reg: &Registry, ns: &str) -> Vec<Value> {
@@ -107,23 +90,25 @@ pub fn admit_pod(reg: &Registry, pod: &mut Value) -> Result<(), ApiError> {
 /// Checks a claim being created.
 pub fn admit_claim(reg: &Registry, claim: &Value) -> Result<(), ApiError> {
     let ns = meta::namespace(claim).unwrap_or("default");
-    let requests = resources(claim.pointer("/spec/resources/requests"));
+    let requests = amounts(claim.pointer("/spec/resources/requests"));
     let mut errors = Vec::new();
     for item in items(reg, ns)
         .iter()
         .filter(|i| i["type"] == "PersistentVolumeClaim")
     {
         let ty = "PersistentVolumeClaim";
-        for (k, (text, min)) in resources(item.get("min")) {
-            errors.extend(below_min(ty, &k, &text, min, &requests, &Resources::new()));
+        for (k, min) in amounts(item.get("min")) {
+            errors.extend(below_min(ty, &k, min, &requests, &Usage::new()));
         }
-        for (k, (text, max)) in resources(item.get("max")) {
+        for (k, max) in amounts(item.get("max")) {
+            let text = max.text();
             match requests.get(&k) {
                 None => errors.push(format!(
                     "maximum {k} usage per {ty} is {text}.  No request is specified"
                 )),
-                Some((req, q)) if *q > max => errors.push(format!(
-                    "maximum {k} usage per {ty} is {text}, but request is {req}"
+                Some(r) if r.quantity > max.quantity => errors.push(format!(
+                    "maximum {k} usage per {ty} is {text}, but request is {}",
+                    r.text()
                 )),
                 Some(_) => {}
             }
@@ -224,15 +209,15 @@ fn pod_violations(spec: &Value, items: &[Value]) -> Vec<String> {
     let mut errors = Vec::new();
     for item in items {
         let ty = item["type"].as_str().unwrap_or("");
-        let check = |errors: &mut Vec<String>, req: &Resources, lim: &Resources| {
-            for (k, (text, min)) in resources(item.get("min")) {
-                errors.extend(below_min(ty, &k, &text, min, req, lim));
+        let check = |errors: &mut Vec<String>, req: &Usage, lim: &Usage| {
+            for (k, min) in amounts(item.get("min")) {
+                errors.extend(below_min(ty, &k, min, req, lim));
             }
-            for (k, (text, max)) in resources(item.get("max")) {
-                errors.extend(above_max(ty, &k, &text, max, req, lim));
+            for (k, max) in amounts(item.get("max")) {
+                errors.extend(above_max(ty, &k, max, req, lim));
             }
-            for (k, (text, ratio)) in resources(item.get("maxLimitRequestRatio")) {
-                errors.extend(over_ratio(ty, &k, &text, ratio, req, lim));
+            for (k, ratio) in amounts(item.get("maxLimitRequestRatio")) {
+                errors.extend(over_ratio(ty, &k, ratio, req, lim));
             }
         };
         match ty {
@@ -241,19 +226,17 @@ fn pod_violations(spec: &Value, items: &[Value]) -> Vec<String> {
                     .into_iter()
                     .chain(containers("initContainers"))
                 {
-                    let req = resources(c.pointer("/resources/requests"));
-                    let lim = resources(c.pointer("/resources/limits"));
+                    let req = amounts(c.pointer("/resources/requests"));
+                    let lim = amounts(c.pointer("/resources/limits"));
                     check(&mut errors, &req, &lim);
                 }
             }
             "Pod" => {
-                let total = |field: &str| -> Resources {
-                    skiff_machinery::quota::pod_total(spec, field)
-                        .into_iter()
-                        .map(|(k, a)| (k, (a.text(), a.quantity)))
-                        .collect()
-                };
-                check(&mut errors, &total("requests"), &total("limits"));
+                check(
+                    &mut errors,
+                    &pod_total(spec, "requests"),
+                    &pod_total(spec, "limits"),
+                );
             }
             _ => {}
         }
@@ -261,69 +244,57 @@ fn pod_violations(spec: &Value, items: &[Value]) -> Vec<String> {
     errors
 }
 
-fn below_min(
-    ty: &str,
-    k: &str,
-    text: &str,
-    min: Quantity,
-    req: &Resources,
-    lim: &Resources,
-) -> Option<String> {
-    let Some((req_text, r)) = req.get(k) else {
+fn below_min(ty: &str, k: &str, min: Amount, req: &Usage, lim: &Usage) -> Option<String> {
+    let text = min.text();
+    let Some(r) = req.get(k) else {
         return Some(format!(
             "minimum {k} usage per {ty} is {text}.  No request is specified"
         ));
     };
-    if *r < min {
+    if r.quantity < min.quantity {
         return Some(format!(
-            "minimum {k} usage per {ty} is {text}, but request is {req_text}"
+            "minimum {k} usage per {ty} is {text}, but request is {}",
+            r.text()
         ));
     }
     match lim.get(k) {
-        Some((lim_text, l)) if *l < min => Some(format!(
-            "minimum {k} usage per {ty} is {text}, but limit is {lim_text}"
+        Some(l) if l.quantity < min.quantity => Some(format!(
+            "minimum {k} usage per {ty} is {text}, but limit is {}",
+            l.text()
         )),
         _ => None,
     }
 }
 
-fn above_max(
-    ty: &str,
-    k: &str,
-    text: &str,
-    max: Quantity,
-    req: &Resources,
-    lim: &Resources,
-) -> Option<String> {
-    let Some((lim_text, l)) = lim.get(k) else {
+fn above_max(ty: &str, k: &str, max: Amount, req: &Usage, lim: &Usage) -> Option<String> {
+    let text = max.text();
+    let Some(l) = lim.get(k) else {
         return Some(format!(
             "maximum {k} usage per {ty} is {text}.  No limit is specified"
         ));
     };
-    if *l > max {
+    if l.quantity > max.quantity {
         return Some(format!(
-            "maximum {k} usage per {ty} is {text}, but limit is {lim_text}"
+            "maximum {k} usage per {ty} is {text}, but limit is {}",
+            l.text()
         ));
     }
     match req.get(k) {
-        Some((req_text, r)) if *r > max => Some(format!(
-            "maximum {k} usage per {ty} is {text}, but request is {req_text}"
+        Some(r) if r.quantity > max.quantity => Some(format!(
+            "maximum {k} usage per {ty} is {text}, but request is {}",
+            r.text()
         )),
         _ => None,
     }
 }
 
-fn over_ratio(
-    ty: &str,
-    k: &str,
-    text: &str,
-    ratio: Quantity,
-    req: &Resources,
-    lim: &Resources,
-) -> Option<String> {
-    let r = req.get(k).map(|(_, q)| q.millis).filter(|m| *m != 0);
-    let l = lim.get(k).map(|(_, q)| q.millis).filter(|m| *m != 0);
-    let prefix = format!("{k} max limit to request ratio per {ty} is {text}");
+fn over_ratio(ty: &str, k: &str, ratio: Amount, req: &Usage, lim: &Usage) -> Option<String> {
+    let millis = |u: &Usage| u.get(k).map(|a| a.quantity.millis).filter(|m| *m != 0);
+    let (r, l) = (millis(req), millis(lim));
+    let prefix = format!(
+        "{k} max limit to request ratio per {ty} is {}",
+        ratio.text()
+    );
     let (Some(r), Some(l)) = (r, l) else {
         return Some(if r.is_none() {
             format!("{prefix}, but no request is specified or request is 0")
@@ -332,7 +303,7 @@ fn over_ratio(
         });
     };
     let observed = l as f64 / r as f64;
-    (observed * 1000.0 > ratio.millis as f64)
+    (observed * 1000.0 > ratio.quantity.millis as f64)
         .then(|| format!("{prefix}, but provided ratio is {observed:.6}"))
 }
 
