@@ -24,6 +24,14 @@ pub enum Error {
     Encode(#[from] serde_json::Error),
 }
 
+/// The name of a namespace objects may still be made in: neither being
+/// deleted nor Terminating.
+pub fn active_name(ns: &Namespace) -> Option<&str> {
+    let terminating = ns.metadata.deletion_timestamp.is_some()
+        || ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating");
+    ns.metadata.name.as_deref().filter(|_| !terminating)
+}
+
 pub async fn run(client: Client) -> anyhow::Result<()> {
     let nss: Api<Namespace> = Api::all(client.clone());
     Controller::new("namespace", nss, watcher::Config::default())

@@ -14,7 +14,7 @@ use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
 use skiff_machinery::catalog;
 use skiff_machinery::quota::{self, Usage};
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,14 +49,12 @@ async fn reconcile(rq: Arc<ResourceQuota>, client: Arc<Client>) -> Result<Action
         .unwrap_or_else(|| json!({}));
     let limited = quota::amounts(Some(&hard));
     // Each counted resource listed once, whatever number of names need it.
-    let mut resources: BTreeMap<(String, String), ()> = BTreeMap::new();
-    for name in limited.keys() {
-        if let Some(r) = quota::counted_resource(name) {
-            resources.insert(r, ());
-        }
-    }
+    let resources: BTreeSet<(String, String)> = limited
+        .keys()
+        .filter_map(|name| quota::counted_resource(name))
+        .collect();
     let mut total = Usage::new();
-    for (group, plural) in resources.keys() {
+    for (group, plural) in &resources {
         let Some(res) = catalog::RESOURCES
             .iter()
             .find(|r| r.group == group && r.plural == plural && r.stored)

@@ -54,9 +54,7 @@ fn error_policy(_: Arc<Namespace>, err: &kube::Error, _: Arc<Ctx>) -> Action {
 }
 
 async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, kube::Error> {
-    let active = ns.metadata.deletion_timestamp.is_none()
-        && ns.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Terminating");
-    let Some(name) = ns.metadata.name.as_deref().filter(|_| active) else {
+    let Some(name) = crate::namespace::active_name(&ns) else {
         return Ok(Action::await_change());
     };
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), name);

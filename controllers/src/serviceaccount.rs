@@ -41,9 +41,7 @@ fn error_policy(_: Arc<Namespace>, err: &kube::Error, _: Arc<Client>) -> Action 
 }
 
 async fn reconcile(ns: Arc<Namespace>, client: Arc<Client>) -> Result<Action, kube::Error> {
-    let terminating = ns.metadata.deletion_timestamp.is_some()
-        || ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating");
-    let Some(name) = ns.metadata.name.as_deref().filter(|_| !terminating) else {
+    let Some(name) = crate::namespace::active_name(&ns) else {
         return Ok(Action::await_change());
     };
     let sas: Api<ServiceAccount> = Api::namespaced((*client).clone(), name);
