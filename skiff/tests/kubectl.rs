@@ -802,6 +802,11 @@ fn kubectl_until(s: &Server, what: &str, args: &[&str], done: impl Fn(&str) -> b
     }
 }
 
+/// `kubectl get <kind> <name> -n <ns> -o json`, parsed.
+fn get_json(s: &Server, kind: &str, name: &str, ns: &str) -> serde_json::Value {
+    serde_json::from_str(&s.ok(&["get", kind, name, "-n", ns, "-o", "json"])).unwrap()
+}
+
 /// A server and a new namespace whose default service account exists
 /// (pods can be created in it); None, after saying so, without kubectl.
 fn server_and_namespace(prefix: &str) -> Option<(Server, String)> {
@@ -905,10 +910,7 @@ spec:
   volumes: [{name: mine, emptyDir: {}}]
 "#,
     );
-    let spec = |pod: &str| -> serde_json::Value {
-        let text = s.ok(&["get", "pod", pod, "-n", &ns, "-o", "json"]);
-        serde_json::from_str::<serde_json::Value>(&text).unwrap()["spec"].clone()
-    };
+    let spec = |pod: &str| -> serde_json::Value { get_json(&s, "pod", pod, &ns)["spec"].clone() };
     let volume_names = |spec: &serde_json::Value| -> Vec<String> {
         spec["volumes"]
             .as_array()
@@ -1041,8 +1043,7 @@ fn kubectl_create_every_kind_it_makes() {
             .unwrap()
             .remove("creationTimestamp");
         s.ok(&args);
-        let got: serde_json::Value =
-            serde_json::from_str(&s.ok(&["get", kind, name, "-n", &ns, "-o", "json"])).unwrap();
+        let got = get_json(&s, kind, name, &ns);
         assert!(
             contained(&want, &got),
             "{kind}: sent {want:#}\nstored {got:#}"
@@ -1087,8 +1088,7 @@ fn replace_gets_the_defaults_again() {
         return;
     };
     s.ok(&["create", "deployment", "web", "--image=busybox", "-n", &ns]);
-    let mut d: serde_json::Value =
-        serde_json::from_str(&s.ok(&["get", "deploy", "web", "-n", &ns, "-o", "json"])).unwrap();
+    let mut d = get_json(&s, "deploy", "web", &ns);
     // Without its resourceVersion: the controller writes status meanwhile.
     d["metadata"]
         .as_object_mut()
@@ -1146,8 +1146,7 @@ regarding: {kind: Pod, name: p, namespace: default}
     );
     let sorted = s.ok(&["get", "events", "-n", &ns, "--sort-by=.lastTimestamp"]);
     assert!(sorted.contains("Poked"), "{sorted}");
-    let core: serde_json::Value =
-        serde_json::from_str(&s.ok(&["get", "events", "e1", "-n", &ns, "-o", "json"])).unwrap();
+    let core = get_json(&s, "events", "e1", &ns);
     assert_eq!(core["lastTimestamp"], serde_json::Value::Null);
     assert!(core.as_object().unwrap().contains_key("lastTimestamp"));
     assert_eq!(core["source"], serde_json::json!({}));
@@ -1178,8 +1177,7 @@ spec:
     max: {storage: 1Gi}
 "#,
     );
-    let lr: serde_json::Value =
-        serde_json::from_str(&s.ok(&["get", "limitrange", "lr", "-n", &ns, "-o", "json"])).unwrap();
+    let lr = get_json(&s, "limitrange", "lr", &ns);
     assert_eq!(
         lr["spec"]["limits"][0]["defaultRequest"],
         serde_json::json!({"cpu": "250m", "memory": "128Mi"}),
@@ -1187,8 +1185,7 @@ spec:
     );
 
     s.ok(&["run", "p1", "--image=busybox", "-n", &ns]);
-    let p1: serde_json::Value =
-        serde_json::from_str(&s.ok(&["get", "pod", "p1", "-n", &ns, "-o", "json"])).unwrap();
+    let p1 = get_json(&s, "pod", "p1", &ns);
     assert_eq!(
         p1["spec"]["containers"][0]["resources"],
         serde_json::json!({"limits": {"cpu": "500m", "memory": "128Mi"},
