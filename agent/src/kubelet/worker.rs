@@ -167,7 +167,6 @@ impl Worker {
                     .iter()
                     .map(|c| Track::new(&c.name, Role::App)),
             )
-            .chain(ephemeral_containers(&pod).map(|c| Track::new(&c.name, Role::Ephemeral)))
             .collect();
         let start_time = pod
             .status
@@ -177,7 +176,7 @@ impl Worker {
             .unwrap_or_else(crate::now);
         let (exits_tx, exits_rx) = mpsc::unbounded_channel();
         let (verdicts_tx, verdicts_rx) = mpsc::unbounded_channel();
-        Worker {
+        let mut worker = Worker {
             ctx,
             pod,
             uid,
@@ -197,7 +196,9 @@ impl Worker {
             exits_rx,
             verdicts_tx,
             verdicts_rx,
-        }
+        };
+        worker.track_new_ephemeral_containers();
+        worker
     }
 
     fn container_spec(&self, t: &Track) -> Option<Container> {
@@ -271,7 +272,8 @@ impl Worker {
     }
 
     /// Ephemeral containers are added to a running pod (its
-    /// `ephemeralcontainers` subresource): the new ones get a track.
+    /// `ephemeralcontainers` subresource): the new ones get a track (at
+    /// start, all the pod has).
     fn track_new_ephemeral_containers(&mut self) {
         let new: Vec<Track> = ephemeral_containers(&self.pod)
             .filter(|c| {
