@@ -1089,7 +1089,6 @@ fn replace_gets_the_defaults_again() {
     };
     s.ok(&["create", "deployment", "web", "--image=busybox", "-n", &ns]);
     let mut d = get_json(&s, "deploy", "web", &ns);
-    // Without its resourceVersion: the controller writes status meanwhile.
     d["metadata"]
         .as_object_mut()
         .unwrap()
@@ -1099,12 +1098,17 @@ fn replace_gets_the_defaults_again() {
         .as_object_mut()
         .unwrap()
         .remove("restartPolicy");
-    let out = s.kubectl_stdin(&["replace", "-n", &ns, "-f", "-"], &d.to_string());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // kubectl replace reads the current resourceVersion itself, and the
+    // deployment controller may write status before the PUT: a 409 then,
+    // as upstream answers, and a user runs it again.
+    for attempt in 1.. {
+        let out = s.kubectl_stdin(&["replace", "-n", &ns, "-f", "-"], &d.to_string());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            break;
+        }
+        assert!(attempt < 10 && stderr.contains("Conflict"), "{stderr}");
+    }
     let got = s.ok(&[
         "get",
         "deploy",
