@@ -1,7 +1,7 @@
 //! What several skiff components share: the resource catalog, label and field
 //! selectors, cron schedules, quantities, strategic-merge-patch metadata, field ownership
-//! (server-side apply), metrics histograms, CIDRs, and running the node's
-//! network tools.
+//! (server-side apply), metrics histograms, CIDRs, JSONPath (CRD printer
+//! columns), and running the node's network tools.
 
 pub mod catalog;
 pub mod cidr;
@@ -12,6 +12,7 @@ pub mod command;
 pub mod cron;
 pub mod fields;
 pub mod histogram;
+pub mod jsonpath;
 pub mod labels;
 pub mod managed_fields;
 pub mod names;
