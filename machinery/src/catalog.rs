@@ -21,6 +21,27 @@ pub struct Resource {
     pub storage_plural: &'static str,
     /// False for requests answered without storage (access reviews).
     pub stored: bool,
+    /// What a CustomResourceDefinition says of a custom resource; `None`
+    /// for the built-in kinds.
+    pub custom: Option<&'static Custom>,
+}
+
+/// A custom resource's definition, for one served version: what the API
+/// server needs beyond the discovery fields to serve it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Custom {
+    /// The CustomResourceDefinition's name, `<plural>.<group>`.
+    pub crd: String,
+    /// The version's `openAPIV3Schema` (`Null` when it has none).
+    pub schema: serde_json::Value,
+    /// The version's `additionalPrinterColumns` (a JSON array).
+    pub columns: serde_json::Value,
+    /// The version's `subresources.scale` (`Null` when it has none).
+    pub scale: serde_json::Value,
+    /// The version objects are stored in; `None` when it is this one.
+    pub storage: Option<&'static Resource>,
+    /// The version's `deprecationWarning`, when it is deprecated.
+    pub deprecation: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +150,7 @@ const fn r(
         verbs: STANDARD_VERBS,
         storage_plural: plural,
         stored: true,
+        custom: None,
     }
 }
 
@@ -219,6 +241,8 @@ pub static RESOURCES: &[Resource] = &[
     // autoscaling: v1 is stored as v2
     r("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", NS, &["hpa"], ALL, &[Status]),
     r("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", NS, &["hpa"], ALL, &[Status]),
+    // apiextensions.k8s.io/v1
+    r("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", "customresourcedefinition", CLUSTER, &["crd", "crds"], &["api-extensions"], &[Status]),
     // batch/v1
     r("batch", "v1", "CronJob", "cronjobs", "cronjob", NS, &["cj"], ALL, &[Status]),
     r("batch", "v1", "Job", "jobs", "job", NS, &[], ALL, &[Status]),
@@ -249,8 +273,14 @@ pub static RESOURCES: &[Resource] = &[
 
 /// Groups in discovery order, each with its versions, preferred first.
 pub fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
+    groups_of(RESOURCES.iter())
+}
+
+fn groups_of<'a>(
+    resources: impl Iterator<Item = &'a Resource>,
+) -> Vec<(&'static str, Vec<&'static str>)> {
     let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
-    for res in RESOURCES {
+    for res in resources {
         match out.iter_mut().find(|(g, _)| *g == res.group) {
             Some((_, versions)) => {
                 if !versions.contains(&res.version) {
@@ -278,10 +308,62 @@ pub fn by_kind(api_version: &str, kind: &str) -> Option<&'static Resource> {
         .find(|r| r.group == group && r.version == version && r.kind == kind)
 }
 
+/// What one API server serves: the built-in resources and, after them, the
+/// custom resources its CustomResourceDefinitions establish (each group's
+/// versions in order of preference).
+#[derive(Debug, Clone, Default)]
+pub struct Served {
+    custom: std::sync::Arc<[&'static Resource]>,
+}
+
+impl Served {
+    pub fn with_custom(custom: Vec<&'static Resource>) -> Served {
+        Served {
+            custom: custom.into(),
+        }
+    }
+
+    /// The custom resources alone.
+    pub fn custom(&self) -> &[&'static Resource] {
+        &self.custom
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &'static Resource> + '_ {
+        RESOURCES.iter().chain(self.custom.iter().copied())
+    }
+
+    pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
+        self.all()
+            .find(|r| r.group == group && r.version == version && r.plural == plural)
+    }
+
+    pub fn by_kind(&self, api_version: &str, kind: &str) -> Option<&'static Resource> {
+        let (group, version) = split_api_version(api_version);
+        self.all()
+            .find(|r| r.group == group && r.version == version && r.kind == kind)
+    }
+
+    pub fn groups(&self) -> Vec<(&'static str, Vec<&'static str>)> {
+        groups_of(self.all())
+    }
+
+    pub fn in_group_version<'a>(
+        &'a self,
+        group: &'a str,
+        version: &'a str,
+    ) -> impl Iterator<Item = &'static Resource> + 'a {
+        self.all()
+            .filter(move |r| r.group == group && r.version == version)
+    }
+}
+
 /// The resource whose version is stored for `res`: itself, except for
 /// versions that share storage (events.k8s.io/v1 Events are stored as core/v1
 /// Events, autoscaling/v1 HPAs as autoscaling/v2), as upstream stores them.
 pub fn storage_resource(res: &'static Resource) -> &'static Resource {
+    if let Some(custom) = res.custom {
+        return custom.storage.unwrap_or(res);
+    }
     let stored_as = match (res.group, res.version, res.plural) {
         ("events.k8s.io", "v1", "events") => lookup("", "v1", "events"),
         ("autoscaling", "v1", "horizontalpodautoscalers") => {
@@ -337,6 +419,9 @@ impl Resource {
     /// The storage key prefix for this resource, as upstream lays out etcd:
     /// `/registry/<resource>/` (with a few historical exceptions).
     pub fn key_prefix(&self) -> String {
+        if self.custom.is_some() {
+            return format!("/registry/{}/{}/", self.group, self.storage_plural);
+        }
         let segment = match (self.group, self.storage_plural) {
             ("", "services") => "services/specs",
             ("", "endpoints") => "services/endpoints",
@@ -345,6 +430,9 @@ impl Resource {
             ("apps", "deployments") => "deployments",
             ("networking.k8s.io", "ingresses") => "ingress",
             ("coordination.k8s.io", "leases") => "leases",
+            ("apiextensions.k8s.io", "customresourcedefinitions") => {
+                "apiextensions.k8s.io/customresourcedefinitions"
+            }
             (_, plural) => plural,
         };
         format!("/registry/{segment}/")
