@@ -9,8 +9,17 @@ use skiff_machinery::fields;
 
 pub use skiff_machinery::catalog::storage_resource;
 
+/// A custom resource's versions differ only in `apiVersion` (conversion
+/// strategy None, the only one served).
+fn custom_version(res: &Resource, obj: Value, to: &Resource) -> Value {
+    crate::meta::with_type(obj, &to.api_version(), res.kind)
+}
+
 /// Request version → storage version.
-pub fn to_storage(res: &Resource, obj: Value) -> Value {
+pub fn to_storage(res: &'static Resource, obj: Value) -> Value {
+    if res.custom.is_some() {
+        return custom_version(res, obj, storage_resource(res));
+    }
     match (res.group, res.version, res.plural) {
         ("events.k8s.io", "v1", "events") => rename(obj, EVENT_FIELDS, false, "v1", "Event"),
         ("autoscaling", "v1", "horizontalpodautoscalers") => hpa_v1_to_v2(obj),
@@ -20,6 +29,9 @@ pub fn to_storage(res: &Resource, obj: Value) -> Value {
 
 /// Storage version → request version.
 pub fn from_storage(res: &Resource, obj: Value) -> Value {
+    if res.custom.is_some() {
+        return custom_version(res, obj, res);
+    }
     match (res.group, res.version, res.plural) {
         ("events.k8s.io", "v1", "events") => {
             rename(obj, EVENT_FIELDS, true, "events.k8s.io/v1", "Event")

@@ -3,7 +3,7 @@
 //! `/apis/<group>` and `/apis/<group>/<version>`.
 
 use serde_json::{json, Value};
-use skiff_machinery::catalog::{self, Resource};
+use skiff_machinery::catalog::{Resource, Served};
 
 pub const AGGREGATED_CONTENT_TYPE: &str =
     "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
@@ -63,8 +63,9 @@ fn api_resource(res: &Resource) -> Vec<Value> {
 }
 
 /// `APIResourceList` of one group/version.
-pub fn resource_list(group: &str, version: &str) -> Option<Value> {
-    let resources: Vec<Value> = catalog::in_group_version(group, version)
+pub fn resource_list(served: &Served, group: &str, version: &str) -> Option<Value> {
+    let resources: Vec<Value> = served
+        .in_group_version(group, version)
         .flat_map(api_resource)
         .collect();
     if resources.is_empty() {
@@ -92,8 +93,9 @@ fn api_group(group: &str, versions: &[&str]) -> Value {
     json!({"name": group, "versions": vs, "preferredVersion": vs[0]})
 }
 
-pub fn group_list() -> Value {
-    let groups: Vec<Value> = catalog::groups()
+pub fn group_list(served: &Served) -> Value {
+    let groups: Vec<Value> = served
+        .groups()
         .into_iter()
         .filter(|(g, _)| !g.is_empty())
         .map(|(g, vs)| api_group(g, &vs))
@@ -101,8 +103,9 @@ pub fn group_list() -> Value {
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
-pub fn group(name: &str) -> Option<Value> {
-    catalog::groups()
+pub fn group(served: &Served, name: &str) -> Option<Value> {
+    served
+        .groups()
         .into_iter()
         .find(|(g, _)| *g == name && !g.is_empty())
         .map(|(g, vs)| {
@@ -148,15 +151,17 @@ fn aggregated_resource(res: &Resource) -> Value {
 }
 
 /// `APIGroupDiscoveryList` for the core group (`legacy`) or all named groups.
-pub fn aggregated(legacy: bool, api_version: &str) -> Value {
-    let items: Vec<Value> = catalog::groups()
+pub fn aggregated(served: &Served, legacy: bool, api_version: &str) -> Value {
+    let items: Vec<Value> = served
+        .groups()
         .into_iter()
         .filter(|(g, _)| g.is_empty() == legacy)
         .map(|(g, vs)| {
             let versions: Vec<Value> = vs
                 .iter()
                 .map(|v| {
-                    let resources: Vec<Value> = catalog::in_group_version(g, v)
+                    let resources: Vec<Value> = served
+                        .in_group_version(g, v)
                         .map(aggregated_resource)
                         .collect();
                     json!({"version": v, "resources": resources, "freshness": "Current"})

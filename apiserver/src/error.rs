@@ -32,6 +32,8 @@ pub enum CauseKind {
     TooLong,
     TooMany,
     NotFound,
+    /// A value of the wrong JSON type (upstream's field.TypeInvalid).
+    TypeInvalid,
 }
 
 impl Cause {
@@ -102,6 +104,7 @@ impl Cause {
             CauseKind::TooLong => "FieldValueTooLong",
             CauseKind::TooMany => "FieldValueTooMany",
             CauseKind::NotFound => "FieldValueNotFound",
+            CauseKind::TypeInvalid => "FieldValueTypeInvalid",
         }
     }
 }

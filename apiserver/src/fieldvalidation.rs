@@ -27,6 +27,9 @@ impl Mode {
 
 /// Removes undeclared fields and returns their paths (`spec.foo`, `bogus`).
 pub fn prune_unknown(res: &Resource, obj: &mut Value) -> Vec<String> {
+    if res.custom.is_some() {
+        return prune_custom(res, obj);
+    }
     let set = openapi::schema_set(res.group, res.version);
     let Some(root) = set.roots.get(res.kind) else {
         return Vec::new();
@@ -34,6 +37,20 @@ pub fn prune_unknown(res: &Resource, obj: &mut Value) -> Vec<String> {
     let mut unknown = Vec::new();
     if let Some(schema) = set.defs.get(root) {
         walk(&set.defs, schema, obj, "", &mut unknown, 0);
+    }
+    unknown
+}
+
+/// A custom resource: its schema prunes all but `metadata`, which is
+/// pruned to ObjectMeta's fields as upstream's decoding does.
+fn prune_custom(res: &Resource, obj: &mut Value) -> Vec<String> {
+    let mut unknown = crate::crd::prune_object(res, obj);
+    let core = openapi::schema_set("", "v1");
+    let meta = core
+        .defs
+        .get("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta");
+    if let (Some(schema), Some(m)) = (meta, obj.get_mut("metadata")) {
+        walk(&core.defs, schema, m, "metadata", &mut unknown, 0);
     }
     unknown
 }

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod conversion;
+pub mod crd;
 pub mod discovery;
 pub mod error;
 pub mod fieldvalidation;

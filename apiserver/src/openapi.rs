@@ -6,8 +6,9 @@
 //! validates fields itself (`--validate=strict`).
 
 use serde_json::{json, Map, Value};
-use skiff_machinery::catalog::{self, Resource};
+use skiff_machinery::catalog::{self, Resource, Served};
 use skiff_machinery::strategic_merge::{self, FieldPatch};
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
@@ -62,6 +63,9 @@ fn schemas(group: &str, version: &str) -> (Map<String, Value>, HashMap<&'static 
         ("apps", "v1") => kinds!(gen, {
             "ControllerRevision" => a::apps::v1::ControllerRevision, "DaemonSet" => a::apps::v1::DaemonSet,
             "Deployment" => a::apps::v1::Deployment, "ReplicaSet" => a::apps::v1::ReplicaSet, "StatefulSet" => a::apps::v1::StatefulSet,
+        }),
+        ("apiextensions.k8s.io", "v1") => kinds!(gen, {
+            "CustomResourceDefinition" => k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
         }),
         ("authentication.k8s.io", "v1") => {
             kinds!(gen, { "SelfSubjectReview" => a::authentication::v1::SelfSubjectReview })
@@ -181,6 +185,22 @@ fn gv_path(group: &str, version: &str) -> String {
 }
 
 fn operations(res: &Resource, schema_name: &str) -> Map<String, Value> {
+    // Custom resources take no strategic merge patch (no merge keys), which
+    // tells kubectl apply to send a JSON merge patch instead.
+    let patch_types: &[&str] = if res.custom.is_some() {
+        &[
+            "application/json-patch+json",
+            "application/merge-patch+json",
+            "application/apply-patch+yaml",
+        ]
+    } else {
+        &[
+            "application/json-patch+json",
+            "application/merge-patch+json",
+            "application/strategic-merge-patch+json",
+            "application/apply-patch+yaml",
+        ]
+    };
     let gvk = json!({"group": res.group, "version": res.version, "kind": res.kind});
     let body_ref = json!({"$ref": format!("#/components/schemas/{schema_name}")});
     let param = |name: &str, description: &str| json!({"name": name, "in": "query", "description": description, "schema": {"type": "string", "uniqueItems": true}});
@@ -220,12 +240,11 @@ fn operations(res: &Resource, schema_name: &str) -> Map<String, Value> {
     );
     let mut patch = op("patch", false);
     patch["parameters"] = write_params.clone();
-    patch["requestBody"] = json!({"content": {
-        "application/json-patch+json": {"schema": {"type": "object"}},
-        "application/merge-patch+json": {"schema": {"type": "object"}},
-        "application/strategic-merge-patch+json": {"schema": {"type": "object"}},
-        "application/apply-patch+yaml": {"schema": {"type": "object"}},
-    }, "required": true});
+    let content: Map<String, Value> = patch_types
+        .iter()
+        .map(|t| (t.to_string(), json!({"schema": {"type": "object"}})))
+        .collect();
+    patch["requestBody"] = json!({"content": content, "required": true});
     paths.insert(
         format!("{base}/{{name}}"),
         json!({"get": op("get", false), "put": op("put", true), "patch": patch, "delete": op("delete", false)}),
@@ -233,8 +252,25 @@ fn operations(res: &Resource, schema_name: &str) -> Map<String, Value> {
     paths
 }
 
-/// The document for one group/version, as JSON bytes (built once).
-pub fn document(group: &str, version: &str) -> Option<&'static [u8]> {
+/// The document for one group/version, as JSON bytes: built once for the
+/// built-in groups, at each request for a group of custom resources (their
+/// definitions change while the server runs).
+pub fn document(served: &Served, group: &str, version: &str) -> Option<Cow<'static, [u8]>> {
+    let custom: Vec<&Resource> = served
+        .custom()
+        .iter()
+        .copied()
+        .filter(|r| r.group == group && r.version == version)
+        .collect();
+    if !custom.is_empty() {
+        return serde_json::to_vec(&custom_document(&custom))
+            .ok()
+            .map(Cow::Owned);
+    }
+    builtin_document(group, version).map(Cow::Borrowed)
+}
+
+fn builtin_document(group: &str, version: &str) -> Option<&'static [u8]> {
     static DOCS: OnceLock<std::sync::Mutex<HashMap<String, &'static [u8]>>> = OnceLock::new();
     let key = format!("{group}/{version}");
     let docs = DOCS.get_or_init(Default::default);
@@ -264,13 +300,136 @@ pub fn document(group: &str, version: &str) -> Option<&'static [u8]> {
     Some(bytes)
 }
 
-/// The root index, linking each group/version document.
-pub fn root() -> Value {
+const API_VERSION_DOC: &str = "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources";
+const KIND_DOC: &str = "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds";
+
+/// Upstream's schema name of a custom kind: the group reversed, then the
+/// version and kind (`com.example.stable.v1.CronTab`).
+fn custom_schema_name(res: &Resource) -> String {
+    let mut parts: Vec<&str> = res.group.split('.').collect();
+    parts.reverse();
+    format!("{}.{}.{}", parts.join("."), res.version, res.kind)
+}
+
+/// The document of a group/version of custom resources: each kind's schema
+/// from its CRD, with the standard `apiVersion`, `kind` and `metadata`, its
+/// list, and the metadata types they reference.
+fn custom_document(resources: &[&Resource]) -> Value {
+    const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
+    const LIST_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta";
+    let core = schema_set("", "v1");
+    let mut defs = Map::new();
+    for name in [OBJECT_META, LIST_META] {
+        copy_with_references(&core.defs, name, &mut defs);
+    }
     let mut paths = Map::new();
-    for (group, versions) in catalog::groups() {
+    for res in resources {
+        let Some(custom) = res.custom else { continue };
+        let name = custom_schema_name(res);
+        let gvk = json!([{"group": res.group, "version": res.version, "kind": res.kind}]);
+        let mut schema = match &custom.schema {
+            Value::Object(m) => m.clone(),
+            _ => Map::from_iter([
+                ("type".to_string(), json!("object")),
+                (
+                    "x-kubernetes-preserve-unknown-fields".to_string(),
+                    json!(true),
+                ),
+            ]),
+        };
+        let props = schema.entry("properties").or_insert_with(|| json!({}));
+        if let Value::Object(props) = props {
+            props.insert(
+                "apiVersion".into(),
+                json!({"type": "string", "description": API_VERSION_DOC}),
+            );
+            props.insert(
+                "kind".into(),
+                json!({"type": "string", "description": KIND_DOC}),
+            );
+            props.insert("metadata".into(), json!({"allOf": [{"$ref": format!("#/components/schemas/{OBJECT_META}")}], "description": "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata"}));
+        }
+        schema.insert("x-kubernetes-group-version-kind".into(), gvk.clone());
+        defs.insert(name.clone(), Value::Object(schema));
+        let list_gvk =
+            json!([{"group": res.group, "version": res.version, "kind": res.list_kind()}]);
+        defs.insert(
+            format!("{name}List"),
+            json!({
+                "description": format!("{}List is a list of {}", res.kind, res.kind),
+                "type": "object",
+                "required": ["items"],
+                "properties": {
+                    "apiVersion": {"type": "string", "description": API_VERSION_DOC},
+                    "items": {"type": "array", "items": {"$ref": format!("#/components/schemas/{name}")}, "description": format!("List of {}. More info: https://git.k8s.io/community/contributors/devel/api-conventions.md", res.plural)},
+                    "kind": {"type": "string", "description": KIND_DOC},
+                    "metadata": {"allOf": [{"$ref": format!("#/components/schemas/{LIST_META}")}], "description": "Standard list metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds"},
+                },
+                "x-kubernetes-group-version-kind": list_gvk,
+            }),
+        );
+        paths.extend(operations(res, &name));
+    }
+    json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes CRD Swagger", "version": "v0.1.0"},
+        "paths": paths,
+        "components": {"schemas": defs},
+    })
+}
+
+/// Copies definition `name` and every definition it references.
+fn copy_with_references(from: &Map<String, Value>, name: &str, to: &mut Map<String, Value>) {
+    let mut pending = vec![name.to_string()];
+    while let Some(name) = pending.pop() {
+        if to.contains_key(&name) {
+            continue;
+        }
+        let Some(def) = from.get(&name) else { continue };
+        collect_refs(def, &mut pending);
+        to.insert(name, def.clone());
+    }
+}
+
+fn collect_refs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                match (k.as_str(), v) {
+                    ("$ref", Value::String(r)) => {
+                        if let Some(name) = r.rsplit('/').next() {
+                            out.push(name.to_string());
+                        }
+                    }
+                    _ => collect_refs(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| collect_refs(i, out)),
+        _ => {}
+    }
+}
+
+/// The root index, linking each group/version document. A custom group's
+/// link changes with its document, so kubectl's cache of it goes stale
+/// when a CRD changes.
+pub fn root(served: &Served) -> Value {
+    let mut paths = Map::new();
+    for (group, versions) in served.groups() {
         for v in versions {
             let p = gv_path(group, v);
-            let hash = format!("{:016X}", fnv(&p));
+            let custom = served
+                .custom()
+                .iter()
+                .any(|r| r.group == group && r.version == v);
+            let tag = if custom {
+                document(served, group, v)
+                    .map(|doc| fnv(std::str::from_utf8(&doc).unwrap_or_default()))
+                    .unwrap_or_default()
+            } else {
+                fnv(&p)
+            };
+            let hash = format!("{tag:016X}");
             paths.insert(
                 p.clone(),
                 json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={hash}")}),

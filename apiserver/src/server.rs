@@ -107,6 +107,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         anyhow::bail!("watch caches did not sync with storage");
     }
 
+    crate::crd::controller::start(registry.clone()).await;
     tokio::spawn(compactor(storage.clone()));
 
     let server_dir = cfg.data_dir.join("server");

@@ -346,6 +346,10 @@ pub struct WatchCache {
     pub snapshots: ListSnapshots,
     /// The size of all caches' histories together (see `HISTORY_BUDGET`).
     history_total: Arc<AtomicUsize>,
+    /// The task that feeds the cache, and whether it was stopped (a custom
+    /// resource no longer served): its watches end then.
+    feeder: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
+    stopped: watch::Sender<bool>,
 }
 
 /// What a watch starts with: events since its revision, then the live feed.
@@ -363,29 +367,10 @@ impl WatchCache {
         prefix: String,
         history_total: Arc<AtomicUsize>,
     ) -> Arc<WatchCache> {
-        let (revision, _) = watch::channel(0);
-        let mut fields: Vec<&'static str> = Vec::new();
-        for res in skiff_machinery::catalog::RESOURCES
-            .iter()
-            .filter(|r| r.key_prefix() == prefix)
-        {
-            for f in skiff_machinery::fields::supported_fields(res.group, res.plural) {
-                if !fields.contains(&f) {
-                    fields.push(f);
-                }
-            }
-        }
-        let cache = Arc::new(WatchCache {
-            prefix,
-            fields,
-            state: RwLock::new(State::default()),
-            published_bytes: Arc::default(),
-            revision,
-            snapshots: ListSnapshots::default(),
-            history_total,
-        });
+        let cache = Self::unfed_with(prefix, history_total);
         let feeder = cache.clone();
-        tokio::spawn(async move { feeder.feed(storage).await });
+        let task = tokio::spawn(async move { feeder.feed(storage).await });
+        *cache.feeder.lock().expect("feeder lock") = Some(task.abort_handle());
         // A burst's events age out even when no new event comes to push them.
         let aging = Arc::downgrade(&cache);
         tokio::spawn(async move {
@@ -398,6 +383,52 @@ impl WatchCache {
             }
         });
         cache
+    }
+
+    /// A cache nothing feeds: empty, at revision 0.
+    pub fn unfed(prefix: String) -> Arc<WatchCache> {
+        Self::unfed_with(prefix, Arc::default())
+    }
+
+    fn unfed_with(prefix: String, history_total: Arc<AtomicUsize>) -> Arc<WatchCache> {
+        let mut fields: Vec<&'static str> = Vec::new();
+        let builtin = skiff_machinery::catalog::RESOURCES
+            .iter()
+            .filter(|r| r.key_prefix() == prefix)
+            .map(|r| (r.group, r.plural));
+        // A custom resource's prefix matches no built-in one: the common fields.
+        for (group, plural) in builtin.chain([("", "")]) {
+            for f in skiff_machinery::fields::supported_fields(group, plural) {
+                if !fields.contains(&f) {
+                    fields.push(f);
+                }
+            }
+        }
+        Arc::new(WatchCache {
+            prefix,
+            fields,
+            state: RwLock::new(State::default()),
+            published_bytes: Arc::default(),
+            revision: watch::channel(0).0,
+            snapshots: ListSnapshots::default(),
+            history_total,
+            feeder: Default::default(),
+            stopped: watch::channel(false).0,
+        })
+    }
+
+    /// Stops feeding the cache and ends its watches.
+    pub fn stop(&self) {
+        if let Some(task) = self.feeder.lock().expect("feeder lock").take() {
+            task.abort();
+        }
+        self.stopped.send_replace(true);
+    }
+
+    /// Resolves once the cache is stopped.
+    pub async fn stopped(&self) {
+        let mut rx = self.stopped.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
     }
 
     async fn feed(self: Arc<Self>, storage: Arc<dyn Storage>) {

@@ -19,6 +19,38 @@ pub fn stored() -> impl Iterator<Item = &'static Resource> {
     catalog::stored()
 }
 
+/// The namespaced custom resources served, each in its storage version,
+/// as `group/plural` names them: read from the established CRDs (upstream's
+/// controllers find them through discovery).
+pub async fn custom_namespaced(client: &Client) -> Result<Vec<ApiResource>, kube::Error> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let list = crds.list(&Default::default()).await?;
+    Ok(list
+        .items
+        .iter()
+        .filter(|crd| crd.spec.scope == "Namespaced")
+        .filter(|crd| {
+            let conditions = crd.status.as_ref().and_then(|s| s.conditions.as_ref());
+            conditions
+                .into_iter()
+                .flatten()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+        })
+        .filter_map(|crd| {
+            let names = crd.status.as_ref()?.accepted_names.as_ref()?;
+            let version = crd.spec.versions.iter().find(|v| v.storage)?;
+            Some(ApiResource {
+                group: crd.spec.group.clone(),
+                version: version.name.clone(),
+                api_version: format!("{}/{}", crd.spec.group, version.name),
+                kind: names.kind.clone(),
+                plural: names.plural.clone(),
+            })
+        })
+        .collect())
+}
+
 /// An API for one object's resource, in its namespace when namespaced.
 pub fn api_for(client: &Client, res: &Resource, namespace: Option<&str>) -> Api<DynamicObject> {
     let ar = api_resource(res);

@@ -635,3 +635,94 @@ async fn health_check_node_ports() {
         .unwrap();
     assert_eq!(hc_of(&reused), Some(port));
 }
+
+/// A custom resource through kube-rs as an operator drives one: the CRD
+/// created, the kind found through discovery, objects created, watched,
+/// and their status patched as `DynamicObject`s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_resources_through_discovery() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::core::{DynamicObject, GroupVersionKind};
+    let s = Server::start(None);
+    let c = s.client().await;
+    let ns = unique_ns("crd");
+    make_ns(&c, &ns).await;
+    let crds: Api<CustomResourceDefinition> = Api::all(c.clone());
+    let crd = json!({
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {
+            "group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+            "versions": [{
+                "name": "v1", "served": true, "storage": true,
+                "subresources": {"status": {}},
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "properties": {"size": {"type": "integer", "default": 3}}},
+                    "status": {"type": "object", "properties": {"ready": {"type": "boolean"}}},
+                }}},
+            }],
+        },
+    });
+    crds.create(
+        &PostParams::default(),
+        &serde_json::from_value(crd).unwrap(),
+    )
+    .await
+    .unwrap();
+    let gvk = GroupVersionKind::gvk("example.com", "v1", "Widget");
+    let mut found = None;
+    eventually("the Widget kind in discovery", 20, async || {
+        found = kube::discovery::pinned_kind(&c, &gvk).await.ok();
+        found.is_some()
+    })
+    .await;
+    let (ar, caps) = found.unwrap();
+    assert_eq!(ar.plural, "widgets");
+    assert_eq!(caps.scope, kube::discovery::Scope::Namespaced);
+    let widgets: Api<DynamicObject> = Api::namespaced_with(c.clone(), &ns, &ar);
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let stream_api = widgets.clone();
+    let task = tokio::spawn(async move {
+        let mut stream = watcher(stream_api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
+        while let Some(ev) = stream.next().await {
+            if let Ok(watcher::Event::Apply(o)) = ev {
+                let ready = o.data.pointer("/status/ready").is_some();
+                let _ = tx.send(format!(
+                    "{}{}",
+                    o.name_any(),
+                    if ready { " ready" } else { "" }
+                ));
+            }
+        }
+    });
+    let w: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": {"name": "w1"}, "spec": {},
+    }))
+    .unwrap();
+    let created = widgets.create(&PostParams::default(), &w).await.unwrap();
+    assert_eq!(created.data["spec"]["size"], 3, "{created:?}");
+    wait_for(&mut rx, "w1").await.expect("the watcher saw it");
+    widgets
+        .patch_status(
+            "w1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"ready": true}})),
+        )
+        .await
+        .unwrap();
+    wait_for(&mut rx, "w1 ready")
+        .await
+        .expect("the watcher saw its status");
+    let list = widgets.list(&ListParams::default()).await.unwrap();
+    assert_eq!(list.items.len(), 1);
+    widgets
+        .delete("w1", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(widgets.get_opt("w1").await.unwrap().is_none());
+    task.abort();
+}

@@ -20,6 +20,7 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
+use skiff_machinery::catalog::Served;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -135,28 +136,40 @@ async fn route(
                 .into_response(),
         ),
         (Method::GET, ["api"]) => simple(match discovery::wants_aggregated(accept.as_deref()) {
-            Some(ct) => aggregated(true, ct),
+            Some(ct) => aggregated(&state.registry.served(), true, ct),
             None => json_ok(&discovery::legacy_api_versions()),
         }),
         (Method::GET, ["apis"]) => simple(match discovery::wants_aggregated(accept.as_deref()) {
-            Some(ct) => aggregated(false, ct),
-            None => json_ok(&discovery::group_list()),
+            Some(ct) => aggregated(&state.registry.served(), false, ct),
+            None => json_ok(&discovery::group_list(&state.registry.served())),
         }),
-        (Method::GET, ["api", v]) => simple(discovery::resource_list("", v).map_or_else(
-            || ApiError::not_found_path().into_response(),
-            |d| json_ok(&d),
-        )),
-        (Method::GET, ["apis", g]) => simple(discovery::group(g).map_or_else(
-            || ApiError::not_found_path().into_response(),
-            |d| json_ok(&d),
-        )),
-        (Method::GET, ["apis", g, v]) => simple(discovery::resource_list(g, v).map_or_else(
-            || ApiError::not_found_path().into_response(),
-            |d| json_ok(&d),
-        )),
-        (Method::GET, ["openapi", "v3"]) => simple(json_ok(&openapi::root())),
-        (Method::GET, ["openapi", "v3", "api", v]) => simple(openapi_doc("", v)),
-        (Method::GET, ["openapi", "v3", "apis", g, v]) => simple(openapi_doc(g, v)),
+        (Method::GET, ["api", v]) => simple(
+            discovery::resource_list(&state.registry.served(), "", v).map_or_else(
+                || ApiError::not_found_path().into_response(),
+                |d| json_ok(&d),
+            ),
+        ),
+        (Method::GET, ["apis", g]) => {
+            simple(discovery::group(&state.registry.served(), g).map_or_else(
+                || ApiError::not_found_path().into_response(),
+                |d| json_ok(&d),
+            ))
+        }
+        (Method::GET, ["apis", g, v]) => simple(
+            discovery::resource_list(&state.registry.served(), g, v).map_or_else(
+                || ApiError::not_found_path().into_response(),
+                |d| json_ok(&d),
+            ),
+        ),
+        (Method::GET, ["openapi", "v3"]) => {
+            simple(json_ok(&openapi::root(&state.registry.served())))
+        }
+        (Method::GET, ["openapi", "v3", "api", v]) => {
+            simple(openapi_doc(&state.registry.served(), "", v))
+        }
+        (Method::GET, ["openapi", "v3", "apis", g, v]) => {
+            simple(openapi_doc(&state.registry.served(), g, v))
+        }
         (
             _,
             ["api", "v1", "namespaces", ns, "pods", name, sub @ ("log" | "exec" | "attach" | "portforward")],
@@ -188,7 +201,7 @@ async fn route(
                 Ok(q) => q,
                 Err(e) => return simple(e.into_response()),
             };
-            let target = request::parse_path(&path).ok();
+            let target = request::parse_path(&path, &state.registry.served()).ok();
             let verb = verb_of(&parts.method, target.as_ref(), &query);
             // TokenRequest needs the token issuer, which the resource handler has not.
             let token_for = target
@@ -241,13 +254,14 @@ fn verb_of(method: &Method, target: Option<&request::Target>, q: &request::Query
     }
 }
 
-fn aggregated(legacy: bool, content_type: &'static str) -> Response {
+fn aggregated(served: &Served, legacy: bool, content_type: &'static str) -> Response {
     let api_version = if content_type.contains("v2beta1") {
         "apidiscovery.k8s.io/v2beta1"
     } else {
         "apidiscovery.k8s.io/v2"
     };
-    let body = serde_json::to_vec(&discovery::aggregated(legacy, api_version)).unwrap_or_default();
+    let body =
+        serde_json::to_vec(&discovery::aggregated(served, legacy, api_version)).unwrap_or_default();
     (
         StatusCode::OK,
         [(http::header::CONTENT_TYPE, content_type)],
@@ -256,8 +270,8 @@ fn aggregated(legacy: bool, content_type: &'static str) -> Response {
         .into_response()
 }
 
-fn openapi_doc(group: &str, version: &str) -> Response {
-    match openapi::document(group, version) {
+fn openapi_doc(served: &Served, group: &str, version: &str) -> Response {
+    match openapi::document(served, group, version) {
         Some(doc) => (
             StatusCode::OK,
             [

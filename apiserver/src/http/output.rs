@@ -63,7 +63,9 @@ pub fn partial_metadata(obj: &Value) -> Value {
 }
 
 fn row(res: &Resource, obj: &Value, include: IncludeObject, now: jiff::Timestamp) -> Value {
-    let cells = if tables::columns(res.plural).is_some() {
+    let cells = if let Some(custom) = res.custom {
+        crate::crd::printer::cells(custom, obj, now)
+    } else if tables::columns(res.plural).is_some() {
         tables::cells(res.plural, obj, now)
     } else {
         let age = obj
@@ -84,6 +86,9 @@ fn row(res: &Resource, obj: &Value, include: IncludeObject, now: jiff::Timestamp
 }
 
 pub fn column_definitions(res: &Resource) -> Value {
+    if let Some(custom) = res.custom {
+        return crate::crd::printer::column_definitions(custom);
+    }
     tables::column_definitions_json(
         tables::columns(res.plural).unwrap_or(tables::default_columns()),
     )

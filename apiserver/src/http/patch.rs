@@ -73,6 +73,14 @@ pub async fn patch(
     let sres = conversion::storage_resource(res);
     let ns = target.namespace.as_deref();
     let applying = call.content_type == "application/apply-patch+yaml";
+    // Custom resources have no merge keys to patch strategically by.
+    if res.custom.is_some() && call.content_type == "application/strategic-merge-patch+json" {
+        return Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+        ));
+    }
     check_patch_options(applying, &opts)?;
     if applying {
         return server_side_apply(reg, target, name, part, call, format, opts).await;

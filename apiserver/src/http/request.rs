@@ -4,7 +4,7 @@
 use crate::error::ApiError;
 use bytes::Bytes;
 use serde_json::Value;
-use skiff_machinery::catalog::{self, Resource, Subresource};
+use skiff_machinery::catalog::{Resource, Served, Subresource};
 use std::collections::HashMap;
 
 /// Largest request body accepted (upstream's 3 MiB).
@@ -18,16 +18,19 @@ pub struct Target {
     pub sub: Option<Subresource>,
 }
 
-/// Parses `/api/v1/...` and `/apis/<g>/<v>/...` resource paths.
-pub fn parse_path(path: &str) -> Result<Target, ApiError> {
+/// Parses `/api/v1/...` and `/apis/<g>/<v>/...` paths of the resources served.
+pub fn parse_path(path: &str, served: &Served) -> Result<Target, ApiError> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (group, version, rest) = match segs.as_slice() {
         ["api", v, rest @ ..] => ("", *v, rest),
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
         _ => return Err(ApiError::not_found_path()),
     };
-    let resolve =
-        |plural: &str| catalog::lookup(group, version, plural).ok_or_else(ApiError::not_found_path);
+    let resolve = |plural: &str| {
+        served
+            .lookup(group, version, plural)
+            .ok_or_else(ApiError::not_found_path)
+    };
     let sub_of = |res: &Resource, s: &str| {
         res.subresources
             .iter()
@@ -154,7 +157,11 @@ mod tests {
 
     #[test]
     fn paths() {
-        let t = parse_path("/api/v1/namespaces/default/pods/x/status").unwrap();
+        let t = parse_path(
+            "/api/v1/namespaces/default/pods/x/status",
+            &Served::default(),
+        )
+        .unwrap();
         assert_eq!(
             (
                 t.res.plural,
@@ -169,21 +176,25 @@ mod tests {
                 Some(Subresource::Status)
             )
         );
-        let t = parse_path("/api/v1/namespaces/kube-system").unwrap();
+        let t = parse_path("/api/v1/namespaces/kube-system", &Served::default()).unwrap();
         assert_eq!(
             (t.res.plural, t.name.as_deref()),
             ("namespaces", Some("kube-system"))
         );
-        let t = parse_path("/api/v1/namespaces/foo/status").unwrap();
+        let t = parse_path("/api/v1/namespaces/foo/status", &Served::default()).unwrap();
         assert_eq!(
             (t.res.plural, t.name.as_deref(), t.sub),
             ("namespaces", Some("foo"), Some(Subresource::Status))
         );
-        let t = parse_path("/apis/apps/v1/deployments").unwrap();
+        let t = parse_path("/apis/apps/v1/deployments", &Served::default()).unwrap();
         assert_eq!((t.res.plural, t.namespace), ("deployments", None));
-        let t = parse_path("/apis/apps/v1/namespaces/a/deployments/web/scale").unwrap();
+        let t = parse_path(
+            "/apis/apps/v1/namespaces/a/deployments/web/scale",
+            &Served::default(),
+        )
+        .unwrap();
         assert_eq!(t.sub, Some(Subresource::Scale));
-        assert!(parse_path("/api/v1/pods/x").is_err());
-        assert!(parse_path("/apis/apps/v1/namespaces/a/bogus").is_err());
+        assert!(parse_path("/api/v1/pods/x", &Served::default()).is_err());
+        assert!(parse_path("/apis/apps/v1/namespaces/a/bogus", &Served::default()).is_err());
     }
 }

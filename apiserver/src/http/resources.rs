@@ -60,7 +60,7 @@ async fn handle_verb(
             o
         })
     };
-    let target = request::parse_path(call.path)?;
+    let target = request::parse_path(call.path, &reg.served())?;
     let format = output::negotiate(call.accept.as_deref(), call.query.get("includeObject"));
     if !target.res.stored {
         return super::reviews::handle(&target, &call, call.user.as_ref());
@@ -124,7 +124,7 @@ async fn handle_verb(
         }
         (&Method::GET, Some(name), Some(Subresource::Scale)) => {
             let obj = reg.get(res, ns, name).await?;
-            Ok(output::value_response(StatusCode::OK, &subresources::to_scale(&obj)))
+            Ok(output::value_response(StatusCode::OK, &subresources::to_scale(res, &obj)))
         }
         (&Method::PUT, Some(name), Some(Subresource::Scale)) => {
             let body = request::decode_body(&call.content_type, &call.body)?;

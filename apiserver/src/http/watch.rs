@@ -133,7 +133,7 @@ pub async fn serve(
         .and_then(|s| s.parse::<u64>().ok())
         .map(Duration::from_secs)
         .unwrap_or_else(|| Duration::from_secs(1800 + rand::random::<u64>() % 1800));
-    let cache = reg.cache(res).clone();
+    let cache = reg.cache(res);
     // Without a version (or with sendInitialEvents) the client first gets the current state.
     let start_from_state = after == 0 || send_initial;
     if !start_from_state && !cache.wait_for(after, Duration::from_secs(3)).await {
@@ -205,6 +205,7 @@ pub async fn serve(
             tokio::select! {
                 _ = &mut out.deadline => return,
                 _ = out.tx.closed() => return,
+                _ = cache.stopped() => return,
                 _ = ticker.tick(), if bookmarks => {
                     if !out.send(filter.bookmark(last_rev, false), &live).await { return; }
                 }

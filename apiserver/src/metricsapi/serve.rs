@@ -48,7 +48,7 @@ async fn serve(
     registry: &Registry,
     call: &Call<'_>,
 ) -> Result<Response, ApiError> {
-    let target = request::parse_path(call.path)?;
+    let target = request::parse_path(call.path, &registry.served())?;
     if call.method != Method::GET || target.sub.is_some() {
         return Err(ApiError::method_not_allowed());
     }

@@ -22,16 +22,20 @@ use crate::storage::{Storage, StorageError};
 use crate::watchcache::{CacheStats, Entry, WatchCache};
 use bytes::Bytes;
 use serde_json::{json, Value};
-use skiff_machinery::catalog::{self, Resource};
+use skiff_machinery::catalog::{self, Resource, Served};
 use skiff_machinery::{fields, labels};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 pub struct Registry {
     pub storage: Arc<dyn Storage>,
     caches: HashMap<String, Arc<WatchCache>>,
+    /// The custom resources served now, and a watch cache per CRD.
+    served: RwLock<Served>,
+    custom_caches: RwLock<HashMap<String, Arc<WatchCache>>>,
+    history_total: Arc<AtomicUsize>,
     pub services: ipalloc::ServiceAllocator,
 }
 
@@ -253,8 +257,38 @@ impl Registry {
         Ok(Arc::new(Registry {
             storage,
             caches,
+            served: RwLock::default(),
+            custom_caches: RwLock::default(),
+            history_total,
             services,
         }))
+    }
+
+    /// The resources served now, the custom ones included.
+    pub fn served(&self) -> Served {
+        self.served.read().expect("served lock").clone()
+    }
+
+    /// Serves these custom resources from now on: a watch cache starts for
+    /// each new one, and those no longer served stop.
+    pub fn serve_custom(&self, custom: Vec<&'static Resource>) {
+        let prefixes: Vec<String> = custom.iter().map(|r| r.key_prefix()).collect();
+        {
+            let mut caches = self.custom_caches.write().expect("caches lock");
+            caches.retain(|prefix, cache| {
+                let keep = prefixes.contains(prefix);
+                if !keep {
+                    cache.stop();
+                }
+                keep
+            });
+            for prefix in prefixes {
+                caches.entry(prefix.clone()).or_insert_with(|| {
+                    WatchCache::start(self.storage.clone(), prefix, self.history_total.clone())
+                });
+            }
+        }
+        *self.served.write().expect("served lock") = Served::with_custom(custom);
     }
 
     /// Gauges of the watch caches, in the Prometheus text format: objects
@@ -312,8 +346,18 @@ impl Registry {
         out
     }
 
-    pub fn cache(&self, res: &Resource) -> &Arc<WatchCache> {
-        &self.caches[&res.key_prefix()]
+    /// The watch cache of a served resource. A custom resource whose CRD
+    /// went away meanwhile gets a cache of its own that is never fed.
+    pub fn cache(&self, res: &Resource) -> Arc<WatchCache> {
+        let prefix = res.key_prefix();
+        if let Some(cache) = self.caches.get(&prefix) {
+            return cache.clone();
+        }
+        let custom = self.custom_caches.read().expect("caches lock");
+        match custom.get(&prefix) {
+            Some(cache) => cache.clone(),
+            None => WatchCache::unfed(prefix),
+        }
     }
 
     /// Waits until every cache has synced with storage once.
@@ -810,6 +854,15 @@ impl Registry {
                 None => {}
             }
             let already = meta::deletion_timestamp(&old).is_some();
+            // A CRD waits for its custom resources to be deleted first.
+            let crd = crate::crd::is_definitions(res);
+            if crd
+                && !finalizers
+                    .iter()
+                    .any(|f| f == crate::crd::CLEANUP_FINALIZER)
+            {
+                finalizers.push(crate::crd::CLEANUP_FINALIZER.into());
+            }
             let old_grace = old
                 .pointer("/metadata/deletionGracePeriodSeconds")
                 .and_then(Value::as_i64);
@@ -846,6 +899,15 @@ impl Registry {
             }
             if res.plural == "namespaces" && res.group.is_empty() {
                 new["status"]["phase"] = json!("Terminating");
+            }
+            if crd && !already {
+                crate::crd::set_condition(
+                    &mut new,
+                    "Terminating",
+                    "True",
+                    "InstanceDeletionPending",
+                    "CustomResourceDefinition marked for deletion; CustomResource deletion will begin soon",
+                );
             }
             if new == old || opts.dry_run {
                 return Ok(new);

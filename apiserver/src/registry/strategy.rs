@@ -4,6 +4,7 @@
 //! field ownership, and graceful deletion periods.
 
 use super::{Part, Registry, WriteOptions};
+use crate::crd;
 use crate::error::ApiError;
 use crate::meta;
 use serde_json::{json, Map, Value};
@@ -41,18 +42,20 @@ pub fn check_type(res: &Resource, obj: &Value) -> Result<(), ApiError> {
 
 /// Kinds whose metadata.generation counts spec changes.
 pub fn tracks_generation(res: &Resource) -> bool {
-    matches!(
-        (res.group, res.plural),
-        ("apps", _)
-            | ("batch", _)
-            | ("policy", "poddisruptionbudgets")
-            | ("networking.k8s.io", _)
-            | ("autoscaling", _)
-            | ("", "replicationcontrollers")
-            | ("", "persistentvolumeclaims")
-            | ("scheduling.k8s.io", _)
-            | ("storage.k8s.io", _)
-    )
+    res.custom.is_some()
+        || matches!(
+            (res.group, res.plural),
+            ("apps", _)
+                | ("batch", _)
+                | ("policy", "poddisruptionbudgets")
+                | ("networking.k8s.io", _)
+                | ("autoscaling", _)
+                | ("", "replicationcontrollers")
+                | ("", "persistentvolumeclaims")
+                | ("scheduling.k8s.io", _)
+                | ("storage.k8s.io", _)
+                | ("apiextensions.k8s.io", _)
+        )
 }
 
 /// The scope of a write's field ownership: its subresource, and what it may
@@ -248,7 +251,13 @@ fn default_template(obj: &mut Value, pointer: &str) {
 /// gets as it is decoded, before field ownership is recorded, so its writer
 /// owns the defaults. Also run on the result of an apply.
 pub fn apply_defaults(res: &Resource, obj: &mut Value) {
+    if res.custom.is_some() {
+        return crd::default_object(res, obj);
+    }
     match (res.group, res.plural) {
+        ("apiextensions.k8s.io", "customresourcedefinitions") => {
+            crd::definition::apply_defaults(obj)
+        }
         ("", "pods") => {
             obj_mut(obj, "spec");
             default_pod_spec(&mut obj["spec"]);
@@ -375,22 +384,34 @@ pub async fn prepare_create(
     obj: &mut Value,
 ) -> Result<(), ApiError> {
     if res.has(Subresource::Status)
-        && !matches!(
-            res.plural,
-            "pods"
-                | "namespaces"
-                | "services"
-                | "nodes"
-                | "persistentvolumes"
-                | "persistentvolumeclaims"
-        )
+        && (res.custom.is_some()
+            || !matches!(
+                res.plural,
+                "pods"
+                    | "namespaces"
+                    | "services"
+                    | "nodes"
+                    | "persistentvolumes"
+                    | "persistentvolumeclaims"
+            ))
     {
         // Upstream drops status on create for kinds whose controllers own it.
         if let Some(m) = obj.as_object_mut() {
             m.remove("status");
         }
     }
+    if let Some(custom) = res.custom {
+        let definitions = crd_definitions();
+        let terminating = reg
+            .cache(definitions)
+            .get(&definitions.key(None, &custom.crd))
+            .is_some_and(|e| meta::deletion_timestamp(&e.object()).is_some());
+        return crd::refuse_create_while_terminating(res, terminating);
+    }
     match (res.group, res.plural) {
+        ("apiextensions.k8s.io", "customresourcedefinitions") => {
+            crd::definition::prepare_status(obj, None)
+        }
         ("", "pods") => {
             super::serviceaccount::admit(reg, obj)?;
             super::priority::admit(reg, obj)?;
@@ -620,7 +641,21 @@ pub fn prepare_update(res: &Resource, old: &Value, new: &mut Value, part: Part) 
             }
         }
     }
-    if tracks_generation(res) && part == Part::Main && new.get("spec") != old.get("spec") {
+    if crd::is_definitions(res) && part == Part::Main {
+        crd::definition::prepare_status(new, Some(old));
+    }
+    // A custom resource's generation counts every change but metadata's.
+    let changed = if res.custom.is_some() {
+        let rest = |o: &Value| {
+            let mut m = o.as_object().cloned().unwrap_or_default();
+            m.remove("metadata");
+            m
+        };
+        rest(new) != rest(old)
+    } else {
+        new.get("spec") != old.get("spec")
+    };
+    if tracks_generation(res) && part == Part::Main && changed {
         let g = old
             .pointer("/metadata/generation")
             .and_then(Value::as_i64)
@@ -739,4 +774,9 @@ pub fn release(reg: &Registry, res: &Resource, obj: &Value) {
     if res.group.is_empty() && res.plural == "services" {
         reg.services.release(obj);
     }
+}
+
+fn crd_definitions() -> &'static Resource {
+    skiff_machinery::catalog::lookup("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        .expect("catalog")
 }

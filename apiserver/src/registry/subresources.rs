@@ -8,16 +8,57 @@ use serde_json::{json, Value};
 use skiff_machinery::catalog::Resource;
 use skiff_machinery::labels::{Requirement, Selector};
 
-/// The Scale view of a workload.
-pub fn to_scale(obj: &Value) -> Value {
-    let selector = obj
-        .pointer("/spec/selector")
-        .map(|s| {
-            Selector::from_label_selector(s)
-                .map(|s| selector_string(&s))
-                .unwrap_or_default()
-        })
-        .unwrap_or_default();
+/// Where a custom resource keeps what its Scale shows: JSON pointers of its
+/// CRD's `specReplicasPath`, `statusReplicasPath`, `labelSelectorPath`.
+struct ScalePaths {
+    spec: String,
+    status: Option<String>,
+    selector: Option<String>,
+}
+
+fn custom_scale_paths(res: &Resource) -> Option<ScalePaths> {
+    let scale = &res.custom?.scale;
+    let pointer = |key: &str| {
+        scale
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|p| !p.is_empty())
+            .map(|p| p.replace('.', "/"))
+    };
+    Some(ScalePaths {
+        spec: pointer("specReplicasPath")?,
+        status: pointer("statusReplicasPath"),
+        selector: pointer("labelSelectorPath"),
+    })
+}
+
+/// The Scale view of a workload, or of a custom resource through the paths
+/// its CRD names (a missing count reads as 0 there, as upstream).
+pub fn to_scale(res: &Resource, obj: &Value) -> Value {
+    let (spec_replicas, status_replicas, selector) = match custom_scale_paths(res) {
+        Some(paths) => {
+            let at = |p: &Option<String>| p.as_deref().and_then(|p| obj.pointer(p));
+            (
+                obj.pointer(&paths.spec).cloned().unwrap_or(json!(0)),
+                at(&paths.status).cloned().unwrap_or(json!(0)),
+                at(&paths.selector)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        }
+        None => (
+            obj.pointer("/spec/replicas").cloned().unwrap_or(json!(1)),
+            obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+            obj.pointer("/spec/selector")
+                .map(|s| {
+                    Selector::from_label_selector(s)
+                        .map(|s| selector_string(&s))
+                        .unwrap_or_default()
+                })
+                .unwrap_or_default(),
+        ),
+    };
     let m = obj.get("metadata").cloned().unwrap_or(json!({}));
     json!({
         "kind": "Scale",
@@ -29,11 +70,8 @@ pub fn to_scale(obj: &Value) -> Value {
             "resourceVersion": m.get("resourceVersion"),
             "creationTimestamp": m.get("creationTimestamp"),
         },
-        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(1))},
-        "status": {
-            "replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
-            "selector": selector,
-        },
+        "spec": {"replicas": spec_replicas},
+        "status": {"replicas": status_replicas, "selector": selector},
     })
 }
 
@@ -74,7 +112,7 @@ pub async fn update_scale(
 ) -> Result<Value, ApiError> {
     let updated = reg
         .update_with(res, ns, name, Part::Main, opts, "Update", |cur| {
-            let scale = make_scale(&to_scale(cur))?;
+            let scale = make_scale(&to_scale(res, cur))?;
             let replicas = scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
             if replicas.as_i64().is_none_or(|n| n < 0) {
                 return Err(ApiError::invalid(
@@ -93,11 +131,26 @@ pub async fn update_scale(
             } else {
                 meta::clear_resource_version(&mut next);
             }
-            next["spec"]["replicas"] = replicas;
+            match custom_scale_paths(res) {
+                Some(paths) => set_pointer(&mut next, &paths.spec, replicas),
+                None => next["spec"]["replicas"] = replicas,
+            }
             Ok(next)
         })
         .await?;
-    Ok(to_scale(&updated))
+    Ok(to_scale(res, &updated))
+}
+
+/// Sets the value at a JSON pointer, making the objects on the way.
+fn set_pointer(obj: &mut Value, pointer: &str, value: Value) {
+    let mut at = obj;
+    for key in pointer.trim_start_matches('/').split('/') {
+        if !at.is_object() {
+            *at = json!({});
+        }
+        at = &mut at[key];
+    }
+    *at = value;
 }
 
 /// Binds a pod to a node (what a scheduler does): sets spec.nodeName once.

@@ -11,8 +11,15 @@ use skiff_machinery::quantity::Quantity;
 pub fn validate(res: &Resource, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
     let mut c = Vec::new();
     validate_metadata(res, obj, &mut c);
+    if res.custom.is_some() {
+        c.extend(crate::crd::validate_object(res, obj));
+        return c;
+    }
     let spec = obj.get("spec").unwrap_or(&Value::Null);
     match (res.group, res.plural) {
+        ("apiextensions.k8s.io", "customresourcedefinitions") => {
+            c.extend(crate::crd::definition::validate(obj, old))
+        }
         ("", "pods") => {
             validate_pod_spec(spec, "spec", &mut c);
             let old_spec = old.map(|o| o.get("spec").unwrap_or(&Value::Null));
@@ -186,7 +193,8 @@ fn validate_metadata(res: &Resource, obj: &Value, c: &mut Vec<Cause>) {
 
 /// RBAC and a few other kinds accept any name that is a valid path segment.
 fn allows_path_segment_names(res: &Resource) -> bool {
-    matches!(res.group, "rbac.authorization.k8s.io") || res.plural == "events"
+    res.custom.is_none()
+        && (matches!(res.group, "rbac.authorization.k8s.io") || res.plural == "events")
 }
 
 fn is_path_segment(name: &str) -> bool {

@@ -18,7 +18,7 @@ mod apps;
 mod batch;
 mod core;
 mod defaults;
-mod docs;
+pub(crate) mod docs;
 mod duration;
 mod events;
 mod fields;

@@ -413,3 +413,41 @@ pub fn pod_image(p: &k8s_openapi::api::core::v1::Pod) -> String {
         .clone()
         .unwrap_or_default()
 }
+
+/// Polls `kubectl args` until its output satisfies `done`; returns it.
+pub fn kubectl_until(s: &Server, what: &str, args: &[&str], done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = s.kubectl(args);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() && done(&text) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "{what}: {text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `kubectl get <kind> <name> -n <ns> -o json`, parsed.
+pub fn get_json(s: &Server, kind: &str, name: &str, ns: &str) -> serde_json::Value {
+    serde_json::from_str(&s.ok(&["get", kind, name, "-n", ns, "-o", "json"])).unwrap()
+}
+
+/// A server and a new namespace whose default service account exists
+/// (pods can be created in it); None, after saying so, without kubectl.
+pub fn server_and_namespace(prefix: &str) -> Option<(Server, String)> {
+    if !have_kubectl() {
+        eprintln!("kubectl not on PATH: skipped");
+        return None;
+    }
+    let s = Server::start(None);
+    let ns = unique_ns(prefix);
+    s.ok(&["create", "namespace", &ns]);
+    kubectl_until(
+        &s,
+        "the default account",
+        &["get", "sa", "default", "-n", &ns],
+        |_| true,
+    );
+    Some((s, ns))
+}

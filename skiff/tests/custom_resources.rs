@@ -1,0 +1,297 @@
+//! CustomResourceDefinitions with the real kubectl: a CRD is accepted and
+//! established, its objects are served at their own paths with the
+//! schema's defaults, pruning and validation, printer columns, the status
+//! and scale subresources, every served version, `kubectl explain`, and go
+//! away with their CRD.
+
+mod common;
+
+use common::{get_json, kubectl_until, server_and_namespace};
+
+const CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: crontabs.stable.example.com
+spec:
+  group: stable.example.com
+  scope: Namespaced
+  names:
+    plural: crontabs
+    singular: crontab
+    kind: CronTab
+    shortNames: [ct]
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+      scale:
+        specReplicasPath: .spec.replicas
+        statusReplicasPath: .status.replicas
+    additionalPrinterColumns:
+    - name: Spec
+      type: string
+      jsonPath: .spec.cronSpec
+    - name: Replicas
+      type: integer
+      jsonPath: .spec.replicas
+    - name: Age
+      type: date
+      jsonPath: .metadata.creationTimestamp
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            description: What the cron job runs, and when.
+            properties:
+              cronSpec:
+                type: string
+                pattern: '^(\d+|\*)(/\d+)?(\s+(\d+|\*)(/\d+)?){4}$'
+              image:
+                type: string
+              replicas:
+                type: integer
+                minimum: 1
+                maximum: 10
+                default: 1
+          status:
+            type: object
+            properties:
+              replicas:
+                type: integer
+  - name: v1beta1
+    served: true
+    storage: false
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
+"#;
+
+const CRONTAB: &str = r#"
+apiVersion: stable.example.com/v1
+kind: CronTab
+metadata:
+  name: my-cron
+spec:
+  cronSpec: "* * * * */5"
+  image: my-awesome-cron-image
+"#;
+
+fn established(s: &common::Server) {
+    kubectl_until(
+        s,
+        "the CRD established",
+        &[
+            "get",
+            "crd",
+            "crontabs.stable.example.com",
+            "-o",
+            r#"jsonpath={.status.conditions[?(@.type=="Established")].status}"#,
+        ],
+        |out| out == "True",
+    );
+}
+
+#[test]
+fn custom_resources_are_served_as_their_definition_says() {
+    let Some((mut s, ns)) = server_and_namespace("crd") else {
+        return;
+    };
+    let out = s.apply(&ns, CRD);
+    assert!(
+        out.contains(
+            "customresourcedefinition.apiextensions.k8s.io/crontabs.stable.example.com created"
+        ),
+        "{out}"
+    );
+    established(&s);
+    let crd = get_json(&s, "crd", "crontabs.stable.example.com", &ns);
+    assert_eq!(crd["status"]["acceptedNames"]["kind"], "CronTab");
+    assert_eq!(crd["status"]["storedVersions"], serde_json::json!(["v1"]));
+    assert_eq!(crd["spec"]["names"]["listKind"], "CronTabList");
+
+    // Created with the schema's default, listed with the CRD's columns.
+    let out = s.apply(&ns, CRONTAB);
+    assert!(
+        out.contains("crontab.stable.example.com/my-cron created"),
+        "{out}"
+    );
+    let ct = get_json(&s, "ct", "my-cron", &ns);
+    assert_eq!(ct["spec"]["replicas"], 1);
+    assert_eq!(ct["metadata"]["generation"], 1);
+    let table = s.ok(&["get", "crontabs", "-n", &ns]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "SPEC", "REPLICAS", "AGE"], "{table}");
+    assert!(table.contains("my-cron   * * * * */5   1"), "{table}");
+
+    // Unknown fields are refused (kubectl asks for Strict), bad values are 422s naming the field.
+    let bogus = CRONTAB.replace("  image:", "  bogus: 1\n  image:");
+    let out = s.kubectl_stdin(&["apply", "-n", &ns, "-f", "-"], &bogus);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(r#"unknown field "spec.bogus""#), "{err}");
+    let bad = CRONTAB
+        .replace("my-cron", "bad")
+        .replace("  image:", "  replicas: 20\n  image:");
+    let out = s.kubectl_stdin(&["apply", "-n", &ns, "-f", "-"], &bad);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("spec.replicas: Invalid value: 20: spec.replicas in body should be less than or equal to 10"),
+        "{err}"
+    );
+    let bad = CRONTAB
+        .replace("my-cron", "bad")
+        .replace("* * * * */5", "every minute");
+    let out = s.kubectl_stdin(&["apply", "-n", &ns, "-f", "-"], &bad);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("spec.cronSpec"));
+
+    // A changed manifest applies as a merge patch; generation counts it.
+    let out = s.apply(
+        &ns,
+        &CRONTAB.replace("my-awesome-cron-image", "other-image"),
+    );
+    assert!(
+        out.contains("crontab.stable.example.com/my-cron configured"),
+        "{out}"
+    );
+    let ct = get_json(&s, "ct", "my-cron", &ns);
+    assert_eq!(
+        (
+            ct["spec"]["image"].as_str(),
+            ct["metadata"]["generation"].as_i64()
+        ),
+        (Some("other-image"), Some(2))
+    );
+
+    // scale and status subresources.
+    let out = s.ok(&["scale", "ct", "my-cron", "-n", &ns, "--replicas=3"]);
+    assert!(
+        out.contains("crontab.stable.example.com/my-cron scaled"),
+        "{out}"
+    );
+    s.ok(&[
+        "patch",
+        "ct",
+        "my-cron",
+        "-n",
+        &ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"replicas":3},"spec":{"replicas":9}}"#,
+    ]);
+    let ct = get_json(&s, "ct", "my-cron", &ns);
+    assert_eq!(
+        (
+            ct["spec"]["replicas"].as_i64(),
+            ct["status"]["replicas"].as_i64()
+        ),
+        (Some(3), Some(3))
+    );
+    // A main write cannot change status.
+    s.ok(&[
+        "patch",
+        "ct",
+        "my-cron",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        r#"{"status":{"replicas":7}}"#,
+    ]);
+    assert_eq!(get_json(&s, "ct", "my-cron", &ns)["status"]["replicas"], 3);
+
+    // The other served version, discovery and explain.
+    let v = s.ok(&[
+        "get",
+        "crontabs.v1beta1.stable.example.com",
+        "my-cron",
+        "-n",
+        &ns,
+        "-o",
+        "jsonpath={.apiVersion} {.spec.image}",
+    ]);
+    assert_eq!(v, "stable.example.com/v1beta1 other-image");
+    let resources = s.ok(&["api-resources", "--api-group=stable.example.com"]);
+    assert!(
+        resources.contains("crontabs") && resources.contains("ct") && resources.contains("CronTab"),
+        "{resources}"
+    );
+    let explain = s.ok(&["explain", "crontab.spec"]);
+    assert!(
+        explain.contains("What the cron job runs, and when.") && explain.contains("cronSpec"),
+        "{explain}"
+    );
+
+    // Served again after a restart.
+    s.restart();
+    established(&s);
+    assert_eq!(
+        get_json(&s, "ct", "my-cron", &ns)["spec"]["image"],
+        "other-image"
+    );
+
+    // Deleting the CRD deletes its objects, then it is gone.
+    let out = s.ok(&["delete", "crd", "crontabs.stable.example.com"]);
+    assert!(out.contains("deleted"), "{out}");
+    let err = s.fails(&["get", "crontabs.stable.example.com", "-n", &ns]);
+    assert!(
+        err.contains("the server doesn't have a resource type"),
+        "{err}"
+    );
+    let leftover = s.ok(&[
+        "get",
+        "--raw",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+    ]);
+    assert!(!leftover.contains("crontabs"), "{leftover}");
+}
+
+/// A second CRD claiming a plural its group already serves is not
+/// established; the first keeps serving.
+#[test]
+fn conflicting_names_are_not_accepted() {
+    let Some((s, ns)) = server_and_namespace("crdnames") else {
+        return;
+    };
+    s.apply(&ns, CRD);
+    established(&s);
+    let rival = CRD
+        .replace("crontabs.stable.example.com", "rivals.stable.example.com")
+        .replace("plural: crontabs", "plural: rivals")
+        .replace("singular: crontab", "singular: rival")
+        .replace("shortNames: [ct]", "shortNames: [rv]");
+    s.apply(&ns, &rival);
+    let reason = kubectl_until(
+        &s,
+        "the rival judged",
+        &[
+            "get",
+            "crd",
+            "rivals.stable.example.com",
+            "-o",
+            r#"jsonpath={.status.conditions[?(@.type=="NamesAccepted")].reason}"#,
+        ],
+        |out| !out.is_empty(),
+    );
+    assert_eq!(reason, "KindConflict");
+    let established = s.ok(&[
+        "get",
+        "crd",
+        "rivals.stable.example.com",
+        "-o",
+        r#"jsonpath={.status.conditions[?(@.type=="Established")].status}"#,
+    ]);
+    assert_eq!(established, "False");
+    s.apply(&ns, CRONTAB);
+    assert_eq!(get_json(&s, "ct", "my-cron", &ns)["kind"], "CronTab");
+
+    // Its namespace's deletion deletes it.
+    s.ok(&["delete", "namespace", &ns, "--timeout=60s"]);
+    let all = s.ok(&["get", "--raw", "/apis/stable.example.com/v1/crontabs"]);
+    assert!(!all.contains("my-cron"), "{all}");
+}
