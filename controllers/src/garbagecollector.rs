@@ -7,15 +7,17 @@
 
 use crate::resources;
 use futures::StreamExt;
-use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
 use kube::core::{DynamicObject, ObjectMeta, PartialObjectMeta};
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
 use serde_json::json;
 use skiff_machinery::catalog::{self, Resource};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, Semaphore};
+use tokio::task::AbortHandle;
 
 const ORPHAN: &str = "orphan";
 const FOREGROUND: &str = "foregroundDeletion";
@@ -114,6 +116,30 @@ impl Graph {
         touched
     }
 
+    /// Takes out every node of a kind no longer served.
+    fn remove_kind(&mut self, res: &'static Resource) -> Vec<Uid> {
+        let of_kind: Vec<Uid> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| std::ptr::eq(n.res, res))
+            .map(|(uid, _)| uid.clone())
+            .collect();
+        of_kind.iter().flat_map(|uid| self.remove(uid)).collect()
+    }
+
+    /// Nodes with an owner of a kind that is not built in.
+    fn with_foreign_owners(&self) -> Vec<Uid> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| {
+                n.owners
+                    .iter()
+                    .any(|o| catalog::by_kind(&o.api_version, &o.kind).is_none())
+            })
+            .map(|(uid, _)| uid.clone())
+            .collect()
+    }
+
     /// Takes the node out, and out of its owners' dependents (dropping sets
     /// left empty); its owners go to `touched`.
     fn unlink(&mut self, uid: &str, touched: &mut Vec<Uid>) {
@@ -183,29 +209,84 @@ enum Msg {
     Event(usize, watcher::Event<PartialObjectMeta<DynamicObject>>),
     /// Decide again about an object that changed while an action on it ran.
     Recheck(Uid),
+    /// The custom resources served now.
+    Custom(Vec<&'static Resource>),
 }
 
-pub async fn run(client: Client) -> anyhow::Result<()> {
-    let kinds: Vec<&'static Resource> = resources::stored().collect();
-    let (tx, mut rx) = mpsc::channel::<Msg>(4096);
-    for (i, res) in kinds.iter().enumerate() {
-        let api = resources::metadata_api(&client, res);
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            // Metadata is all the graph needs (upstream's collector uses metadata informers too).
-            let mut stream = watcher(api, watcher::Config::default()).boxed();
-            while let Some(ev) = stream.next().await {
-                match ev {
-                    Ok(ev) => {
-                        if tx.send(Msg::Event(i, ev)).await.is_err() {
-                            return;
-                        }
+fn is_builtin(res: &'static Resource) -> bool {
+    catalog::RESOURCES.iter().any(|r| std::ptr::eq(r, res))
+}
+
+/// Watches one kind's objects' metadata into the graph's channel, as `i`.
+fn watch_kind(
+    client: &Client,
+    res: &'static Resource,
+    i: usize,
+    tx: mpsc::Sender<Msg>,
+) -> AbortHandle {
+    let api = resources::metadata_api(client, res);
+    tokio::spawn(async move {
+        // Metadata is all the graph needs (upstream's collector uses metadata informers too).
+        let mut stream = watcher(api, watcher::Config::default()).boxed();
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(ev) => {
+                    if tx.send(Msg::Event(i, ev)).await.is_err() {
+                        return;
                     }
-                    Err(e) => tracing::debug!(error = %e, "garbage collector watch retrying"),
+                }
+                Err(e) => tracing::debug!(error = %e, "garbage collector watch retrying"),
+            }
+        }
+    })
+    .abort_handle()
+}
+
+/// Follows the CRDs, sending the custom resources served whenever they change.
+fn watch_custom(client: &Client, tx: mpsc::Sender<Msg>) {
+    let client = client.clone();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    tokio::spawn(async move {
+        let mut events = watcher(crds, watcher::Config::default())
+            .default_backoff()
+            .boxed();
+        let mut last = Vec::new();
+        while let Some(ev) = events.next().await {
+            // CRDs change rarely: read them all again after each change.
+            if !matches!(
+                ev,
+                Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_) | watcher::Event::InitDone)
+            ) {
+                continue;
+            }
+            let Ok(now) = resources::custom(&client).await else {
+                continue;
+            };
+            if now != last {
+                last = now.clone();
+                if tx.send(Msg::Custom(now)).await.is_err() {
+                    return;
                 }
             }
-        });
-    }
+        }
+    });
+}
+
+/// The custom resources served, for finding an owner of a custom kind.
+type CustomKinds = Arc<Mutex<Vec<&'static Resource>>>;
+
+pub async fn run(client: Client) -> anyhow::Result<()> {
+    // Built-in kinds are watched for as long as the collector runs; custom
+    // ones while their CRD serves them (a stopped one's slot stays empty).
+    let mut kinds: Vec<&'static Resource> = resources::stored().collect();
+    let (tx, mut rx) = mpsc::channel::<Msg>(4096);
+    let mut watches: Vec<Option<AbortHandle>> = kinds
+        .iter()
+        .enumerate()
+        .map(|(i, res)| Some(watch_kind(&client, res, i, tx.clone())))
+        .collect();
+    let custom_kinds: CustomKinds = Arc::default();
+    watch_custom(&client, tx.clone());
     let mut graph = Graph::default();
     let mut synced: HashSet<usize> = HashSet::new();
     let mut relisting: HashMap<usize, HashSet<Uid>> = HashMap::new();
@@ -227,6 +308,38 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
                 Msg::Event(i, ev) => (i, ev),
                 Msg::Recheck(uid) => {
                     dirty.insert(uid);
+                    continue;
+                }
+                Msg::Custom(served) => {
+                    for (i, res) in kinds.iter().enumerate() {
+                        let gone = !is_builtin(res) && !served.contains(res);
+                        if let Some(watch) = watches[i].take_if(|_| gone) {
+                            watch.abort();
+                            synced.remove(&i);
+                            relisting.remove(&i);
+                            dirty.extend(graph.remove_kind(res));
+                        }
+                    }
+                    for res in &served {
+                        match kinds.iter().position(|k| k == res) {
+                            Some(i) if watches[i].is_some() => {}
+                            Some(i) => watches[i] = Some(watch_kind(&client, res, i, tx.clone())),
+                            None => {
+                                watches.push(Some(watch_kind(
+                                    &client,
+                                    res,
+                                    kinds.len(),
+                                    tx.clone(),
+                                )));
+                                kinds.push(res);
+                            }
+                        }
+                    }
+                    if let Ok(mut known) = custom_kinds.lock() {
+                        *known = served;
+                    }
+                    // Owners of kinds not known before can be looked up now.
+                    dirty.extend(graph.with_foreign_owners());
                     continue;
                 }
             };
@@ -265,7 +378,7 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
             }
         }
         // Decide only on a complete graph, or an absent owner could be a not-yet-listed one.
-        if synced.len() < kinds.len() {
+        if (0..kinds.len()).any(|i| watches[i].is_some() && !synced.contains(&i)) {
             continue;
         }
         for uid in std::mem::take(&mut dirty) {
@@ -282,17 +395,18 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
                     continue;
                 }
                 queue.add(uid.to_string());
-                let (client, in_flight, skipped, workers, tx, queue) = (
+                let (client, in_flight, skipped, workers, tx, queue, custom_kinds) = (
                     client.clone(),
                     in_flight.clone(),
                     skipped.clone(),
                     workers.clone(),
                     tx.clone(),
                     queue.clone(),
+                    custom_kinds.clone(),
                 );
                 tokio::spawn(async move {
                     let _permit = workers.acquire().await;
-                    if let Err(e) = queue.work(&uid, act(&client, &action)).await {
+                    if let Err(e) = queue.work(&uid, act(&client, &custom_kinds, &action)).await {
                         tracing::debug!(error = %e, object = %action.name(), "garbage collector action failed; retried on the next change");
                     }
                     if let Ok(mut f) = in_flight.lock() {
@@ -388,7 +502,7 @@ fn decide(graph: &Graph, uid: &str) -> Option<Action> {
     })
 }
 
-async fn act(client: &Client, action: &Action) -> Result<(), kube::Error> {
+async fn act(client: &Client, custom: &CustomKinds, action: &Action) -> Result<(), kube::Error> {
     match action {
         Action::Orphan {
             owner,
@@ -418,7 +532,7 @@ async fn act(client: &Client, action: &Action) -> Result<(), kube::Error> {
         Action::CheckOwners { uid, node, missing } => {
             let mut absent = Vec::new();
             for o in missing {
-                if owner_absent(client, node, o).await? {
+                if owner_absent(client, custom, node, o).await? {
                     absent.push(o.uid.clone());
                 }
             }
@@ -443,12 +557,21 @@ async fn act(client: &Client, action: &Action) -> Result<(), kube::Error> {
 /// An owner is absent when reading it answers 404 or a different uid.
 async fn owner_absent(
     client: &Client,
+    custom: &CustomKinds,
     dependent: &Node,
     owner: &OwnerRef,
 ) -> Result<bool, kube::Error> {
-    let Some(res) =
-        catalog::by_kind(&owner.api_version, &owner.kind).map(catalog::storage_resource)
-    else {
+    // A custom resource is found by group and kind: any served version reads it.
+    let group = catalog::split_api_version(&owner.api_version).0;
+    let custom_res = || {
+        let known = custom.lock().ok()?;
+        known
+            .iter()
+            .copied()
+            .find(|r| r.group == group && r.kind == owner.kind)
+    };
+    let builtin = catalog::by_kind(&owner.api_version, &owner.kind).map(catalog::storage_resource);
+    let Some(res) = builtin.or_else(custom_res) else {
         // A kind we do not know (a custom resource not served): never collect for it.
         return Ok(false);
     };

@@ -6,7 +6,7 @@ use crate::metrics::Controller;
 use crate::resources;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::watcher;
 use kube::Client;
@@ -58,12 +58,9 @@ async fn reconcile(ns: Arc<Namespace>, client: Arc<Client>) -> Result<Action, Er
     }
     let mut remaining: Vec<(String, usize)> = Vec::new();
     let mut finalizers_left: Vec<String> = Vec::new();
-    let builtin = resources::stored()
-        .filter(|r| r.namespaced)
-        .map(resources::api_resource);
-    let custom = resources::custom_namespaced(&client).await?;
-    for ar in builtin.chain(custom) {
-        let api: Api<DynamicObject> = Api::namespaced_with((*client).clone(), &name, &ar);
+    let custom = resources::custom(&client).await?;
+    for res in resources::stored().chain(custom).filter(|r| r.namespaced) {
+        let api = resources::api_for(&client, res, Some(&name));
         let list = api.list(&ListParams::default()).await?;
         if list.items.is_empty() {
             continue;
@@ -78,10 +75,10 @@ async fn reconcile(ns: Arc<Namespace>, client: Arc<Client>) -> Result<Action, Er
         }
         let left = api.list(&ListParams::default()).await?;
         if !left.items.is_empty() {
-            let qualified = if ar.group.is_empty() {
-                ar.plural.clone()
+            let qualified = if res.group.is_empty() {
+                res.plural.to_string()
             } else {
-                format!("{}.{}", ar.plural, ar.group)
+                format!("{}.{}", res.plural, res.group)
             };
             remaining.push((qualified, left.items.len()));
             for o in &left.items {

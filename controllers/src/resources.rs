@@ -1,8 +1,10 @@
 //! The API's resources as kube-rs dynamic types, from the shared catalog.
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::core::{ApiResource, DynamicObject, PartialObjectMeta};
 use kube::{Api, Client};
 use skiff_machinery::catalog::{self, Resource};
+use std::sync::Mutex;
 
 pub fn api_resource(res: &Resource) -> ApiResource {
     ApiResource {
@@ -19,36 +21,60 @@ pub fn stored() -> impl Iterator<Item = &'static Resource> {
     catalog::stored()
 }
 
-/// The namespaced custom resources served, each in its storage version,
-/// as `group/plural` names them: read from the established CRDs (upstream's
-/// controllers find them through discovery).
-pub async fn custom_namespaced(client: &Client) -> Result<Vec<ApiResource>, kube::Error> {
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+/// The custom resources the API serves (its established CRDs), each in its
+/// storage version: what upstream's controllers find through discovery.
+pub async fn custom(client: &Client) -> Result<Vec<&'static Resource>, kube::Error> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let list = crds.list(&Default::default()).await?;
-    Ok(list
-        .items
+    Ok(list.items.iter().filter_map(custom_resource).collect())
+}
+
+/// An established CRD's storage version as a catalog resource. Leaked once
+/// per distinct definition, as the controllers keep `&'static Resource`s.
+pub fn custom_resource(crd: &CustomResourceDefinition) -> Option<&'static Resource> {
+    static KNOWN: Mutex<Vec<&'static Resource>> = Mutex::new(Vec::new());
+    let status = crd.status.as_ref()?;
+    let established = status
+        .conditions
         .iter()
-        .filter(|crd| crd.spec.scope == "Namespaced")
-        .filter(|crd| {
-            let conditions = crd.status.as_ref().and_then(|s| s.conditions.as_ref());
-            conditions
-                .into_iter()
-                .flatten()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-        })
-        .filter_map(|crd| {
-            let names = crd.status.as_ref()?.accepted_names.as_ref()?;
-            let version = crd.spec.versions.iter().find(|v| v.storage)?;
-            Some(ApiResource {
-                group: crd.spec.group.clone(),
-                version: version.name.clone(),
-                api_version: format!("{}/{}", crd.spec.group, version.name),
-                kind: names.kind.clone(),
-                plural: names.plural.clone(),
-            })
-        })
-        .collect())
+        .flatten()
+        .any(|c| c.type_ == "Established" && c.status == "True");
+    let names = status.accepted_names.as_ref().filter(|_| established)?;
+    let version = crd.spec.versions.iter().find(|v| v.storage)?;
+    let namespaced = crd.spec.scope == "Namespaced";
+    let same = |r: &&&'static Resource| {
+        (r.group, r.version, r.kind, r.plural, r.namespaced)
+            == (
+                &*crd.spec.group,
+                &*version.name,
+                &*names.kind,
+                &*names.plural,
+                namespaced,
+            )
+    };
+    let mut known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(found) = known.iter().find(same) {
+        return Some(found);
+    }
+    let leak = |s: &str| -> &'static str { Box::leak(s.to_string().into_boxed_str()) };
+    let plural = leak(&names.plural);
+    let res: &'static Resource = Box::leak(Box::new(Resource {
+        group: leak(&crd.spec.group),
+        version: leak(&version.name),
+        kind: leak(&names.kind),
+        plural,
+        singular: leak(names.singular.as_deref().unwrap_or_default()),
+        namespaced,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        verbs: catalog::STANDARD_VERBS,
+        storage_plural: plural,
+        stored: true,
+        custom: None,
+    }));
+    known.push(res);
+    Some(res)
 }
 
 /// An API for one object's resource, in its namespace when namespaced.

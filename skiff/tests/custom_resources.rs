@@ -295,3 +295,58 @@ fn conflicting_names_are_not_accepted() {
     let all = s.ok(&["get", "--raw", "/apis/stable.example.com/v1/crontabs"]);
     assert!(!all.contains("my-cron"), "{all}");
 }
+
+/// The garbage collector follows owner references to and from custom
+/// resources: an operator's ConfigMap goes with the CronTab that owns it,
+/// and a CronTab with the ConfigMap that owns it.
+#[test]
+fn owners_and_dependents_of_custom_kinds_are_collected() {
+    let Some((s, ns)) = server_and_namespace("crdgc") else {
+        return;
+    };
+    s.apply(&ns, CRD);
+    established(&s);
+    s.apply(&ns, CRONTAB);
+    let owner_ref = |api_version: &str, kind: &str, name: &str, uid: &str| {
+        format!(
+            "  ownerReferences:\n  - {{apiVersion: {api_version}, kind: {kind}, name: {name}, uid: {uid}}}\n"
+        )
+    };
+    let cron_uid = get_json(&s, "ct", "my-cron", &ns)["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let config = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: made-by-cron\n{}data: {{a: b}}\n",
+        owner_ref("stable.example.com/v1", "CronTab", "my-cron", &cron_uid)
+    );
+    s.apply(&ns, &config);
+    s.ok(&["create", "configmap", "owner", "-n", &ns]);
+    let cm_uid = get_json(&s, "cm", "owner", &ns)["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let owned = CRONTAB.replace(
+        "  name: my-cron\n",
+        &format!(
+            "  name: owned\n{}",
+            owner_ref("v1", "ConfigMap", "owner", &cm_uid)
+        ),
+    );
+    s.apply(&ns, &owned);
+
+    s.ok(&["delete", "ct", "my-cron", "-n", &ns]);
+    kubectl_until(
+        &s,
+        "the CronTab's ConfigMap collected",
+        &["get", "cm", "-n", &ns, "-o", "name"],
+        |out| !out.contains("made-by-cron"),
+    );
+    s.ok(&["delete", "cm", "owner", "-n", &ns]);
+    kubectl_until(
+        &s,
+        "the ConfigMap's CronTab collected",
+        &["get", "ct", "-n", &ns, "-o", "name"],
+        |out| !out.contains("owned"),
+    );
+}
