@@ -42,6 +42,8 @@ pub struct Custom {
     pub storage: Option<&'static Resource>,
     /// The version's `deprecationWarning`, when it is deprecated.
     pub deprecation: Option<String>,
+    /// Whether versions convert through a webhook (`spec.conversion.strategy`).
+    pub webhook_conversion: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

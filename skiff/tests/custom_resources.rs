@@ -7,6 +7,7 @@
 mod common;
 
 use common::{get_json, kubectl_until, server_and_namespace};
+use std::time::{Duration, Instant};
 
 const CRD: &str = r#"
 apiVersion: apiextensions.k8s.io/v1
@@ -230,6 +231,37 @@ fn custom_resources_are_served_as_their_definition_says() {
     // Served again after a restart.
     s.restart();
     established(&s);
+    assert_eq!(
+        get_json(&s, "ct", "my-cron", &ns)["spec"]["image"],
+        "other-image"
+    );
+
+    // Conversion webhooks are not called: the other version is refused.
+    let webhook = r#"{"spec":{"conversion":{"strategy":"Webhook","webhook":{"clientConfig":{"url":"https://127.0.0.1:9/convert"},"conversionReviewVersions":["v1"]}}}}"#;
+    s.ok(&[
+        "patch",
+        "crd",
+        "crontabs.stable.example.com",
+        "--type=merge",
+        "-p",
+        webhook,
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = s.kubectl(&[
+            "get",
+            "crontabs.v1beta1.stable.example.com",
+            "my-cron",
+            "-n",
+            &ns,
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("conversion webhook for stable.example.com/v1, Kind=CronTab failed") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{err}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     assert_eq!(
         get_json(&s, "ct", "my-cron", &ns)["spec"]["image"],
         "other-image"

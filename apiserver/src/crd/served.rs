@@ -66,6 +66,8 @@ pub fn resources(crd: &Value) -> Vec<&'static Resource> {
                 .unwrap_or(Value::Array(Vec::new())),
             scale: scale.clone(),
             storage,
+            webhook_conversion: spec.pointer("/conversion/strategy").and_then(Value::as_str)
+                == Some("Webhook"),
             deprecation: version
                 .get("deprecated")
                 .and_then(Value::as_bool)

@@ -67,6 +67,19 @@ async fn handle_verb(
     }
     let ns = target.namespace.as_deref();
     let res = target.res;
+    if let Some(custom) = res.custom {
+        // Conversion webhooks are not called: refuse what would need one,
+        // as upstream answers when its webhook fails.
+        let storage = conversion::storage_resource(res);
+        if custom.webhook_conversion && !std::ptr::eq(storage, res) {
+            return Err(ApiError::internal(format!(
+                "conversion webhook for {}, Kind={} failed: skiff does not call conversion webhooks; use version {}",
+                storage.api_version(),
+                res.kind,
+                storage.version
+            )));
+        }
+    }
     // Versions sharing storage: the registry works on the stored version.
     let sres = conversion::storage_resource(res);
     let out = |obj: Value| conversion::from_storage(res, obj);
