@@ -54,11 +54,24 @@ async fn reconcile(rq: Arc<ResourceQuota>, client: Arc<Client>) -> Result<Action
         .filter_map(|name| quota::counted_resource(name))
         .collect();
     let mut total = Usage::new();
-    for (group, plural) in &resources {
-        let Some(res) = catalog::RESOURCES
+    // Custom resources are counted as `count/<plural>.<group>` too.
+    let builtin = |group: &str, plural: &str| {
+        catalog::RESOURCES
             .iter()
             .find(|r| r.group == group && r.plural == plural && r.stored)
-        else {
+    };
+    let custom = if resources.iter().all(|(g, p)| builtin(g, p).is_some()) {
+        Vec::new()
+    } else {
+        crate::resources::custom(&client).await?
+    };
+    for (group, plural) in &resources {
+        let Some(res) = builtin(group, plural).or_else(|| {
+            custom
+                .iter()
+                .copied()
+                .find(|r| r.group == group && r.plural == plural)
+        }) else {
             continue;
         };
         let ar = ApiResource {

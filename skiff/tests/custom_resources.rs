@@ -382,3 +382,51 @@ fn owners_and_dependents_of_custom_kinds_are_collected() {
         |out| !out.contains("owned"),
     );
 }
+
+/// A ResourceQuota counts custom resources as `count/<plural>.<group>`,
+/// at create and in its controller's recount.
+#[test]
+fn quotas_count_custom_resources() {
+    let Some((s, ns)) = server_and_namespace("crdquota") else {
+        return;
+    };
+    s.apply(&ns, CRD);
+    established(&s);
+    s.ok(&[
+        "create",
+        "quota",
+        "crons",
+        "-n",
+        &ns,
+        "--hard=count/crontabs.stable.example.com=1",
+    ]);
+    let used = |want: &str| {
+        kubectl_until(
+            &s,
+            "the quota's count",
+            &[
+                "get",
+                "quota",
+                "crons",
+                "-n",
+                &ns,
+                "-o",
+                "jsonpath={.status.used}",
+            ],
+            |out| out == want,
+        )
+    };
+    used(r#"{"count/crontabs.stable.example.com":"0"}"#);
+    s.apply(&ns, CRONTAB);
+    let out = s.kubectl_stdin(
+        &["apply", "-n", &ns, "-f", "-"],
+        &CRONTAB.replace("my-cron", "second"),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("exceeded quota: crons, requested: count/crontabs.stable.example.com=1, used: count/crontabs.stable.example.com=1, limited: count/crontabs.stable.example.com=1"),
+        "{err}"
+    );
+    s.ok(&["delete", "ct", "my-cron", "-n", &ns]);
+    used(r#"{"count/crontabs.stable.example.com":"0"}"#);
+}
