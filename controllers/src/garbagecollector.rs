@@ -242,11 +242,13 @@ fn watch_kind(
     .abort_handle()
 }
 
-/// Follows the CRDs, sending the custom resources served whenever they change.
+/// Follows the CRDs, sending the custom resources served whenever they
+/// change.
 fn watch_custom(client: &Client, tx: mpsc::Sender<Msg>) {
     let client = client.clone();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crds: Api<PartialObjectMeta<CustomResourceDefinition>> = Api::all(client.clone());
     tokio::spawn(async move {
+        // Their metadata is enough to tell a change; discovery tells the rest.
         let mut events = watcher(crds, watcher::Config::default())
             .default_backoff()
             .boxed();

@@ -1,7 +1,7 @@
 //! The API's resources as kube-rs dynamic types, from the shared catalog.
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::core::{ApiResource, DynamicObject, PartialObjectMeta};
+use kube::discovery::{verbs, Discovery, Scope};
 use kube::{Api, Client};
 use skiff_machinery::catalog::{self, Resource};
 use std::sync::Mutex;
@@ -21,49 +21,43 @@ pub fn stored() -> impl Iterator<Item = &'static Resource> {
     catalog::stored()
 }
 
-/// The custom resources the API serves (its established CRDs), each in its
-/// storage version: what upstream's controllers find through discovery.
+/// The custom resources the API serves, each in its group's preferred
+/// version, found as upstream's controllers find them: through discovery
+/// (one aggregated request), in the groups that are not built in.
 pub async fn custom(client: &Client) -> Result<Vec<&'static Resource>, kube::Error> {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let list = crds.list(&Default::default()).await?;
-    Ok(list.items.iter().filter_map(custom_resource).collect())
+    let builtin: Vec<&str> = catalog::groups().into_iter().map(|(g, _)| g).collect();
+    let discovery = Discovery::new(client.clone())
+        .exclude(&builtin)
+        .run_aggregated()
+        .await?;
+    Ok(discovery
+        .groups()
+        .flat_map(|g| g.recommended_resources())
+        .filter(|(_, caps)| caps.supports_operation(verbs::LIST))
+        .map(|(ar, caps)| intern(&ar, caps.scope == Scope::Namespaced))
+        .collect())
 }
 
-/// An established CRD's storage version as a catalog resource. Leaked once
-/// per distinct definition, as the controllers keep `&'static Resource`s.
-pub fn custom_resource(crd: &CustomResourceDefinition) -> Option<&'static Resource> {
+/// A custom resource as a catalog resource, leaked once per distinct one:
+/// the controllers keep `&'static Resource`s.
+fn intern(ar: &ApiResource, namespaced: bool) -> &'static Resource {
     static KNOWN: Mutex<Vec<&'static Resource>> = Mutex::new(Vec::new());
-    let status = crd.status.as_ref()?;
-    let established = status
-        .conditions
-        .iter()
-        .flatten()
-        .any(|c| c.type_ == "Established" && c.status == "True");
-    let names = status.accepted_names.as_ref().filter(|_| established)?;
-    let version = crd.spec.versions.iter().find(|v| v.storage)?;
-    let namespaced = crd.spec.scope == "Namespaced";
+    let mut known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
     let same = |r: &&&'static Resource| {
         (r.group, r.version, r.kind, r.plural, r.namespaced)
-            == (
-                &*crd.spec.group,
-                &*version.name,
-                &*names.kind,
-                &*names.plural,
-                namespaced,
-            )
+            == (&*ar.group, &*ar.version, &*ar.kind, &*ar.plural, namespaced)
     };
-    let mut known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(found) = known.iter().find(same) {
-        return Some(found);
+        return found;
     }
     let leak = |s: &str| -> &'static str { Box::leak(s.to_string().into_boxed_str()) };
-    let plural = leak(&names.plural);
+    let plural = leak(&ar.plural);
     let res: &'static Resource = Box::leak(Box::new(Resource {
-        group: leak(&crd.spec.group),
-        version: leak(&version.name),
-        kind: leak(&names.kind),
+        group: leak(&ar.group),
+        version: leak(&ar.version),
+        kind: leak(&ar.kind),
         plural,
-        singular: leak(names.singular.as_deref().unwrap_or_default()),
+        singular: "",
         namespaced,
         short_names: &[],
         categories: &[],
@@ -74,7 +68,7 @@ pub fn custom_resource(crd: &CustomResourceDefinition) -> Option<&'static Resour
         custom: None,
     }));
     known.push(res);
-    Some(res)
+    res
 }
 
 /// An API for one object's resource, in its namespace when namespaced.
