@@ -1,10 +1,10 @@
 //! `spec.conversion`: the strategy, and a webhook's client config (URL or
 //! service) and review versions.
 
-use super::names::{dns1035_errors, subdomain_errors};
 use super::{enum_string, field, list, required, text};
 use crate::error::Cause;
 use serde_json::{json, Value};
+use skiff_machinery::names::{dns1035_label_errors, dns1123_subdomain_errors};
 use std::collections::HashSet;
 
 pub(super) const ACCEPTED_REVIEW: [&str; 2] = ["v1", "v1beta1"];
@@ -58,7 +58,7 @@ pub(super) fn validate_conversion(conversion: &Value, recognized_review: bool, c
             c.push(Cause::invalid(field, &json!(v), "duplicate version"));
             continue;
         }
-        for e in dns1035_errors(v) {
+        for e in dns1035_label_errors(v) {
             c.push(Cause::invalid(field.clone(), &json!(v), e));
         }
     }
@@ -150,7 +150,7 @@ fn validate_webhook_service(path: &str, service: &Value, c: &mut Vec<Cause>) {
             invalid(format!("segment[{i}] may not be empty"));
             continue;
         }
-        for e in subdomain_errors(step) {
+        for e in dns1123_subdomain_errors(step) {
             invalid(format!("segment[{i}]: {e}"));
         }
     }

@@ -4,20 +4,21 @@
 
 use super::columns::{validate_column, validate_selectable, validate_subresources};
 use super::conversion::validate_conversion;
-use super::names::{dns1035_errors, subdomain_errors, validate_names};
+use super::names::validate_names;
 use super::openapi::validate_validation;
 use super::options::Opts;
 use super::structural::{has_extensions, schema_any};
 use super::{enum_string, field, flag, list, openapi_schema, per_version, required, text, Hoisted};
 use crate::error::Cause;
 use serde_json::{json, Value};
+use skiff_machinery::names::{dns1035_label_errors, dns1123_subdomain_errors};
 use std::collections::HashSet;
 
 pub(super) fn validate_spec(spec: &Value, opts: &Opts, c: &mut Vec<Cause>) {
     let group = text(spec, "group");
     if group.is_empty() {
         c.push(Cause::required("spec.group"));
-    } else if let errs @ [_, ..] = subdomain_errors(group).as_slice() {
+    } else if let errs @ [_, ..] = dns1123_subdomain_errors(group).as_slice() {
         c.push(Cause::invalid("spec.group", &json!(group), errs.join(",")));
     } else if !group.contains('.') {
         let msg = "should be a domain with at least one dot";
@@ -137,7 +138,7 @@ fn validate_versions(
         let path = format!("spec.versions[{i}]");
         let name = text(v, "name");
         seen.insert(name);
-        if let errs @ [_, ..] = dns1035_errors(name).as_slice() {
+        if let errs @ [_, ..] = dns1035_label_errors(name).as_slice() {
             let field = format!("{path}.name");
             c.push(Cause::invalid(field, &json!(name), errs.join(",")));
         }
@@ -189,7 +190,7 @@ fn validate_versions(
     }
     // The internal form's spec.version is the first version's name.
     let first = versions.first().map_or("", |v| text(v, "name"));
-    if let errs @ [_, ..] = dns1035_errors(first).as_slice() {
+    if let errs @ [_, ..] = dns1035_label_errors(first).as_slice() {
         if !first.is_empty() {
             c.push(Cause::invalid(
                 "spec.version",
