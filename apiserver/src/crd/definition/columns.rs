@@ -6,14 +6,12 @@ use super::structural::unsupported;
 use super::{field, required, text, too_many};
 use crate::error::Cause;
 use serde_json::{json, Value};
+use skiff_machinery::jsonpath;
 use std::collections::HashSet;
 
+/// Upstream's validateSimpleJSONPath, as the cause it gives.
 fn simple_json_path(path: &str, field: &str) -> Option<Cause> {
-    let msg = match path.as_bytes().first() {
-        None => "must not be empty",
-        Some(b'.') => return None,
-        Some(_) => "must be a simple json path starting with .",
-    };
+    let msg = jsonpath::validate_column_path(path).err()?;
     Some(Cause::invalid(field, &json!(path), msg))
 }
 
