@@ -1,7 +1,8 @@
 //! What several skiff components share: the resource catalog, label and field
 //! selectors, cron schedules, quantities, strategic-merge-patch metadata, field ownership
 //! (server-side apply), metrics histograms, CIDRs, JSONPath (CRD printer
-//! columns), and running the node's network tools.
+//! columns), Go's renderings of values in upstream's messages, and running
+//! the node's network tools.
 
 pub mod catalog;
 pub mod cidr;
@@ -11,6 +12,7 @@ pub mod client;
 pub mod command;
 pub mod cron;
 pub mod fields;
+pub mod gofmt;
 pub mod histogram;
 pub mod jsonpath;
 pub mod labels;

@@ -2,9 +2,10 @@
 //! duplicates in `x-kubernetes-list-type` sets and maps.
 
 use super::validate::deep_key;
-use super::{child, gofmt, Schema, MAX_DEPTH};
+use super::{child, Schema, MAX_DEPTH};
 use crate::error::{Cause, CauseKind};
 use serde_json::{Map, Value};
+use skiff_machinery::gofmt;
 use std::collections::HashMap;
 
 pub(super) fn list_types_in_map(

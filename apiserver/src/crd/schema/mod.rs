@@ -10,12 +10,11 @@
 //! This module holds the public entry points and `Schema`, the reading of a
 //! schema node they share; `prune`, `defaults` and `validate` (with
 //! `list_types` for list-type sets and maps) do the work, helped by `regex`
-//! (Go's regexp syntax for `pattern`), `formats` (string formats) and
-//! `gofmt` (Go's renderings of values in messages).
+//! (Go's regexp syntax for `pattern`) and `formats` (string formats); Go's
+//! renderings of values in messages are machinery's `gofmt`.
 
 mod defaults;
 mod formats;
-mod gofmt;
 mod list_types;
 mod prune;
 mod regex;

@@ -756,20 +756,37 @@ fn regex_subset() {
 }
 
 #[test]
-fn go_renderings() {
-    assert_eq!(gofmt::float(1.0), "1");
-    assert_eq!(gofmt::float(0.5), "0.5");
-    assert_eq!(gofmt::float(123456.0), "123456");
-    assert_eq!(gofmt::float(1234567.0), "1.234567e+06");
-    assert_eq!(gofmt::float(0.00001), "1e-05");
+fn values_in_messages_are_rendered_as_go_does() {
+    // %v of a float64, in the message and as the bad value.
     assert_eq!(
-        gofmt::json(&json!({"b": 1e21, "a": [0.0000001, 1.5, "<"]})),
-        r#"{"a":[1e-7,1.5,"\u003c"],"b":1e+21}"#
+        one_message(
+            json!({"type": "number", "multipleOf": 1234567.5}),
+            json!(0.00001)
+        ),
+        ["Invalid value: 1e-05: spec.x in body should be a multiple of 1.2345675e+06"]
     );
-    assert_eq!(gofmt::quote("a\"b\\\n\u{1}é"), r#""a\"b\\\n\x01é""#);
+    // %q of a string.
     assert_eq!(
-        gofmt::bad_value(&json!({"a": null, "b": [true, 2]})),
-        r#"map[string]interface {}{"a":interface {}(nil), "b":[]interface {}{true, 2}}"#
+        one_message(
+            json!({"type": "string", "pattern": "^b"}),
+            json!("a\"b\\\n\u{1}é")
+        ),
+        [r#"Invalid value: "a\"b\\\n\x01é": spec.x in body should match '^b'"#]
     );
-    assert_eq!(gofmt::bad_value(&Value::Null), r#""null""#);
+    // encoding/json of an enum value, quoted; %#v of the bad value.
+    let enumerated = json!({"type": "object", "enum": [{"b": 1e21, "a": [0.0000001, 1.5, "<"]}]});
+    assert_eq!(
+        one_message(enumerated, json!({"a": null, "b": [true, 2]})),
+        [
+            r#"Unsupported value: map[string]interface {}{"a":interface {}(nil), "b":[]interface {}{true, 2}}: supported values: "{\"a\":[1e-7,1.5,\"\\u003c\"],\"b\":1e+21}""#
+        ]
+    );
+    // A null bad value shows as the string "null".
+    assert_eq!(
+        one_message(
+            json!({"type": "string", "nullable": true, "enum": ["a"]}),
+            Value::Null
+        ),
+        [r#"Unsupported value: "null": supported values: "a""#]
+    );
 }

@@ -2,9 +2,10 @@
 //! validators (type, combinators, string, format, number, array, enum,
 //! object) and its errors turned into upstream's field causes.
 
-use super::{child, formats, gofmt, regex, Schema, MAX_DEPTH};
+use super::{child, formats, regex, Schema, MAX_DEPTH};
 use crate::error::{Cause, CauseKind};
 use serde_json::{Map, Value};
+use skiff_machinery::gofmt;
 use std::collections::HashSet;
 
 /// One kube-openapi error, before upstream turns it into a field cause.

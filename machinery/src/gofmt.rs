@@ -1,4 +1,9 @@
-//! Go's renderings of decoded JSON values, which upstream's messages carry.
+//! Go's renderings of decoded JSON values, which upstream's messages and
+//! printers carry: `%q` ([`quote`]), `%v` of a float64 ([`float`]),
+//! encoding/json ([`json`], [`json_within`]), `%#v` ([`sharp`]) and how
+//! field.Error shows a bad value ([`bad_value`]).
+
+use std::fmt::Write;
 
 use serde_json::{Number, Value};
 
@@ -80,14 +85,25 @@ fn number(n: &Number, json: bool) -> String {
     }
 }
 
-fn json_string(s: &str) -> String {
-    let out = serde_json::to_string(s).unwrap_or_default();
-    // Go escapes HTML-sensitive characters too.
-    out.replace('<', "\\u003c")
-        .replace('>', "\\u003e")
-        .replace('&', "\\u0026")
-        .replace('\u{2028}', "\\u2028")
-        .replace('\u{2029}', "\\u2029")
+/// A JSON string as Go escapes it, `<`, `>`, `&`, U+2028 and U+2029 included.
+fn json_string(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\0'..='\u{1f}' | '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 fn sorted(map: &serde_json::Map<String, Value>) -> Vec<(&String, &Value)> {
@@ -96,25 +112,53 @@ fn sorted(map: &serde_json::Map<String, Value>) -> Vec<(&String, &Value)> {
     entries
 }
 
-/// encoding/json of a decoded value: keys sorted, Go's number forms.
+/// encoding/json of a decoded value: keys sorted, HTML-safe strings, Go's
+/// number forms.
 pub fn json(v: &Value) -> String {
+    json_within(v, usize::MAX).unwrap_or_default()
+}
+
+/// [`json`], or None when `v` nests deeper than `max_depth`: Go's encoder has
+/// no limit, but a caller may want to stop well before the stack does.
+pub fn json_within(v: &Value, max_depth: usize) -> Option<String> {
+    let mut out = String::new();
+    write_json(v, &mut out, 0, max_depth)?;
+    Some(out)
+}
+
+fn write_json(v: &Value, out: &mut String, depth: usize, max_depth: usize) -> Option<()> {
+    if depth > max_depth {
+        return None;
+    }
     match v {
-        Value::Null => "null".into(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => number(n, true),
-        Value::String(s) => json_string(s),
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => out.push_str(&number(n, true)),
+        Value::String(s) => json_string(s, out),
         Value::Array(items) => {
-            let inner: Vec<String> = items.iter().map(json).collect();
-            format!("[{}]", inner.join(","))
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_json(item, out, depth + 1, max_depth)?;
+            }
+            out.push(']');
         }
         Value::Object(map) => {
-            let inner: Vec<String> = sorted(map)
-                .into_iter()
-                .map(|(k, v)| format!("{}:{}", json_string(k), json(v)))
-                .collect();
-            format!("{{{}}}", inner.join(","))
+            out.push('{');
+            for (i, (key, item)) in sorted(map).into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                json_string(key, out);
+                out.push(':');
+                write_json(item, out, depth + 1, max_depth)?;
+            }
+            out.push('}');
         }
     }
+    Some(())
 }
 
 /// `%#v` of a decoded value held in an interface{}.
@@ -147,5 +191,50 @@ pub fn bad_value(v: &Value) -> String {
         Value::Number(n) => number(n, false),
         Value::String(s) => quote(s),
         Value::Array(_) | Value::Object(_) => sharp(v),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn go_renderings() {
+        assert_eq!(float(1.0), "1");
+        assert_eq!(float(0.5), "0.5");
+        assert_eq!(float(123456.0), "123456");
+        assert_eq!(float(1234567.0), "1.234567e+06");
+        assert_eq!(float(0.00001), "1e-05");
+        assert_eq!(
+            json(&json!({"b": 1e21, "a": [0.0000001, 1.5, "<"]})),
+            r#"{"a":[1e-7,1.5,"\u003c"],"b":1e+21}"#
+        );
+        assert_eq!(quote("a\"b\\\n\u{1}é"), r#""a\"b\\\n\x01é""#);
+        assert_eq!(
+            bad_value(&json!({"a": null, "b": [true, 2]})),
+            r#"map[string]interface {}{"a":interface {}(nil), "b":[]interface {}{true, 2}}"#
+        );
+        assert_eq!(bad_value(&Value::Null), r#""null""#);
+    }
+
+    #[test]
+    fn json_as_go_encodes_it() {
+        assert_eq!(
+            json(&json!(
+                "q\"\\\n\r\t\u{8}\u{c}\u{1}\u{7f}<>&\u{2028}\u{2029}é"
+            )),
+            "\"q\\\"\\\\\\n\\r\\t\\b\\f\\u0001\u{7f}\\u003c\\u003e\\u0026\\u2028\\u2029é\""
+        );
+        assert_eq!(
+            json(&json!([1e-6, 1e20, -0.0, 2.0, u64::MAX])),
+            "[0.000001,100000000000000000000,-0,2,18446744073709552000]"
+        );
+        let mut deep = json!(1);
+        for _ in 0..10 {
+            deep = json!([deep]);
+        }
+        assert_eq!(json_within(&deep, 10).map(|s| s.len()), Some(21));
+        assert_eq!(json_within(&deep, 9), None);
     }
 }
