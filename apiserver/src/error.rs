@@ -58,6 +58,23 @@ impl Cause {
         }
     }
 
+    /// `Required value: <detail>`: upstream's field.Required with a detail.
+    pub fn required_detail(field: impl Into<String>, detail: impl AsRef<str>) -> Self {
+        Cause {
+            message: format!("Required value: {}", detail.as_ref()),
+            ..Cause::required(field)
+        }
+    }
+
+    /// `Too many: <actual>: must have at most <max> items`: upstream's field.TooMany.
+    pub fn too_many(field: impl Into<String>, actual: usize, max: usize) -> Self {
+        Cause {
+            kind: CauseKind::TooMany,
+            field: field.into(),
+            message: format!("Too many: {actual}: must have at most {max} items"),
+        }
+    }
+
     pub fn not_supported(field: impl Into<String>, value: &Value, supported: &[&str]) -> Self {
         let list: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
         Cause {

@@ -1,7 +1,7 @@
 //! The API review annotation (`api-approved.kubernetes.io`) that groups under
 //! k8s.io and kubernetes.io need.
 
-use super::{required, text};
+use super::text;
 use crate::error::Cause;
 use serde_json::{json, Value};
 
@@ -62,7 +62,7 @@ pub(super) fn validate_approval(crd: &Value, old: Option<&Value>, c: &mut Vec<Ca
         .pointer("/metadata/annotations")
         .map_or("", |a| text(a, APPROVAL));
     match state {
-        Approval::Missing => c.push(required(field, &reason)),
+        Approval::Missing => c.push(Cause::required_detail(field, &reason)),
         Approval::Invalid => c.push(Cause::invalid(field, &json!(value), reason)),
         Approval::Approved | Approval::Bypassed => {}
     }

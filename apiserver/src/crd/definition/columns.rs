@@ -3,7 +3,7 @@
 
 use super::field_path::resolve_field_path;
 use super::structural::unsupported;
-use super::{field, required, text, too_many};
+use super::{field, text};
 use crate::error::Cause;
 use serde_json::{json, Value};
 use skiff_machinery::jsonpath;
@@ -73,7 +73,7 @@ pub(super) fn validate_column(col: &Value, path: &str, c: &mut Vec<Cause>) {
     }
     let ty = text(col, "type");
     if ty.is_empty() {
-        c.push(required(format!("{path}.type"), TYPES));
+        c.push(Cause::required_detail(format!("{path}.type"), TYPES));
     } else if !["integer", "number", "string", "boolean", "date"].contains(&ty) {
         c.push(Cause::invalid(format!("{path}.type"), &json!(ty), TYPES));
     }
@@ -145,6 +145,6 @@ pub(super) fn validate_selectable(
         }
     }
     if unique.len() > MAX_SELECTABLE_FIELDS && !too_many_ok {
-        c.push(too_many(path, unique.len(), MAX_SELECTABLE_FIELDS));
+        c.push(Cause::too_many(path, unique.len(), MAX_SELECTABLE_FIELDS));
     }
 }

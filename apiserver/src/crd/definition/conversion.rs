@@ -1,7 +1,7 @@
 //! `spec.conversion`: the strategy, and a webhook's client config (URL or
 //! service) and review versions.
 
-use super::{enum_string, field, list, required, text};
+use super::{enum_string, field, list, text};
 use crate::error::Cause;
 use serde_json::{json, Value};
 use skiff_machinery::names::{dns1035_label_errors, dns1123_subdomain_errors};
@@ -33,14 +33,17 @@ pub(super) fn validate_conversion(conversion: &Value, recognized_review: bool, c
         return;
     }
     match client.map(|cc| (cc, field(cc, "url"), field(cc, "service"))) {
-        None => c.push(required(CLIENT, "required when strategy is set to Webhook")),
+        None => c.push(Cause::required_detail(
+            CLIENT,
+            "required when strategy is set to Webhook",
+        )),
         Some((_, Some(url), None)) => {
             validate_webhook_url(&format!("{CLIENT}.url"), url.as_str().unwrap_or(""), c)
         }
         Some((_, None, Some(service))) => {
             validate_webhook_service(&format!("{CLIENT}.service"), service, c)
         }
-        Some(_) => c.push(required(
+        Some(_) => c.push(Cause::required_detail(
             CLIENT,
             "exactly one of url or service is required",
         )),

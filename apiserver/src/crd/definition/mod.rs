@@ -32,7 +32,7 @@ mod versions;
 #[cfg(test)]
 mod tests;
 
-use crate::error::{Cause, CauseKind};
+use crate::error::Cause;
 use approval::validate_approval;
 use names::{validate_name, validate_names};
 use options::Opts;
@@ -231,22 +231,7 @@ fn non_empty_map(s: &Value, key: &str) -> bool {
         .is_some_and(|m| !m.is_empty())
 }
 
-// ---- causes the shared constructors do not cover ----
-
-fn required(field: impl Into<String>, detail: &str) -> Cause {
-    Cause {
-        message: format!("Required value: {detail}"),
-        ..Cause::required(field)
-    }
-}
-
-fn too_many(field: impl Into<String>, actual: usize, max: usize) -> Cause {
-    Cause {
-        kind: CauseKind::TooMany,
-        field: field.into(),
-        message: format!("Too many: {actual}: must have at most {max} items"),
-    }
-}
+// ---- a string field that is required and one of a fixed set ----
 
 fn enum_string(field: &str, value: &str, accepted: &[&str], c: &mut Vec<Cause>) {
     if value.is_empty() {

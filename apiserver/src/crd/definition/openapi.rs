@@ -6,7 +6,7 @@
 use super::field_path::resolve_field_path;
 use super::options::Opts;
 use super::structural::{structural, unsupported, Level};
-use super::{field, flag, list, non_empty_map, openapi_schema, props, required, text};
+use super::{field, flag, list, non_empty_map, openapi_schema, props, text};
 use crate::error::Cause;
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -245,7 +245,7 @@ impl Walk<'_> {
         let wrong_type = |want: &str, ext: &str| {
             let msg = format!("must be {want} if {ext} is specified");
             if ty.is_empty() {
-                required(at("type"), &msg)
+                Cause::required_detail(at("type"), &msg)
             } else {
                 Cause::invalid(at("type"), &json!(ty), msg)
             }
@@ -283,7 +283,10 @@ impl Walk<'_> {
         let map_msg = "must be map if x-kubernetes-list-map-keys is non-empty";
         match list_type {
             _ if keys.is_empty() => {}
-            None => c.push(required(at("x-kubernetes-list-type"), map_msg)),
+            None => c.push(Cause::required_detail(
+                at("x-kubernetes-list-type"),
+                map_msg,
+            )),
             Some(lt) if lt != "map" => c.push(Cause::invalid(
                 at("x-kubernetes-list-type"),
                 &json!(lt),
@@ -295,14 +298,14 @@ impl Walk<'_> {
             return;
         }
         if keys.is_empty() {
-            c.push(required(
+            c.push(Cause::required_detail(
                 at("x-kubernetes-list-map-keys"),
                 "must not be empty if x-kubernetes-list-type is map",
             ));
         }
         let items = match field(s, "items") {
             None => {
-                return c.push(required(
+                return c.push(Cause::required_detail(
                     at("items"),
                     "must have a schema if x-kubernetes-list-type is map",
                 ))
@@ -407,7 +410,7 @@ pub(super) fn map_set_items(s: &Value, path: &str, c: &mut Vec<Cause>) {
         };
         let at = format!("{path}.items.properties[{k}]");
         if !required_keys.iter().any(|r| r == k) && field(p, "default").is_none() {
-            c.push(required(format!("{at}.default"), "this property is in x-kubernetes-list-map-keys, so it must have a default or be a required property"));
+            c.push(Cause::required_detail(format!("{at}.default"), "this property is in x-kubernetes-list-map-keys, so it must have a default or be a required property"));
         }
         if flag(p, "nullable") {
             c.push(Cause::forbidden(
@@ -433,7 +436,7 @@ fn validation_rules(s: &Value, path: &str, c: &mut Vec<Cause>) {
         let (expr, msg) = (text(rule, "rule"), text(rule, "message"));
         let (expr_t, msg_t) = (expr.trim(), msg.trim());
         if expr_t.is_empty() {
-            c.push(required(at("rule"), "rule is not specified"));
+            c.push(Cause::required_detail(at("rule"), "rule is not specified"));
         } else if !msg.is_empty() && msg_t.is_empty() {
             c.push(Cause::invalid(
                 at("message"),
@@ -447,14 +450,14 @@ fn validation_rules(s: &Value, path: &str, c: &mut Vec<Cause>) {
                 "must not contain line breaks",
             ));
         } else if newline(expr_t) && msg_t.is_empty() {
-            c.push(required(
+            c.push(Cause::required_detail(
                 at("message"),
                 "message must be specified if rule contains line breaks",
             ));
         }
         let msg_expr = text(rule, "messageExpression");
         if !msg_expr.is_empty() && msg_expr.trim().is_empty() {
-            c.push(required(
+            c.push(Cause::required_detail(
                 at("messageExpression"),
                 "messageExpression must be non-empty if specified",
             ));

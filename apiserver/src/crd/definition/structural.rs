@@ -2,7 +2,7 @@
 //! (`unsupported`), its invariants on properties, items and
 //! additionalProperties, and what allOf/anyOf/oneOf/not may hold.
 
-use super::{field, flag, list, non_empty_map, props, required, text};
+use super::{field, flag, list, non_empty_map, props, text};
 use crate::error::Cause;
 use serde_json::{json, Map, Value};
 
@@ -122,7 +122,10 @@ pub(super) fn structural(s: &Value, lvl: Level, path: &str, c: &mut Vec<Cause>) 
     let preserve = flag(s, "x-kubernetes-preserve-unknown-fields");
     let items = field(s, "items").filter(|i| i.is_object());
     if ty == "array" && field(s, "items").is_none() {
-        c.push(required(format!("{path}.items"), "must be specified"));
+        c.push(Cause::required_detail(
+            format!("{path}.items"),
+            "must be specified",
+        ));
     }
     if let Some(items) = items {
         structural(items, Level::Item, &format!("{path}.items"), c);
@@ -178,7 +181,7 @@ pub(super) fn structural(s: &Value, lvl: Level, path: &str, c: &mut Vec<Cause>) 
     if embedded && ty != "object" {
         let msg = "must be object if x-kubernetes-embedded-resource is true";
         c.push(if ty.is_empty() {
-            required(type_field.clone(), msg)
+            Cause::required_detail(type_field.clone(), msg)
         } else {
             Cause::invalid(type_field.clone(), &json!(ty), msg)
         });
@@ -188,7 +191,7 @@ pub(super) fn structural(s: &Value, lvl: Level, path: &str, c: &mut Vec<Cause>) 
             Level::Item => "must not be empty for specified array items",
             Level::Field => "must not be empty for specified object fields",
         };
-        c.push(required(type_field.clone(), msg));
+        c.push(Cause::required_detail(type_field.clone(), msg));
     }
     if embedded && field(s, "additionalProperties").is_some() {
         c.push(Cause::forbidden(
@@ -232,7 +235,7 @@ pub(super) fn structural(s: &Value, lvl: Level, path: &str, c: &mut Vec<Cause>) 
         }
     }
     if embedded && !preserve && properties.is_none_or(Map::is_empty) {
-        c.push(required(
+        c.push(Cause::required_detail(
             format!("{path}.properties"),
             "must not be empty if x-kubernetes-embedded-resource is true without x-kubernetes-preserve-unknown-fields",
         ));

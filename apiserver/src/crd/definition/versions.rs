@@ -8,7 +8,7 @@ use super::names::validate_names;
 use super::openapi::validate_validation;
 use super::options::Opts;
 use super::structural::{has_extensions, schema_any};
-use super::{enum_string, field, flag, list, openapi_schema, per_version, required, text, Hoisted};
+use super::{enum_string, field, flag, list, openapi_schema, per_version, text, Hoisted};
 use crate::error::Cause;
 use serde_json::{json, Value};
 use skiff_machinery::names::{dns1035_label_errors, dns1123_subdomain_errors};
@@ -37,7 +37,10 @@ pub(super) fn validate_spec(spec: &Value, opts: &Opts, c: &mut Vec<Cause>) {
         if opts.schema_required {
             c.push(Cause::required(field));
         } else if !preserve && flag(v, "served") {
-            c.push(required(field, "because otherwise all fields are pruned"));
+            c.push(Cause::required_detail(
+                field,
+                "because otherwise all fields are pruned",
+            ));
         }
     }
     let schemas: Vec<&Value> = versions
