@@ -56,7 +56,19 @@ pub(super) fn validate_subresources(sub: Option<&Value>, path: &str, c: &mut Vec
     }
 }
 
-pub(super) fn validate_column(col: &Value, path: &str, c: &mut Vec<Cause>) {
+/// A list of printer columns, each at `{path}[j]`.
+pub(super) fn validate_columns(columns: Option<&Value>, path: &str, c: &mut Vec<Cause>) {
+    for (j, col) in columns
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        validate_column(col, &format!("{path}[{j}]"), c);
+    }
+}
+
+fn validate_column(col: &Value, path: &str, c: &mut Vec<Cause>) {
     const TYPES: &str = "must be one of boolean,date,integer,number,string";
     const FORMATS: [&str; 8] = [
         "byte",

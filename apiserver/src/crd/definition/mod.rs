@@ -140,7 +140,7 @@ pub fn validate(crd: &Value, old: Option<&Value>) -> Vec<Cause> {
         // The resource name derives from group and plural, and storage from
         // scope and kind once the CRD is served.
         let mut immutable = vec!["group", "names/plural"];
-        if is_established(old) {
+        if super::condition_true(old, "Established") {
             immutable.splice(0..0, ["scope", "names/kind"]);
         }
         for key in immutable {
@@ -216,15 +216,6 @@ fn storage_version(spec: &Value) -> Option<&str> {
         .map(|v| text(v, "name"))
 }
 
-fn is_established(crd: &Value) -> bool {
-    crd.pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| text(c, "type") == "Established" && text(c, "status") == "True")
-        })
-}
-
 fn non_empty_map(s: &Value, key: &str) -> bool {
     s.get(key)
         .and_then(Value::as_object)
@@ -275,4 +266,12 @@ fn per_version<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
 
 fn openapi_schema(validation: Option<&Value>) -> Option<&Value> {
     validation.and_then(|s| field(s, "openAPIV3Schema"))
+}
+
+/// The versions' own schemas, of those that have one.
+fn version_schemas(versions: &[Value]) -> Vec<&Value> {
+    versions
+        .iter()
+        .filter_map(|v| openapi_schema(v.get("schema")))
+        .collect()
 }

@@ -4,7 +4,7 @@
 use super::conversion::ACCEPTED_REVIEW;
 use super::openapi::{atomic_set_items, map_set_items, TYPES};
 use super::structural::{non_structural, schema_any};
-use super::{list, openapi_schema, per_version, text, Hoisted};
+use super::{list, openapi_schema, per_version, text, version_schemas, Hoisted};
 use serde_json::Value;
 use std::collections::HashSet;
 
@@ -36,10 +36,7 @@ impl Opts {
             };
         };
         let versions = list(old, "versions");
-        let schemas: Vec<&Value> = versions
-            .iter()
-            .filter_map(|v| openapi_schema(v.get("schema")))
-            .collect();
+        let schemas = version_schemas(versions);
         let old_has = |pred: &dyn Fn(&Value) -> bool| schemas.iter().any(|s| schema_any(s, pred));
         let review = old
             .pointer("/conversion/webhook/conversionReviewVersions")

@@ -2,13 +2,15 @@
 //! name, schema, subresources, columns and fields (its own or hoisted to the
 //! spec), deprecation, and the stored versions of the status.
 
-use super::columns::{validate_column, validate_selectable, validate_subresources};
+use super::columns::{validate_columns, validate_selectable, validate_subresources};
 use super::conversion::validate_conversion;
 use super::names::validate_names;
 use super::openapi::validate_validation;
 use super::options::Opts;
 use super::structural::{has_extensions, schema_any};
-use super::{enum_string, field, flag, list, openapi_schema, per_version, text, Hoisted};
+use super::{
+    enum_string, field, flag, list, openapi_schema, per_version, text, version_schemas, Hoisted,
+};
 use crate::error::Cause;
 use serde_json::{json, Value};
 use skiff_machinery::names::{dns1035_label_errors, dns1123_subdomain_errors};
@@ -43,10 +45,7 @@ pub(super) fn validate_spec(spec: &Value, opts: &Opts, c: &mut Vec<Cause>) {
             ));
         }
     }
-    let schemas: Vec<&Value> = versions
-        .iter()
-        .filter_map(|v| openapi_schema(v.get("schema")))
-        .collect();
+    let schemas = version_schemas(versions);
     let defaults = schemas
         .iter()
         .any(|s| schema_any(s, &|n| field(n, "default").is_some()));
@@ -90,14 +89,7 @@ pub(super) fn validate_spec(spec: &Value, opts: &Opts, c: &mut Vec<Cause>) {
     let subresources = shared("subresources", hoisted.subresources);
     validate_subresources(subresources, "spec.subresources", c);
     let columns = shared("additionalPrinterColumns", hoisted.columns);
-    for (j, col) in columns
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        validate_column(col, &format!("spec.additionalPrinterColumns[{j}]"), c);
-    }
+    validate_columns(columns, "spec.additionalPrinterColumns", c);
     if let Some(fields) = shared("selectableFields", hoisted.selectable) {
         const FIELD: &str = "spec.selectableFields";
         match validation {
@@ -158,14 +150,7 @@ fn validate_versions(
         let subresources = own("subresources", hoisted.subresources);
         validate_subresources(subresources, &format!("{path}.subresources"), c);
         let columns = own("additionalPrinterColumns", hoisted.columns);
-        for (j, col) in columns
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
-            validate_column(col, &format!("{path}.additionalPrinterColumns[{j}]"), c);
-        }
+        validate_columns(columns, &format!("{path}.additionalPrinterColumns"), c);
         if let Some(fields) = own("selectableFields", hoisted.selectable) {
             let field = format!("{path}.selectableFields");
             match openapi_schema(schema) {
