@@ -1,7 +1,7 @@
 //! Go's renderings of decoded JSON values, which upstream's messages and
 //! printers carry: `%q` ([`quote`]), `%v` of a float64 ([`float`]),
-//! encoding/json ([`json`], [`json_within`]), `%#v` ([`sharp`]) and how
-//! field.Error shows a bad value ([`bad_value`]).
+//! encoding/json ([`json`], [`json_within`]), `%T` ([`type_name`]), `%#v`
+//! ([`sharp`]) and how field.Error shows a bad value ([`bad_value`]).
 
 use std::fmt::Write;
 
@@ -161,6 +161,20 @@ fn write_json(v: &Value, out: &mut String, depth: usize, max_depth: usize) -> Op
     Some(())
 }
 
+/// `%T` of a decoded value held in an interface{}: the Go type upstream's
+/// errors name.
+pub fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "<nil>",
+        Value::Bool(_) => "bool",
+        Value::Number(n) if n.is_i64() => "int64",
+        Value::Number(_) => "float64",
+        Value::String(_) => "string",
+        Value::Array(_) => "[]interface {}",
+        Value::Object(_) => "map[string]interface {}",
+    }
+}
+
 /// `%#v` of a decoded value held in an interface{}.
 pub fn sharp(v: &Value) -> String {
     match v {
@@ -170,14 +184,14 @@ pub fn sharp(v: &Value) -> String {
         Value::String(s) => quote(s),
         Value::Array(items) => {
             let inner: Vec<String> = items.iter().map(sharp).collect();
-            format!("[]interface {{}}{{{}}}", inner.join(", "))
+            format!("{}{{{}}}", type_name(v), inner.join(", "))
         }
         Value::Object(map) => {
             let inner: Vec<String> = sorted(map)
                 .into_iter()
                 .map(|(k, v)| format!("{}:{}", quote(k), sharp(v)))
                 .collect();
-            format!("map[string]interface {{}}{{{}}}", inner.join(", "))
+            format!("{}{{{}}}", type_name(v), inner.join(", "))
         }
     }
 }

@@ -8,6 +8,7 @@ use std::mem::discriminant;
 use serde_json::Value;
 
 use super::parse::{Node, Param};
+use crate::gofmt;
 
 /// Far more values than a column shows: a path that multiplies them (`..` after
 /// `..`, say) fails rather than exhausting the server's memory.
@@ -118,7 +119,7 @@ fn array<'a>(params: &[Param; 3], input: Vec<&'a Value>) -> Eval<'a> {
             other => {
                 return fail(
                     input.clone(),
-                    format!("{} is not array or slice", go_type(other)),
+                    format!("{} is not array or slice", gofmt::type_name(other)),
                 )
             }
         };
@@ -172,7 +173,7 @@ fn filter<'a>(
         let Value::Array(items) = v else {
             let msg = format!(
                 "{} is not array or slice and cannot be filtered",
-                go_type(v)
+                gofmt::type_name(v)
             );
             return fail(input.clone(), msg);
         };
@@ -259,17 +260,4 @@ fn compare(op: &str, a: &Value, b: &Value) -> Result<bool, String> {
         "<=" => less()? || a == b,
         _ => !(less()? || a == b),
     })
-}
-
-/// The Go type upstream's errors name.
-fn go_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "<nil>",
-        Value::Bool(_) => "bool",
-        Value::Number(n) if n.is_i64() => "int64",
-        Value::Number(_) => "float64",
-        Value::String(_) => "string",
-        Value::Array(_) => "[]interface {}",
-        Value::Object(_) => "map[string]interface {}",
-    }
 }
