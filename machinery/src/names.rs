@@ -75,14 +75,14 @@ mod tests {
 
     #[test]
     fn errors_as_upstream_lists_them() {
-        let long = "must be no more than 63 characters".to_string();
+        let long = "must be no more than 63 characters";
         assert!(dns1035_label_errors("abc-123").is_empty());
         assert_eq!(dns1035_label_errors("1abc"), [DNS1035_LABEL_MSG]);
         assert_eq!(dns1035_label_errors(""), [DNS1035_LABEL_MSG]);
-        assert_eq!(dns1035_label_errors(&"a".repeat(64)), [long.clone()]);
+        assert_eq!(dns1035_label_errors(&"a".repeat(64)), [long]);
         assert_eq!(
             dns1035_label_errors(&format!("{}-", "a".repeat(63))),
-            [long.clone(), DNS1035_LABEL_MSG.to_string()]
+            [long, DNS1035_LABEL_MSG]
         );
         assert!(dns1123_label_errors("123-abc").is_empty());
         assert_eq!(dns1123_label_errors("a_b"), [DNS1123_LABEL_MSG]);
