@@ -13,6 +13,7 @@ use crate::meta;
 use crate::registry::{DeleteOptions, Part, Registry, WriteOptions};
 use serde_json::{json, Value};
 use skiff_machinery::catalog::{self, Resource};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,34 +22,75 @@ fn definitions() -> &'static Resource {
         .expect("CRDs in the catalog")
 }
 
+/// What the controller keeps of each CRD between passes (by storage key):
+/// its revision, what judging its names reads (`summary`), and the
+/// resources it serves, so a pass over CRDs that did not change parses and
+/// builds nothing and holds no second copy of their schemas (those of
+/// prometheus-operator's CRDs are megabytes).
+#[derive(Default)]
+struct Known(HashMap<String, (i64, Arc<Value>, Vec<&'static Resource>)>);
+
+/// A CRD without its schemas: metadata, group, names and status.
+fn summary(crd: &Value) -> Value {
+    let mut metadata = crd.get("metadata").cloned().unwrap_or(json!({}));
+    if let Some(m) = metadata.as_object_mut() {
+        m.remove("managedFields");
+    }
+    json!({
+        "metadata": metadata,
+        "spec": {"group": crd.pointer("/spec/group"), "names": crd.pointer("/spec/names")},
+        "status": crd.get("status").cloned().unwrap_or(json!({})),
+    })
+}
+
 /// Serves the established CRDs' resources, then runs the controller for as
 /// long as the server runs.
 pub async fn start(reg: Arc<Registry>) {
-    if let Err(e) = reconcile(&reg).await {
-        tracing::warn!(error = %e, "custom resource definitions");
-    }
+    let mut known = Known::default();
+    reconcile(&reg, &mut known).await;
     tokio::spawn(async move {
         let cache = reg.cache(definitions());
         loop {
             let seen = cache.revision();
-            if let Err(e) = reconcile(&reg).await {
-                tracing::warn!(error = %e, "custom resource definitions");
-            }
-            // Again on the next change to a CRD, and every few seconds while
-            // one is being finalized or its status could not be written.
-            cache.wait_for(seen + 1, Duration::from_secs(5)).await;
+            let again_soon = reconcile(&reg, &mut known).await;
+            // Again on the next change to a CRD; also after a while when one
+            // is being finalized or its status could not be written.
+            let wait = if again_soon { 1 } else { 60 };
+            cache.wait_for(seen + 1, Duration::from_secs(wait)).await;
         }
     });
 }
 
-/// One pass over every CRD.
-async fn reconcile(reg: &Registry) -> Result<(), crate::error::ApiError> {
+/// One pass over every CRD; true when one needs another pass soon.
+async fn reconcile(reg: &Registry, known: &mut Known) -> bool {
     let res = definitions();
     let (entries, _) = reg.cache(res).list(&res.key_prefix());
-    let mut crds: Vec<Value> = entries.iter().map(|e| e.object()).collect();
+    known
+        .0
+        .retain(|key, _| entries.iter().any(|e| &e.key == key));
+    let mut crds: Vec<(Arc<Value>, Vec<&'static Resource>, usize)> = entries
+        .iter()
+        .enumerate()
+        .map(|(at, e)| {
+            let slot = known
+                .0
+                .entry(e.key.clone())
+                .or_insert((-1, Arc::default(), Vec::new()));
+            if slot.0 != e.mod_revision {
+                let crd = e.object();
+                let serves = if condition_true(&crd, "Established") {
+                    served::resources(&crd)
+                } else {
+                    Vec::new()
+                };
+                *slot = (e.mod_revision, Arc::new(summary(&crd)), serves);
+            }
+            (slot.1.clone(), slot.2.clone(), at)
+        })
+        .collect();
     // The oldest claim to a name wins, as upstream's naming controller
     // keeps names already accepted.
-    crds.sort_by(|a, b| {
+    crds.sort_by(|(a, ..), (b, ..)| {
         let at = |o: &Value| {
             o.pointer("/metadata/creationTimestamp")
                 .and_then(Value::as_str)
@@ -59,36 +101,43 @@ async fn reconcile(reg: &Registry) -> Result<(), crate::error::ApiError> {
             .cmp(&at(b))
             .then_with(|| meta::name(a).cmp(meta::name(b)))
     });
+    let mut again_soon = false;
     let mut serving = Vec::new();
     for i in 0..crds.len() {
-        let mut crd = crds[i].clone();
         let others: Vec<&Value> = crds
             .iter()
             .enumerate()
             .filter(|(j, _)| *j != i)
-            .map(|(_, c)| c)
+            .map(|(_, (c, ..))| &**c)
             .collect();
-        let changed = judge_names(&mut crd, &others);
-        if changed {
-            write_status(reg, &crd).await;
-            crds[i] = crd.clone();
+        if let Some(status) = judge_names(&crds[i].0, &others) {
+            // Served at once under the names just accepted: a client that
+            // sees Established may use them right away.
+            let mut judged = entries[crds[i].2].object();
+            judged["status"] = status;
+            again_soon |= !write_status(reg, &judged).await;
+            crds[i].1 = if condition_true(&judged, "Established") {
+                served::resources(&judged)
+            } else {
+                Vec::new()
+            };
+            crds[i].0 = Arc::new(summary(&judged));
         }
-        if condition_true(&crd, "Established") {
-            serving.extend(served::resources(&crd));
-        }
+        serving.extend(crds[i].1.iter().copied());
     }
     reg.serve_custom(serving);
-    for crd in &crds {
+    for (crd, serves, _) in &crds {
         if meta::deletion_timestamp(crd).is_some() {
-            finalize(reg, crd).await;
+            again_soon = true;
+            finalize(reg, crd, serves).await;
         }
     }
-    Ok(())
+    again_soon
 }
 
-/// Judges a CRD's names against the other CRDs of its group; true when its
-/// status changed.
-fn judge_names(crd: &mut Value, others: &[&Value]) -> bool {
+/// Judges a CRD's names against the other CRDs of its group; its new
+/// status when that changed.
+fn judge_names(crd: &Value, others: &[&Value]) -> Option<Value> {
     let group = crd.pointer("/spec/group").cloned().unwrap_or(Value::Null);
     let names = crd.pointer("/spec/names").cloned().unwrap_or(json!({}));
     let name_of = |n: &Value, k: &str| {
@@ -161,20 +210,22 @@ fn judge_names(crd: &mut Value, others: &[&Value]) -> bool {
             break;
         }
     }
-    let before = crd.get("status").cloned();
+    let before = crd.get("status").cloned().unwrap_or(json!({}));
+    // Only the status is judged: the conditions' helpers take it in an object.
+    let mut judged = json!({"status": before.clone()});
     match conflict {
         None => {
-            crd["status"]["acceptedNames"] = names;
+            judged["status"]["acceptedNames"] = names;
             set_condition(
-                crd,
+                &mut judged,
                 "NamesAccepted",
                 "True",
                 "NoConflicts",
                 "no conflicts found",
             );
-            if !condition_true(crd, "Established") {
+            if !condition_true(&judged, "Established") {
                 set_condition(
-                    crd,
+                    &mut judged,
                     "Established",
                     "True",
                     "InitialNamesAccepted",
@@ -183,10 +234,10 @@ fn judge_names(crd: &mut Value, others: &[&Value]) -> bool {
             }
         }
         Some((reason, message)) => {
-            set_condition(crd, "NamesAccepted", "False", reason, &message);
-            if !condition_true(crd, "Established") {
+            set_condition(&mut judged, "NamesAccepted", "False", reason, &message);
+            if !condition_true(&judged, "Established") {
                 set_condition(
-                    crd,
+                    &mut judged,
                     "Established",
                     "False",
                     "NotAccepted",
@@ -195,15 +246,17 @@ fn judge_names(crd: &mut Value, others: &[&Value]) -> bool {
             }
         }
     }
-    crd.get("status").cloned() != before
+    let status = judged["status"].take();
+    (status != before).then_some(status)
 }
 
-/// Writes a CRD's status as the controller judged it; a conflict is
-/// retried on the next pass.
-async fn write_status(reg: &Registry, crd: &Value) {
+/// Writes a CRD's status as the controller judged it; false when it was
+/// not written (a conflict is judged again on the next pass).
+async fn write_status(reg: &Registry, crd: &Value) -> bool {
     let res = definitions();
     let status = crd.get("status").cloned().unwrap_or(Value::Null);
-    let uid = meta::uid(crd).map(String::from);
+    // Over the version judged only: a CRD changed meanwhile is judged again.
+    let judged_at = meta::resource_version(crd).and_then(|rv| rv.parse::<i64>().ok());
     let result = reg
         .update_with(
             res,
@@ -213,17 +266,21 @@ async fn write_status(reg: &Registry, crd: &Value) {
             &controller_options(),
             "Update",
             |cur| {
-                if meta::uid(cur).map(String::from) != uid {
-                    return Err(crate::error::ApiError::not_found(res, meta::name(cur)));
-                }
                 let mut next = cur.clone();
                 next["status"] = status.clone();
+                if let Some(rv) = judged_at {
+                    meta::set_resource_version(&mut next, rv);
+                }
                 Ok(next)
             },
         )
         .await;
-    if let Err(e) = result {
-        tracing::debug!(crd = meta::name(crd), error = %e.message, "CRD status not written");
+    match result {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::debug!(crd = meta::name(crd), error = %e.message, "CRD status not written");
+            false
+        }
     }
 }
 
@@ -235,17 +292,13 @@ fn controller_options() -> WriteOptions {
 }
 
 /// Deletes a deleting CRD's objects; once none is left, lets the CRD go.
-async fn finalize(reg: &Registry, crd: &Value) {
+async fn finalize(reg: &Registry, crd: &Value, serves: &[&'static Resource]) {
     if !meta::finalizers(crd).iter().any(|f| f == CLEANUP_FINALIZER) {
         return;
     }
     let name = meta::name(crd).to_string();
     // Its storage version's objects are all its objects.
-    let Some(custom) = served::resources(crd)
-        .into_iter()
-        .next()
-        .map(catalog::storage_resource)
-    else {
+    let Some(custom) = serves.first().copied().map(catalog::storage_resource) else {
         // Never served: nothing can have been stored.
         remove_finalizer(reg, &name).await;
         return;
