@@ -362,12 +362,15 @@ pub struct Subscription {
 impl WatchCache {
     /// Starts the cache and the task that feeds it from storage.
     /// `history_total` is shared by all caches of the server.
+    /// `extra_fields` are fields selectors may name beyond the built-in
+    /// ones (a CRD's selectable fields).
     pub fn start(
         storage: Arc<dyn Storage>,
         prefix: String,
         history_total: Arc<AtomicUsize>,
+        extra_fields: &[&'static str],
     ) -> Arc<WatchCache> {
-        let cache = Self::unfed_with(prefix, history_total);
+        let cache = Self::unfed_with(prefix, history_total, extra_fields);
         let feeder = cache.clone();
         let task = tokio::spawn(async move { feeder.feed(storage).await });
         *cache.feeder.lock().expect("feeder lock") = Some(task.abort_handle());
@@ -387,10 +390,14 @@ impl WatchCache {
 
     /// A cache nothing feeds: empty, at revision 0.
     pub fn unfed(prefix: String) -> Arc<WatchCache> {
-        Self::unfed_with(prefix, Arc::default())
+        Self::unfed_with(prefix, Arc::default(), &[])
     }
 
-    fn unfed_with(prefix: String, history_total: Arc<AtomicUsize>) -> Arc<WatchCache> {
+    fn unfed_with(
+        prefix: String,
+        history_total: Arc<AtomicUsize>,
+        extra_fields: &[&'static str],
+    ) -> Arc<WatchCache> {
         let mut fields: Vec<&'static str> = Vec::new();
         let builtin = skiff_machinery::catalog::RESOURCES
             .iter()
@@ -402,6 +409,11 @@ impl WatchCache {
                 if !fields.contains(&f) {
                     fields.push(f);
                 }
+            }
+        }
+        for f in extra_fields {
+            if !fields.contains(f) {
+                fields.push(f);
             }
         }
         Arc::new(WatchCache {

@@ -44,6 +44,9 @@ pub struct Custom {
     pub deprecation: Option<String>,
     /// Whether versions convert through a webhook (`spec.conversion.strategy`).
     pub webhook_conversion: bool,
+    /// Fields field selectors may name beyond metadata's: the version's
+    /// `selectableFields`, as paths without the leading dot (`spec.color`).
+    pub selectable: Vec<&'static str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

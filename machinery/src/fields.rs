@@ -51,12 +51,28 @@ impl Selector {
 
     /// Checks every field is one the resource supports (upstream answers 400 otherwise).
     pub fn validate_for(&self, group: &str, plural: &str) -> Result<(), SelectorError> {
-        for r in &self.requirements {
-            if !supported(group, plural, &r.field) {
-                return Err(SelectorError::Unsupported(r.field.clone()));
+        self.validate_with(|f| supported(group, plural, f))
+    }
+
+    /// Like `validate_for`, for any resource: a custom resource's fields
+    /// are metadata's and its CRD's selectable fields.
+    pub fn validate_for_resource(
+        &self,
+        res: &crate::catalog::Resource,
+    ) -> Result<(), SelectorError> {
+        match res.custom {
+            Some(custom) => {
+                self.validate_with(|f| COMMON.contains(&f) || custom.selectable.contains(&f))
             }
+            None => self.validate_for(res.group, res.plural),
         }
-        Ok(())
+    }
+
+    fn validate_with(&self, supported: impl Fn(&str) -> bool) -> Result<(), SelectorError> {
+        match self.requirements.iter().find(|r| !supported(&r.field)) {
+            Some(r) => Err(SelectorError::Unsupported(r.field.clone())),
+            None => Ok(()),
+        }
     }
 
     /// The value of `metadata.name=x` if the selector pins a single name.

@@ -31,6 +31,8 @@ spec:
       scale:
         specReplicasPath: .spec.replicas
         statusReplicasPath: .status.replicas
+    selectableFields:
+    - jsonPath: .spec.image
     additionalPrinterColumns:
     - name: Spec
       type: string
@@ -205,6 +207,33 @@ fn custom_resources_are_served_as_their_definition_says() {
         r#"{"status":{"replicas":7}}"#,
     ]);
     assert_eq!(get_json(&s, "ct", "my-cron", &ns)["status"]["replicas"], 3);
+
+    // Field selectors on metadata and on the CRD's selectable fields.
+    let sel = |selector: &str| {
+        s.kubectl(&[
+            "get",
+            "ct",
+            "-n",
+            &ns,
+            "-o",
+            "name",
+            "--field-selector",
+            selector,
+        ])
+    };
+    let out = sel("spec.image=other-image");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "crontab.stable.example.com/my-cron\n"
+    );
+    let out = sel("spec.image=nothing,metadata.name=my-cron");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    let out = sel("spec.cronSpec=x");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("field label not supported: spec.cronSpec"),
+        "{err}"
+    );
 
     // The other served version, discovery and explain.
     let v = s.ok(&[

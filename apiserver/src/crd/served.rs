@@ -66,6 +66,14 @@ pub fn resources(crd: &Value) -> Vec<&'static Resource> {
                 .unwrap_or(Value::Array(Vec::new())),
             scale: scale.clone(),
             storage,
+            selectable: version
+                .get("selectableFields")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f.get("jsonPath").and_then(Value::as_str))
+                .map(|p| leak(p.trim_start_matches('.')))
+                .collect(),
             webhook_conversion: spec.pointer("/conversion/strategy").and_then(Value::as_str)
                 == Some("Webhook"),
             deprecation: version

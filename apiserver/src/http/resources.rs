@@ -235,7 +235,7 @@ pub fn list_options(target: &Target, q: &Query) -> Result<ListOptions, ApiError>
     let fields = fields::Selector::parse(q.get("fieldSelector").unwrap_or(""))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     fields
-        .validate_for(target.res.group, target.res.plural)
+        .validate_for_resource(target.res)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let limit = match q.get("limit") {
         None | Some("") => 0,

@@ -250,7 +250,7 @@ impl Registry {
         for res in catalog::RESOURCES.iter().filter(|r| r.stored) {
             let prefix = res.key_prefix();
             caches.entry(prefix.clone()).or_insert_with(|| {
-                WatchCache::start(storage.clone(), prefix, history_total.clone())
+                WatchCache::start(storage.clone(), prefix, history_total.clone(), &[])
             });
         }
         let services = ipalloc::ServiceAllocator::new(service_cidr)?;
@@ -272,19 +272,36 @@ impl Registry {
     /// Serves these custom resources from now on: a watch cache starts for
     /// each new one, and those no longer served stop.
     pub fn serve_custom(&self, custom: Vec<&'static Resource>) {
-        let prefixes: Vec<String> = custom.iter().map(|r| r.key_prefix()).collect();
+        // Each CRD's prefix, with the fields its versions make selectable.
+        let mut wanted: HashMap<String, Vec<&'static str>> = HashMap::new();
+        for res in &custom {
+            let fields = wanted.entry(res.key_prefix()).or_default();
+            for f in res.custom.iter().flat_map(|c| &c.selectable) {
+                if !fields.contains(f) {
+                    fields.push(f);
+                }
+            }
+        }
         {
             let mut caches = self.custom_caches.write().expect("caches lock");
+            // A cache whose CRD went, or whose selectable fields changed, stops.
             caches.retain(|prefix, cache| {
-                let keep = prefixes.contains(prefix);
+                let keep = wanted
+                    .get(prefix)
+                    .is_some_and(|fields| fields.iter().all(|f| cache.fields.contains(f)));
                 if !keep {
                     cache.stop();
                 }
                 keep
             });
-            for prefix in prefixes {
+            for (prefix, fields) in wanted {
                 caches.entry(prefix.clone()).or_insert_with(|| {
-                    WatchCache::start(self.storage.clone(), prefix, self.history_total.clone())
+                    WatchCache::start(
+                        self.storage.clone(),
+                        prefix,
+                        self.history_total.clone(),
+                        &fields,
+                    )
                 });
             }
         }
