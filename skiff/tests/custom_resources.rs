@@ -61,6 +61,16 @@ spec:
                 minimum: 1
                 maximum: 10
                 default: 1
+              ports:
+                type: array
+                x-kubernetes-list-type: map
+                x-kubernetes-list-map-keys: [name]
+                items:
+                  type: object
+                  required: [name]
+                  properties:
+                    name: {type: string}
+                    port: {type: integer}
           status:
             type: object
             properties:
@@ -207,6 +217,47 @@ fn custom_resources_are_served_as_their_definition_says() {
         r#"{"status":{"replicas":7}}"#,
     ]);
     assert_eq!(get_json(&s, "ct", "my-cron", &ns)["status"]["replicas"], 3);
+
+    // Server-side apply merges a list the schema makes a map: two managers
+    // each keep their own port. (A new object: kubectl would hand
+    // my-cron's client-side-applied fields to the first manager, which
+    // would then drop them, as upstream.)
+    let ports = |manager: &str, port: &str| {
+        let manifest = format!(
+            "apiVersion: stable.example.com/v1\nkind: CronTab\nmetadata: {{name: ported}}\nspec:\n  ports:\n  - {{name: {manager}, port: {port}}}\n"
+        );
+        let out = s.kubectl_stdin(
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager",
+                manager,
+                "-n",
+                &ns,
+                "-f",
+                "-",
+            ],
+            &manifest,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ports("web", "80");
+    ports("metrics", "9090");
+    let got = s.ok(&[
+        "get",
+        "ct",
+        "ported",
+        "-n",
+        &ns,
+        "-o",
+        "jsonpath={.spec.ports[*].name}",
+    ]);
+    assert_eq!(got, "web metrics");
+    s.ok(&["delete", "ct", "ported", "-n", &ns]);
 
     // Field selectors on metadata and on the CRD's selectable fields.
     let sel = |selector: &str| {

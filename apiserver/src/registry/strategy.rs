@@ -82,6 +82,7 @@ pub fn with_field_scope<R>(
         api_version: &api_version,
         subresource,
         keep,
+        schema: res.custom.map(|c| &c.schema).filter(|s| s.is_object()),
     })
 }
 

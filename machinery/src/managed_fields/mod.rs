@@ -56,11 +56,16 @@ pub struct Scope<'a> {
     pub api_version: &'a str,
     pub subresource: &'a str,
     pub keep: Keep,
+    /// A custom resource's schema, which types its fields.
+    pub schema: Option<&'static serde_json::Value>,
 }
 
 impl Scope<'_> {
     fn ty(&self) -> schema::Ty {
-        schema::Ty::root(self.kind)
+        match self.schema {
+            Some(s) => schema::Ty::custom_root(s),
+            None => schema::Ty::root(self.kind),
+        }
     }
 
     /// `set` without what this write may not own.

@@ -22,6 +22,10 @@ pub enum Ty {
     Typed(Option<&'static str>),
     /// A kind without a schema.
     Deduced,
+    /// A custom resource, typed by its CRD version's `openAPIV3Schema`:
+    /// the root (whose `metadata` is ObjectMeta), then any node below it.
+    CustomRoot(&'static Value),
+    Custom(&'static Value),
     /// Replaced and owned as a whole.
     Atomic,
 }
@@ -81,15 +85,33 @@ impl Ty {
         }
     }
 
+    /// A custom resource's type, from its schema.
+    pub fn custom_root(schema: &'static Value) -> Ty {
+        Ty::CustomRoot(schema)
+    }
+
     /// Whether the keys of this map are a struct's named fields (owned only
     /// through what they hold) rather than map keys (owned as themselves).
     pub fn named(self) -> bool {
-        matches!(self, Ty::Typed(_))
+        match self {
+            Ty::Typed(_) | Ty::CustomRoot(_) => true,
+            // An object of declared properties is a struct; one of
+            // additionalProperties a map.
+            Ty::Custom(s) => s.get("properties").is_some(),
+            Ty::Deduced | Ty::Atomic => false,
+        }
     }
 
     /// The type of `field`'s value — of its items for a list — and how a
     /// list there is owned.
     pub fn field(self, field: &str) -> (Ty, List) {
+        match self {
+            Ty::CustomRoot(_) if field == "metadata" => {
+                return (Ty::Typed(Some("ObjectMeta")), List::Atomic)
+            }
+            Ty::CustomRoot(s) | Ty::Custom(s) => return custom_field(s, field),
+            _ => {}
+        }
         let Ty::Typed(Some(ty)) = self else {
             return (
                 if self == Ty::Deduced {
@@ -118,6 +140,49 @@ impl Ty {
             (_, FieldPatch::Default) => List::Atomic,
         };
         (child, list)
+    }
+}
+
+/// A field of a custom resource's schema node, as structured-merge-diff
+/// reads CRD schemas: `x-kubernetes-list-type` (`map` by
+/// `x-kubernetes-list-map-keys`, `set`, else atomic) and
+/// `x-kubernetes-map-type: atomic`; where the schema keeps unknown fields,
+/// what it does not declare is deduced.
+fn custom_field(node: &'static Value, field: &str) -> (Ty, List) {
+    let declared = node
+        .pointer("/properties")
+        .and_then(|p| p.get(field))
+        .or_else(|| node.get("additionalProperties").filter(|a| a.is_object()));
+    let Some(child) = declared else {
+        return (Ty::Deduced, List::Atomic);
+    };
+    if child.get("x-kubernetes-map-type").and_then(Value::as_str) == Some("atomic") {
+        return (Ty::Atomic, List::Atomic);
+    }
+    let Some(items) = child
+        .get("items")
+        .filter(|_| child.get("type") == Some(&json!("array")))
+    else {
+        return (Ty::Custom(child), List::Atomic);
+    };
+    let item_ty = if items.get("x-kubernetes-map-type").and_then(Value::as_str) == Some("atomic") {
+        Ty::Atomic
+    } else {
+        Ty::Custom(items)
+    };
+    match child.get("x-kubernetes-list-type").and_then(Value::as_str) {
+        Some("map") => {
+            let keys: Vec<&'static str> = child
+                .get("x-kubernetes-list-map-keys")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            (item_ty, List::Map(keys, &[]))
+        }
+        Some("set") => (item_ty, List::Set),
+        _ => (Ty::Atomic, List::Atomic),
     }
 }
 

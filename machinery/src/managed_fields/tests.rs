@@ -13,6 +13,7 @@ fn deployments() -> Scope<'static> {
         api_version: "apps/v1",
         subresource: "",
         keep: Keep::AllBut("status"),
+        schema: None,
     }
 }
 
@@ -578,4 +579,53 @@ fn update_entries_are_capped_into_ancient_changes() {
     ));
     assert!(entry(&obj, "m03", "Update").is_none() && entry(&obj, "m04", "Update").is_some());
     assert!(owns(&obj, "ancient-changes", "Update", "spec.replicas"));
+}
+
+/// A custom resource's list that its schema makes a map (by `name`): two
+/// managers applying one item each own and keep their own, as upstream
+/// (without the schema the list would be atomic, the second apply taking
+/// it whole).
+#[test]
+fn custom_resource_lists_follow_their_schema() {
+    let schema: &'static Value = Box::leak(Box::new(json!({
+        "type": "object",
+        "properties": {"spec": {"type": "object", "properties": {
+            "listeners": {
+                "type": "array",
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name"],
+                "items": {"type": "object", "properties": {
+                    "name": {"type": "string"}, "port": {"type": "integer"}}},
+            },
+            "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
+        }}},
+    })));
+    let scope = Scope {
+        kind: "Gateway",
+        api_version: "example.com/v1",
+        subresource: "",
+        keep: Keep::All,
+        schema: Some(schema),
+    };
+    let gateway = |listener: Value, tag: &str| {
+        json!({"apiVersion": "example.com/v1", "kind": "Gateway", "metadata": {"name": "gw"},
+               "spec": {"listeners": [listener], "tags": [tag]}})
+    };
+    let first = gateway(json!({"name": "http", "port": 80}), "a");
+    let live = apply(&scope, &json!({}), &first, "one", false, T1).unwrap();
+    let second = gateway(json!({"name": "https", "port": 443}), "b");
+    let both = apply(&scope, &live, &second, "two", false, T2).unwrap();
+    let names: Vec<&str> = both["spec"]["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["http", "https"]);
+    assert_eq!(both["spec"]["tags"], json!(["a", "b"]));
+    let e = entry(&both, "two", "Apply").unwrap();
+    assert_eq!(
+        e["fieldsV1"]["f:spec"]["f:listeners"],
+        json!({"k:{\"name\":\"https\"}": {".": {}, "f:name": {}, "f:port": {}}})
+    );
 }
