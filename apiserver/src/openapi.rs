@@ -5,6 +5,7 @@
 //! carries `fieldValidation` — which is how kubectl decides that the server
 //! validates fields itself (`--validate=strict`).
 
+use crate::registry::Registry;
 use serde_json::{json, Map, Value};
 use skiff_machinery::catalog::{self, Resource, Served};
 use skiff_machinery::strategic_merge::{self, FieldPatch};
@@ -255,7 +256,8 @@ fn operations(res: &Resource, schema_name: &str) -> Map<String, Value> {
 /// The document for one group/version, as JSON bytes: built once for the
 /// built-in groups, at each request for a group of custom resources (their
 /// definitions change while the server runs).
-pub fn document(served: &Served, group: &str, version: &str) -> Option<Cow<'static, [u8]>> {
+pub fn document(reg: &Registry, group: &str, version: &str) -> Option<Cow<'static, [u8]>> {
+    let served = reg.served();
     let custom: Vec<&Resource> = served
         .custom()
         .iter()
@@ -263,11 +265,25 @@ pub fn document(served: &Served, group: &str, version: &str) -> Option<Cow<'stat
         .filter(|r| r.group == group && r.version == version)
         .collect();
     if !custom.is_empty() {
-        return serde_json::to_vec(&custom_document(&custom))
+        return serde_json::to_vec(&custom_document(reg, &custom))
             .ok()
             .map(Cow::Owned);
     }
     builtin_document(group, version).map(Cow::Borrowed)
+}
+
+/// A custom resource's schema with its documentation, from its CRD (the
+/// served resource keeps none).
+fn documented_schema(reg: &Registry, res: &Resource) -> Option<Value> {
+    let custom = res.custom?;
+    let crds = catalog::lookup("apiextensions.k8s.io", "v1", "customresourcedefinitions")?;
+    let crd = reg.cache(crds).get(&crds.key(None, &custom.crd))?.object();
+    crd.pointer("/spec/versions")?
+        .as_array()?
+        .iter()
+        .find(|v| v.get("name").and_then(Value::as_str) == Some(res.version))?
+        .pointer("/schema/openAPIV3Schema")
+        .cloned()
 }
 
 fn builtin_document(group: &str, version: &str) -> Option<&'static [u8]> {
@@ -314,7 +330,7 @@ fn custom_schema_name(res: &Resource) -> String {
 /// The document of a group/version of custom resources: each kind's schema
 /// from its CRD, with the standard `apiVersion`, `kind` and `metadata`, its
 /// list, and the metadata types they reference.
-fn custom_document(resources: &[&Resource]) -> Value {
+fn custom_document(reg: &Registry, resources: &[&Resource]) -> Value {
     const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
     const LIST_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta";
     let core = schema_set("", "v1");
@@ -327,8 +343,9 @@ fn custom_document(resources: &[&Resource]) -> Value {
         let Some(custom) = res.custom else { continue };
         let name = custom_schema_name(res);
         let gvk = json!([{"group": res.group, "version": res.version, "kind": res.kind}]);
-        let mut schema = match &custom.schema {
-            Value::Object(m) => m.clone(),
+        let mut schema = match documented_schema(reg, res).unwrap_or_else(|| custom.schema.clone())
+        {
+            Value::Object(m) => m,
             _ => Map::from_iter([
                 ("type".to_string(), json!("object")),
                 (
@@ -422,10 +439,16 @@ pub fn root(served: &Served) -> Value {
                 .custom()
                 .iter()
                 .any(|r| r.group == group && r.version == v);
+            // A changed CRD is a new (never freed) definition: its address
+            // tags the document without building it.
             let tag = if custom {
-                document(served, group, v)
-                    .map(|doc| fnv(std::str::from_utf8(&doc).unwrap_or_default()))
-                    .unwrap_or_default()
+                let addresses: String = served
+                    .custom()
+                    .iter()
+                    .filter(|r| r.group == group && r.version == v)
+                    .map(|r| format!("{:p}", *r))
+                    .collect();
+                fnv(&addresses)
             } else {
                 fnv(&p)
             };

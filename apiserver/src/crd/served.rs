@@ -58,7 +58,7 @@ pub fn resources(crd: &Value) -> Vec<&'static Resource> {
             crd: format!("{}.{group}", text(names, "plural")),
             schema: version
                 .pointer("/schema/openAPIV3Schema")
-                .cloned()
+                .map(without_descriptions)
                 .unwrap_or(Value::Null),
             columns: version
                 .get("additionalPrinterColumns")
@@ -139,6 +139,40 @@ pub fn resources(crd: &Value) -> Vec<&'static Resource> {
             }
         })
         .collect()
+}
+
+/// A schema without its nodes' descriptions: most of a CRD's text, which
+/// validation, pruning and defaulting never read (the OpenAPI documents
+/// take them from the CRD itself). Only schema nodes lose them, not a
+/// property that happens to be called `description`.
+fn without_descriptions(node: &Value) -> Value {
+    let Some(m) = node.as_object() else {
+        return node.clone();
+    };
+    let mut out = serde_json::Map::new();
+    for (k, v) in m {
+        let kept = match (k.as_str(), v) {
+            ("description", _) => continue,
+            (
+                "properties" | "definitions" | "dependencies" | "patternProperties",
+                Value::Object(children),
+            ) => Value::Object(
+                children
+                    .iter()
+                    .map(|(name, s)| (name.clone(), without_descriptions(s)))
+                    .collect(),
+            ),
+            ("items" | "additionalProperties" | "not" | "additionalItems", _) => {
+                without_descriptions(v)
+            }
+            ("allOf" | "anyOf" | "oneOf", Value::Array(items)) => {
+                Value::Array(items.iter().map(without_descriptions).collect())
+            }
+            _ => v.clone(),
+        };
+        out.insert(k.clone(), kept);
+    }
+    Value::Object(out)
 }
 
 /// Upstream's kube-aware version order, most preferred first: GA before
@@ -260,6 +294,21 @@ mod tests {
         let mut crd = crontab();
         crd.as_object_mut().unwrap().remove("status");
         assert!(resources(&crd).is_empty());
+    }
+
+    #[test]
+    fn schemas_keep_no_descriptions_but_keep_such_properties() {
+        let schema = json!({"type": "object", "description": "a widget", "properties": {
+            "description": {"type": "string", "description": "what it is"},
+            "parts": {"type": "array", "items": {"type": "object", "description": "one part"}},
+        }});
+        assert_eq!(
+            without_descriptions(&schema),
+            json!({"type": "object", "properties": {
+                "description": {"type": "string"},
+                "parts": {"type": "array", "items": {"type": "object"}},
+            }})
+        );
     }
 
     #[test]

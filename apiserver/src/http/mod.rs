@@ -164,11 +164,9 @@ async fn route(
         (Method::GET, ["openapi", "v3"]) => {
             simple(json_ok(&openapi::root(&state.registry.served())))
         }
-        (Method::GET, ["openapi", "v3", "api", v]) => {
-            simple(openapi_doc(&state.registry.served(), "", v))
-        }
+        (Method::GET, ["openapi", "v3", "api", v]) => simple(openapi_doc(&state.registry, "", v)),
         (Method::GET, ["openapi", "v3", "apis", g, v]) => {
-            simple(openapi_doc(&state.registry.served(), g, v))
+            simple(openapi_doc(&state.registry, g, v))
         }
         (
             _,
@@ -270,8 +268,8 @@ fn aggregated(served: &Served, legacy: bool, content_type: &'static str) -> Resp
         .into_response()
 }
 
-fn openapi_doc(served: &Served, group: &str, version: &str) -> Response {
-    match openapi::document(served, group, version) {
+fn openapi_doc(reg: &Registry, group: &str, version: &str) -> Response {
+    match openapi::document(reg, group, version) {
         Some(doc) => (
             StatusCode::OK,
             [
