@@ -32,6 +32,9 @@ pub struct Resource {
 pub struct Custom {
     /// The CustomResourceDefinition's name, `<plural>.<group>`.
     pub crd: String,
+    /// Its `metadata.generation`: a definition is new with every change
+    /// to the CRD's spec, its documentation's too.
+    pub generation: i64,
     /// The version's `openAPIV3Schema` (`Null` when it has none).
     pub schema: serde_json::Value,
     /// The version's `additionalPrinterColumns` (a JSON array).

@@ -56,6 +56,10 @@ pub fn resources(crd: &Value) -> Vec<&'static Resource> {
         let scale = subresources.get("scale").cloned().unwrap_or(Value::Null);
         let custom = Custom {
             crd: format!("{}.{group}", text(names, "plural")),
+            generation: crd
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0),
             schema: version
                 .pointer("/schema/openAPIV3Schema")
                 .map(without_descriptions)
