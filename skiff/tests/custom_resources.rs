@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{get_json, kubectl_until, server_and_namespace};
+use common::{get_json, kubectl_until, server_and_namespace, Server};
 use std::time::{Duration, Instant};
 
 const CRD: &str = r#"
@@ -95,19 +95,36 @@ spec:
   image: my-awesome-cron-image
 "#;
 
-fn established(s: &common::Server) {
-    kubectl_until(
-        s,
-        "the CRD established",
-        &[
-            "get",
-            "crd",
-            "crontabs.stable.example.com",
-            "-o",
-            r#"jsonpath={.status.conditions[?(@.type=="Established")].status}"#,
-        ],
-        |out| out == "True",
-    );
+/// `kubectl get crd <name>`'s condition `kind`, its `field` (status, reason).
+fn crd_condition_args(name: &str, kind: &str, field: &str) -> [String; 5] {
+    [
+        "get".into(),
+        "crd".into(),
+        name.into(),
+        "-o".into(),
+        format!(r#"jsonpath={{.status.conditions[?(@.type=="{kind}")].{field}}}"#),
+    ]
+}
+
+/// Waits until the condition has an answer, and returns it.
+fn crd_condition(s: &Server, name: &str, kind: &str, field: &str) -> String {
+    let args = crd_condition_args(name, kind, field);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    kubectl_until(s, &format!("{name}'s {kind}"), &args, |out| !out.is_empty())
+}
+
+fn established(s: &Server) {
+    let args = crd_condition_args("crontabs.stable.example.com", "Established", "status");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    kubectl_until(s, "the CRD established", &args, |out| out == "True");
+}
+
+/// A server, a namespace, and the CronTab CRD established.
+fn server_with_crontabs(prefix: &str) -> Option<(Server, String)> {
+    let (s, ns) = server_and_namespace(prefix)?;
+    s.apply(&ns, CRD);
+    established(&s);
+    Some((s, ns))
 }
 
 #[test]
@@ -367,38 +384,21 @@ fn custom_resources_are_served_as_their_definition_says() {
 /// established; the first keeps serving.
 #[test]
 fn conflicting_names_are_not_accepted() {
-    let Some((s, ns)) = server_and_namespace("crdnames") else {
+    let Some((s, ns)) = server_with_crontabs("crdnames") else {
         return;
     };
-    s.apply(&ns, CRD);
-    established(&s);
     let rival = CRD
         .replace("crontabs.stable.example.com", "rivals.stable.example.com")
         .replace("plural: crontabs", "plural: rivals")
         .replace("singular: crontab", "singular: rival")
         .replace("shortNames: [ct]", "shortNames: [rv]");
     s.apply(&ns, &rival);
-    let reason = kubectl_until(
-        &s,
-        "the rival judged",
-        &[
-            "get",
-            "crd",
-            "rivals.stable.example.com",
-            "-o",
-            r#"jsonpath={.status.conditions[?(@.type=="NamesAccepted")].reason}"#,
-        ],
-        |out| !out.is_empty(),
+    let rival = "rivals.stable.example.com";
+    assert_eq!(
+        crd_condition(&s, rival, "NamesAccepted", "reason"),
+        "KindConflict"
     );
-    assert_eq!(reason, "KindConflict");
-    let established = s.ok(&[
-        "get",
-        "crd",
-        "rivals.stable.example.com",
-        "-o",
-        r#"jsonpath={.status.conditions[?(@.type=="Established")].status}"#,
-    ]);
-    assert_eq!(established, "False");
+    assert_eq!(crd_condition(&s, rival, "Established", "status"), "False");
     s.apply(&ns, CRONTAB);
     assert_eq!(get_json(&s, "ct", "my-cron", &ns)["kind"], "CronTab");
 
@@ -413,11 +413,9 @@ fn conflicting_names_are_not_accepted() {
 /// and a CronTab with the ConfigMap that owns it.
 #[test]
 fn owners_and_dependents_of_custom_kinds_are_collected() {
-    let Some((s, ns)) = server_and_namespace("crdgc") else {
+    let Some((s, ns)) = server_with_crontabs("crdgc") else {
         return;
     };
-    s.apply(&ns, CRD);
-    established(&s);
     s.apply(&ns, CRONTAB);
     let owner_ref = |api_version: &str, kind: &str, name: &str, uid: &str| {
         format!(
@@ -467,11 +465,9 @@ fn owners_and_dependents_of_custom_kinds_are_collected() {
 /// at create and in its controller's recount.
 #[test]
 fn quotas_count_custom_resources() {
-    let Some((s, ns)) = server_and_namespace("crdquota") else {
+    let Some((s, ns)) = server_with_crontabs("crdquota") else {
         return;
     };
-    s.apply(&ns, CRD);
-    established(&s);
     s.ok(&[
         "create",
         "quota",
