@@ -253,12 +253,22 @@ fn watch_custom(client: &Client, tx: mpsc::Sender<Msg>) {
             .default_backoff()
             .boxed();
         let mut last = Vec::new();
-        while let Some(ev) = events.next().await {
-            // CRDs change rarely: read them all again after each change.
-            if !matches!(
-                ev,
-                Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_) | watcher::Event::InitDone)
-            ) {
+        // Discovery again after each change to a CRD, and every 30 s as
+        // upstream's collector resyncs its monitors: a CRD's resources may
+        // be served a moment after the change that announced them.
+        let mut resync = tokio::time::interval(std::time::Duration::from_secs(30));
+        loop {
+            let changed = tokio::select! {
+                ev = events.next() => match ev {
+                    None => return,
+                    Some(ev) => matches!(
+                        ev,
+                        Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_) | watcher::Event::InitDone)
+                    ),
+                },
+                _ = resync.tick() => true,
+            };
+            if !changed {
                 continue;
             }
             let Ok(now) = resources::custom(&client).await else {

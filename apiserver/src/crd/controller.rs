@@ -103,6 +103,7 @@ async fn reconcile(reg: &Registry, known: &mut Known) -> bool {
     });
     let mut again_soon = false;
     let mut serving = Vec::new();
+    let mut judged_statuses = Vec::new();
     for i in 0..crds.len() {
         let others: Vec<&Value> = crds
             .iter()
@@ -111,21 +112,24 @@ async fn reconcile(reg: &Registry, known: &mut Known) -> bool {
             .map(|(_, (c, ..))| &**c)
             .collect();
         if let Some(status) = judge_names(&crds[i].0, &others) {
-            // Served at once under the names just accepted: a client that
-            // sees Established may use them right away.
             let mut judged = entries[crds[i].2].object();
             judged["status"] = status;
-            again_soon |= !write_status(reg, &judged).await;
             crds[i].1 = if condition_true(&judged, "Established") {
                 served::resources(&judged)
             } else {
                 Vec::new()
             };
             crds[i].0 = Arc::new(summary(&judged));
+            judged_statuses.push(judged);
         }
         serving.extend(crds[i].1.iter().copied());
     }
+    // Served before Established is written: whoever sees the condition
+    // (kubectl, discovery in the controllers) finds the resource served.
     reg.serve_custom(serving);
+    for judged in &judged_statuses {
+        again_soon |= !write_status(reg, judged).await;
+    }
     for (crd, serves, _) in &crds {
         if meta::deletion_timestamp(crd).is_some() {
             again_soon = true;
