@@ -275,10 +275,8 @@ pub fn document(reg: &Registry, group: &str, version: &str) -> Option<Cow<'stati
 /// A custom resource's schema with its documentation, from its CRD (the
 /// served resource keeps none).
 fn documented_schema(reg: &Registry, res: &Resource) -> Option<Value> {
-    let custom = res.custom?;
-    let crds = catalog::lookup("apiextensions.k8s.io", "v1", "customresourcedefinitions")?;
-    let crd = reg.cache(crds).get(&crds.key(None, &custom.crd))?.object();
-    crd.pointer("/spec/versions")?
+    crate::crd::definition_of(reg, res)?
+        .pointer("/spec/versions")?
         .as_array()?
         .iter()
         .find(|v| v.get("name").and_then(Value::as_str) == Some(res.version))?

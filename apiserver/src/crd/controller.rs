@@ -8,7 +8,7 @@
 //! - finalizing: a deleting CRD's objects are deleted, and its
 //!   `customresourcecleanup` finalizer removed once none is left.
 
-use super::{condition_true, served, set_condition, CLEANUP_FINALIZER};
+use super::{condition_true, definitions, served, set_condition, CLEANUP_FINALIZER};
 use crate::meta;
 use crate::registry::{DeleteOptions, Part, Registry, WriteOptions};
 use serde_json::{json, Value};
@@ -16,11 +16,6 @@ use skiff_machinery::catalog::{self, Resource};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-
-fn definitions() -> &'static Resource {
-    catalog::lookup("apiextensions.k8s.io", "v1", "customresourcedefinitions")
-        .expect("CRDs in the catalog")
-}
 
 /// What the controller keeps of each CRD between passes (by storage key):
 /// its revision, what judging its names reads (`summary`), and the

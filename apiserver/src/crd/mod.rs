@@ -12,11 +12,25 @@ pub mod schema;
 pub mod served;
 
 use crate::error::{ApiError, Cause};
+use crate::registry::Registry;
 use serde_json::{json, Value};
 use skiff_machinery::catalog::Resource;
 
 /// Held by a deleting CRD until its custom resources are gone.
 pub const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
+
+/// The CustomResourceDefinition kind itself.
+pub fn definitions() -> &'static Resource {
+    skiff_machinery::catalog::lookup("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        .expect("CRDs in the catalog")
+}
+
+/// The CRD that defines a custom resource, as its watch cache holds it.
+pub fn definition_of(reg: &Registry, res: &Resource) -> Option<Value> {
+    let crds = definitions();
+    let entry = reg.cache(crds).get(&crds.key(None, &res.custom?.crd))?;
+    Some(entry.object())
+}
 
 /// Whether `res` is the CustomResourceDefinition kind itself.
 pub fn is_definitions(res: &Resource) -> bool {
@@ -115,7 +129,9 @@ pub fn condition_true(crd: &Value, kind: &str) -> bool {
 
 /// Creating objects of a CRD being deleted is refused, as upstream's
 /// handler refuses it (405).
-pub fn refuse_create_while_terminating(res: &Resource, terminating: bool) -> Result<(), ApiError> {
+pub fn refuse_create_while_terminating(reg: &Registry, res: &Resource) -> Result<(), ApiError> {
+    let terminating =
+        definition_of(reg, res).is_some_and(|crd| crate::meta::deletion_timestamp(&crd).is_some());
     if terminating {
         return Err(ApiError::new(
             405,

@@ -401,13 +401,8 @@ pub async fn prepare_create(
             m.remove("status");
         }
     }
-    if let Some(custom) = res.custom {
-        let definitions = crd_definitions();
-        let terminating = reg
-            .cache(definitions)
-            .get(&definitions.key(None, &custom.crd))
-            .is_some_and(|e| meta::deletion_timestamp(&e.object()).is_some());
-        return crd::refuse_create_while_terminating(res, terminating);
+    if res.custom.is_some() {
+        return crd::refuse_create_while_terminating(reg, res);
     }
     match (res.group, res.plural) {
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
@@ -775,9 +770,4 @@ pub fn release(reg: &Registry, res: &Resource, obj: &Value) {
     if res.group.is_empty() && res.plural == "services" {
         reg.services.release(obj);
     }
-}
-
-fn crd_definitions() -> &'static Resource {
-    skiff_machinery::catalog::lookup("apiextensions.k8s.io", "v1", "customresourcedefinitions")
-        .expect("catalog")
 }
