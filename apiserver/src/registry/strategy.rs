@@ -642,12 +642,7 @@ pub fn prepare_update(res: &Resource, old: &Value, new: &mut Value, part: Part) 
     }
     // A custom resource's generation counts every change but metadata's.
     let changed = if res.custom.is_some() {
-        let rest = |o: &Value| {
-            let mut m = o.as_object().cloned().unwrap_or_default();
-            m.remove("metadata");
-            m
-        };
-        rest(new) != rest(old)
+        changed_but_metadata(old, new)
     } else {
         new.get("spec") != old.get("spec")
     };
@@ -678,6 +673,17 @@ pub fn prepare_update(res: &Resource, old: &Value, new: &mut Value, part: Part) 
 /// `ephemeralcontainers` subresource, and nothing else changes there (as
 /// upstream's podEphemeralContainersStrategy); what it adds gets the
 /// container defaults.
+/// Whether anything but `metadata` differs, comparing in place.
+fn changed_but_metadata(old: &Value, new: &Value) -> bool {
+    let (Some(o), Some(n)) = (old.as_object(), new.as_object()) else {
+        return old != new;
+    };
+    let count = |m: &Map<String, Value>| m.len() - usize::from(m.contains_key("metadata"));
+    count(o) != count(n)
+        || n.iter()
+            .any(|(k, v)| k != "metadata" && o.get(k) != Some(v))
+}
+
 fn keep_ephemeral_containers(old: &Value, new: &mut Value, part: Part) {
     let (kept, through_subresource) = match part {
         Part::EphemeralContainers => {
