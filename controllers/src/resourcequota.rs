@@ -7,7 +7,7 @@
 use crate::metrics::Controller;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ResourceQuota;
-use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
@@ -74,14 +74,7 @@ async fn reconcile(rq: Arc<ResourceQuota>, client: Arc<Client>) -> Result<Action
         }) else {
             continue;
         };
-        let ar = ApiResource {
-            group: res.group.into(),
-            version: res.version.into(),
-            api_version: res.api_version(),
-            kind: res.kind.into(),
-            plural: res.plural.into(),
-        };
-        let api: Api<DynamicObject> = Api::namespaced_with((*client).clone(), &ns, &ar);
+        let api = crate::resources::api_for(&client, res, Some(&ns));
         for obj in api.list(&ListParams::default()).await?.items {
             let v = serde_json::to_value(&obj).unwrap_or_default();
             if quota::scopes_cover(&q, group, plural, &v) {
