@@ -4,7 +4,6 @@ use kube::core::{ApiResource, DynamicObject, PartialObjectMeta};
 use kube::discovery::{verbs, Discovery, Scope};
 use kube::{Api, Client};
 use skiff_machinery::catalog::{self, Resource};
-use std::sync::Mutex;
 
 pub fn api_resource(res: &Resource) -> ApiResource {
     ApiResource {
@@ -38,24 +37,14 @@ pub async fn custom(client: &Client) -> Result<Vec<&'static Resource>, kube::Err
         .collect())
 }
 
-/// A custom resource as a catalog resource, leaked once per distinct one:
-/// the controllers keep `&'static Resource`s.
+/// A custom resource as a catalog resource (interned: the controllers
+/// keep `&'static Resource`s).
 fn intern(ar: &ApiResource, namespaced: bool) -> &'static Resource {
-    static KNOWN: Mutex<Vec<&'static Resource>> = Mutex::new(Vec::new());
-    let mut known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
-    let same = |r: &&&'static Resource| {
-        (r.group, r.version, r.kind, r.plural, r.namespaced)
-            == (&*ar.group, &*ar.version, &*ar.kind, &*ar.plural, namespaced)
-    };
-    if let Some(found) = known.iter().find(same) {
-        return found;
-    }
-    let leak = |s: &str| -> &'static str { Box::leak(s.to_string().into_boxed_str()) };
-    let plural = leak(&ar.plural);
-    let res: &'static Resource = Box::leak(Box::new(Resource {
-        group: leak(&ar.group),
-        version: leak(&ar.version),
-        kind: leak(&ar.kind),
+    let plural = catalog::intern_str(&ar.plural);
+    catalog::intern(Resource {
+        group: catalog::intern_str(&ar.group),
+        version: catalog::intern_str(&ar.version),
+        kind: catalog::intern_str(&ar.kind),
         plural,
         singular: "",
         namespaced,
@@ -66,9 +55,7 @@ fn intern(ar: &ApiResource, namespaced: bool) -> &'static Resource {
         storage_plural: plural,
         stored: true,
         custom: None,
-    }));
-    known.push(res);
-    res
+    })
 }
 
 /// An API for one object's resource, in its namespace when namespaced.

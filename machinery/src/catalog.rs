@@ -365,6 +365,34 @@ impl Served {
     }
 }
 
+/// A resource made while the process runs (a custom one), as the
+/// `&'static Resource` everything takes: leaked once, and the same one
+/// returned for an equal resource after that.
+pub fn intern(res: Resource) -> &'static Resource {
+    static ALL: std::sync::Mutex<Vec<&'static Resource>> = std::sync::Mutex::new(Vec::new());
+    let mut all = ALL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(found) = all.iter().find(|r| ***r == res) {
+        return found;
+    }
+    let leaked: &'static Resource = Box::leak(Box::new(res));
+    all.push(leaked);
+    leaked
+}
+
+/// A string for such a resource, leaked once per distinct text.
+pub fn intern_str(s: &str) -> &'static str {
+    static ALL: std::sync::Mutex<Option<std::collections::HashSet<&'static str>>> =
+        std::sync::Mutex::new(None);
+    let mut guard = ALL.lock().unwrap_or_else(|e| e.into_inner());
+    let set = guard.get_or_insert_with(Default::default);
+    if let Some(found) = set.get(s) {
+        return found;
+    }
+    let leaked: &'static str = Box::leak(s.to_string().into_boxed_str());
+    set.insert(leaked);
+    leaked
+}
+
 /// The resource whose version is stored for `res`: itself, except for
 /// versions that share storage (events.k8s.io/v1 Events are stored as core/v1
 /// Events, autoscaling/v1 HPAs as autoscaling/v2), as upstream stores them.

@@ -7,9 +7,8 @@
 //! of a CRD's spec).
 
 use serde_json::Value;
-use skiff_machinery::catalog::{Custom, Resource, Subresource, STANDARD_VERBS};
+use skiff_machinery::catalog::{intern, intern_str, Custom, Resource, Subresource, STANDARD_VERBS};
 use std::cmp::Ordering;
-use std::collections::HashSet;
 use std::sync::Mutex;
 
 /// The resources of a CRD's served versions, most preferred version first
@@ -76,7 +75,7 @@ pub fn resources(crd: &Value) -> Vec<&'static Resource> {
                 .into_iter()
                 .flatten()
                 .filter_map(|f| f.get("jsonPath").and_then(Value::as_str))
-                .map(|p| leak(p.trim_start_matches('.')))
+                .map(|p| intern_str(p.trim_start_matches('.')))
                 .collect(),
             webhook_conversion: spec.pointer("/conversion/strategy").and_then(Value::as_str)
                 == Some("Webhook"),
@@ -105,17 +104,17 @@ pub fn resources(crd: &Value) -> Vec<&'static Resource> {
             (false, true) => &[Subresource::Scale, Subresource::Status],
         };
         intern(Resource {
-            group: leak(group),
-            version: leak(text(version, "name")),
-            kind: leak(text(names, "kind")),
-            plural: leak(text(names, "plural")),
-            singular: leak(text(names, "singular")),
+            group: intern_str(group),
+            version: intern_str(text(version, "name")),
+            kind: intern_str(text(names, "kind")),
+            plural: intern_str(text(names, "plural")),
+            singular: intern_str(text(names, "singular")),
             namespaced,
             short_names: leak_list(&list("shortNames")),
             categories: leak_list(&list("categories")),
             subresources,
             verbs: STANDARD_VERBS,
-            storage_plural: leak(text(names, "plural")),
+            storage_plural: intern_str(text(names, "plural")),
             stored: true,
             custom: Some(intern_custom(custom)),
         })
@@ -210,23 +209,11 @@ fn kube_version(v: &str) -> Option<(u8, u64, u64)> {
     Some((level, major, minor))
 }
 
-fn leak(s: &str) -> &'static str {
-    static STRINGS: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
-    let mut guard = STRINGS.lock().unwrap_or_else(|e| e.into_inner());
-    let set = guard.get_or_insert_with(HashSet::new);
-    if let Some(found) = set.get(s) {
-        return found;
-    }
-    let leaked: &'static str = Box::leak(s.to_string().into_boxed_str());
-    set.insert(leaked);
-    leaked
-}
-
 fn leak_list(items: &[&str]) -> &'static [&'static str] {
     if items.is_empty() {
         return &[];
     }
-    let list: Vec<&'static str> = items.iter().map(|s| leak(s)).collect();
+    let list: Vec<&'static str> = items.iter().map(|s| intern_str(s)).collect();
     Box::leak(list.into_boxed_slice())
 }
 
@@ -237,17 +224,6 @@ fn intern_custom(custom: Custom) -> &'static Custom {
         return found;
     }
     let leaked: &'static Custom = Box::leak(Box::new(custom));
-    all.push(leaked);
-    leaked
-}
-
-fn intern(res: Resource) -> &'static Resource {
-    static ALL: Mutex<Vec<&'static Resource>> = Mutex::new(Vec::new());
-    let mut all = ALL.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(found) = all.iter().find(|r| ***r == res) {
-        return found;
-    }
-    let leaked: &'static Resource = Box::leak(Box::new(res));
     all.push(leaked);
     leaked
 }
