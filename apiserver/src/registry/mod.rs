@@ -871,15 +871,7 @@ impl Registry {
                 None => {}
             }
             let already = meta::deletion_timestamp(&old).is_some();
-            // A CRD waits for its custom resources to be deleted first.
-            let crd = crate::crd::is_definitions(res);
-            if crd
-                && !finalizers
-                    .iter()
-                    .any(|f| f == crate::crd::CLEANUP_FINALIZER)
-            {
-                finalizers.push(crate::crd::CLEANUP_FINALIZER.into());
-            }
+            strategy::finalizers_on_delete(res, &mut finalizers);
             let old_grace = old
                 .pointer("/metadata/deletionGracePeriodSeconds")
                 .and_then(Value::as_i64);
@@ -914,18 +906,7 @@ impl Registry {
             } else {
                 m.insert("finalizers".into(), json!(finalizers));
             }
-            if res.plural == "namespaces" && res.group.is_empty() {
-                new["status"]["phase"] = json!("Terminating");
-            }
-            if crd && !already {
-                crate::crd::set_condition(
-                    &mut new,
-                    "Terminating",
-                    "True",
-                    "InstanceDeletionPending",
-                    "CustomResourceDefinition marked for deletion; CustomResource deletion will begin soon",
-                );
-            }
+            strategy::mark_deleting(res, &mut new, !already);
             if new == old || opts.dry_run {
                 return Ok(new);
             }

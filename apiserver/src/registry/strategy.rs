@@ -730,6 +730,32 @@ pub async fn prepare_update_kind(
     Ok(())
 }
 
+/// Finalizers a kind's deletion waits for besides the object's own: a CRD's
+/// cleanup of its custom resources.
+pub fn finalizers_on_delete(res: &Resource, finalizers: &mut Vec<String>) {
+    if crd::is_definitions(res) && !finalizers.iter().any(|f| f == crd::CLEANUP_FINALIZER) {
+        finalizers.push(crd::CLEANUP_FINALIZER.into());
+    }
+}
+
+/// How an object shows it is being deleted, once deletion waits for
+/// something: a namespace's Terminating phase, and (from the request that
+/// starts it) a CRD's Terminating condition.
+pub fn mark_deleting(res: &Resource, obj: &mut Value, first: bool) {
+    if res.group.is_empty() && res.plural == "namespaces" {
+        obj["status"]["phase"] = json!("Terminating");
+    }
+    if crd::is_definitions(res) && first {
+        crd::set_condition(
+            obj,
+            "Terminating",
+            "True",
+            "InstanceDeletionPending",
+            "CustomResourceDefinition marked for deletion; CustomResource deletion will begin soon",
+        );
+    }
+}
+
 /// A namespace's `spec.finalizers` (the namespace controller's "kubernetes"):
 /// like metadata finalizers, they hold a deleting namespace until emptied.
 pub fn spec_finalizers(res: &Resource, obj: &Value) -> Vec<String> {
