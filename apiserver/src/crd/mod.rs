@@ -54,18 +54,24 @@ pub fn prune_object(res: &Resource, obj: &mut Value) -> Vec<String> {
     schema_of(res).map_or_else(Vec::new, |s| schema::prune(s, obj))
 }
 
+/// Where the scale subresource's `key` (`specReplicasPath`, …) points in a
+/// custom resource, as a JSON pointer (`.spec.replicas` → `/spec/replicas`).
+pub fn scale_pointer(res: &Resource, key: &str) -> Option<String> {
+    res.custom?
+        .scale
+        .get(key)
+        .and_then(Value::as_str)
+        .filter(|p| !p.is_empty())
+        .map(|p| p.replace('.', "/"))
+}
+
 /// A custom resource's validation: its schema, and the scale subresource's
 /// replicas as an int32 when it has one.
 pub fn validate_object(res: &Resource, obj: &Value) -> Vec<Cause> {
     let mut causes = schema_of(res).map_or_else(Vec::new, |s| schema::validate(s, obj));
-    let replicas_path = res
-        .custom
-        .and_then(|c| c.scale.get("specReplicasPath"))
-        .and_then(Value::as_str);
-    if let Some(path) = replicas_path {
-        let pointer = path.replace('.', "/");
+    if let Some(pointer) = scale_pointer(res, "specReplicasPath") {
         if let Some(v) = obj.pointer(&pointer) {
-            let field = path.trim_start_matches('.');
+            let field = pointer.trim_start_matches('/').replace('/', ".");
             match v.as_i64() {
                 Some(n) if (0..=i32::MAX as i64).contains(&n) => {}
                 Some(_) => {

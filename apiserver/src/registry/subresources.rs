@@ -17,14 +17,7 @@ struct ScalePaths {
 }
 
 fn custom_scale_paths(res: &Resource) -> Option<ScalePaths> {
-    let scale = &res.custom?.scale;
-    let pointer = |key: &str| {
-        scale
-            .get(key)
-            .and_then(Value::as_str)
-            .filter(|p| !p.is_empty())
-            .map(|p| p.replace('.', "/"))
-    };
+    let pointer = |key: &str| crate::crd::scale_pointer(res, key);
     Some(ScalePaths {
         spec: pointer("specReplicasPath")?,
         status: pointer("statusReplicasPath"),
