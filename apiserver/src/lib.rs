@@ -2,6 +2,7 @@
 //! component talk to.
 
 pub mod auth;
+pub mod authz;
 pub mod conversion;
 pub mod crd;
 pub mod discovery;

@@ -125,6 +125,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
             cfg.bind_address
         });
     bootstrap(&registry, addr.port(), cfg.cluster_dns).await?;
+    crate::authz::bootstrap::write_policy(&registry).await?;
+    crate::authz::bootstrap::keep_aggregated(registry.clone());
     publish_endpoints(&registry, advertise, addr.port()).await?;
     let mut names: Vec<String> = vec![
         "localhost".into(),
@@ -168,6 +170,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         registry: registry.clone(),
         metrics: Default::default(),
         auth: Authenticator::new(cfg.token.clone().into_iter().collect()),
+        authz: Arc::new(crate::authz::Authorizer::new(registry.clone())),
         tokens: crate::serviceaccount_token::Tokens::from_ca_key(&pki.ca_key_pem),
         kubelet: crate::kubelet::KubeletClient::new(&pki)?,
         metrics_api: crate::metricsapi::MetricsApi::start(

@@ -577,6 +577,12 @@ impl WatchCache {
         *self.revision.borrow()
     }
 
+    /// Grows with every event the cache publishes: a cheap way to tell
+    /// whether anything changed since it was last read.
+    pub fn published(&self) -> u64 {
+        self.published_bytes.load(Ordering::Relaxed)
+    }
+
     /// Waits until the cache has seen `rev`; false on timeout.
     pub async fn wait_for(&self, rev: i64, timeout: Duration) -> bool {
         let mut rx = self.revision.subscribe();

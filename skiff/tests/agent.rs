@@ -280,7 +280,17 @@ async fn pods_run_reach_each_other_and_see_their_volumes() {
     // Every pod gets the kube-api-access volume that in-cluster clients
     // read: kubectl inside a pod, told nothing but what that volume and
     // KUBERNETES_SERVICE_HOST say, checks the server against ca.crt and
-    // acts as the pod's service account, bound to the pod and its node.
+    // acts as the pod's service account, bound to the pod and its node
+    // (which may read pods once a binding says so).
+    node.server.ok(&[
+        "create",
+        "rolebinding",
+        "default-view",
+        "--clusterrole=view",
+        "--serviceaccount=default:default",
+        "-n",
+        "default",
+    ]);
     let mut inc = pod(
         "incluster",
         "/kubectl auth whoami -o json | tr -d '\\n '; echo; /kubectl get pod incluster -o name; sleep 3600",

@@ -696,6 +696,37 @@ fn kubectl_create_token() {
         who.contains(&format!("system:serviceaccounts:{ns}")),
         "{who}"
     );
+    // It may read nothing until a binding says so.
+    let out = with_token(&token, &["get", "serviceaccounts", "-n", &ns]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("serviceaccounts is forbidden"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.ok(&[
+        "create",
+        "rolebinding",
+        "bot-view",
+        "--clusterrole=view",
+        &format!("--serviceaccount={ns}:bot"),
+        "-n",
+        &ns,
+    ]);
+    common::kubectl_until(
+        &s,
+        "the binding takes effect",
+        &[
+            "auth",
+            "can-i",
+            "list",
+            "serviceaccounts",
+            "-n",
+            &ns,
+            "--as",
+            &format!("system:serviceaccount:{ns}:bot"),
+        ],
+        |o| o.trim() == "yes",
+    );
     assert!(with_token(&token, &["get", "serviceaccounts", "-n", &ns])
         .status
         .success());

@@ -28,6 +28,7 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub metrics: Metrics,
     pub auth: Authenticator,
+    pub authz: Arc<crate::authz::Authorizer>,
     /// Service account tokens: issued by TokenRequest, accepted as users.
     pub tokens: crate::serviceaccount_token::Tokens,
     /// Connections to node agents, for pods' log/exec/attach/portforward.
@@ -62,7 +63,19 @@ pub async fn serve(state: Arc<AppState>, req: Request<hyper::body::Incoming>) ->
     };
     let (verb, resource, resp) = match user {
         None => ("", String::new(), ApiError::unauthorized().into_response()),
-        Some(user) => route(&state, req, user).await,
+        Some(user) => {
+            let attributes =
+                crate::authz::Attributes::of_request(&method, &path, req.uri().query());
+            let acting =
+                crate::authz::impersonation::acting_user(&state.authz, user, req.headers());
+            match acting.and_then(|user| state.authz.authorize(&user, &attributes).map(|()| user)) {
+                Ok(user) => route(&state, req, user).await,
+                Err(e) => {
+                    tracing::debug!(target: "skiff::forbidden", message = %e.message);
+                    ("", String::new(), e.into_response())
+                }
+            }
+        }
     };
     let code = resp.status().as_u16();
     if !resource.is_empty() {
@@ -212,6 +225,7 @@ async fn route(
                     }
                     _ => None,
                 });
+            let review = target.clone().filter(|t| !t.res.stored);
             let resource = target.map(|t| t.res.plural.to_string()).unwrap_or_default();
             let call = resources::Call {
                 method: &parts.method,
@@ -220,11 +234,18 @@ async fn route(
                 content_type: request::media_type(header(&parts.headers, "content-type")),
                 accept,
                 user_agent: header(&parts.headers, "user-agent").map(String::from),
+                admit: Some(crate::authz::escalation::admission(
+                    state.authz.clone(),
+                    user.clone(),
+                )),
                 user: Some(user),
                 body,
             };
             let resp = if crate::metricsapi::MetricsApi::serves(&path) {
                 state.metrics_api.handle(&call).await
+            } else if let Some(review) = review {
+                reviews::handle(&state.authz, &review, &call, call.user.as_ref())
+                    .unwrap_or_else(IntoResponse::into_response)
             } else if let Some((ns, name)) = token_for {
                 token_request(state, &ns, &name, &call).await
             } else {

@@ -28,6 +28,8 @@ pub struct Call<'a> {
     pub accept: Option<String>,
     pub user_agent: Option<String>,
     pub user: Option<crate::auth::User>,
+    /// The checks the user's writes must pass (see `WriteOptions::admit`).
+    pub admit: Option<crate::registry::Admission>,
     pub body: Bytes,
 }
 
@@ -50,7 +52,12 @@ async fn handle_verb(
     call: Call<'_>,
     warnings: &Warnings,
 ) -> Result<Response, ApiError> {
-    let write_options = |q: &Query| write_options(q, warnings);
+    let write_options = |q: &Query| {
+        write_options(q, warnings).map(|mut o| {
+            o.admit = call.admit.clone();
+            o
+        })
+    };
     // Writes whose field manager defaults to the client's program (upstream's managerOrUserAgent).
     let tracked = |q: &Query, subresource: Option<&'static str>| {
         write_options(q).map(|mut o| {
@@ -63,7 +70,8 @@ async fn handle_verb(
     let target = request::parse_path(call.path, &reg.served())?;
     let format = output::negotiate(call.accept.as_deref(), call.query.get("includeObject"));
     if !target.res.stored {
-        return super::reviews::handle(&target, &call, call.user.as_ref());
+        // Reviews are answered in `super::route`, with the authorizer.
+        return Err(ApiError::not_found_path());
     }
     let ns = target.namespace.as_deref();
     let res = target.res;

@@ -1,22 +1,28 @@
 //! Access reviews (authorization.k8s.io) and SelfSubjectReview
-//! (authentication.k8s.io): answered from the caller's identity and the
-//! authorizer, never stored. Until RBAC lands the authorizer allows every
-//! authenticated user everything, so reviews say so.
+//! (authentication.k8s.io): answered from the caller's identity (or the
+//! one a SubjectAccessReview names) and the authorizer, never stored.
 
 use super::output;
 use super::request::{self, Target};
 use super::resources::Call;
 use crate::auth::User;
-use crate::error::ApiError;
+use crate::authz::{Attributes, Authorizer};
+use crate::error::{ApiError, Cause};
 use axum::response::Response;
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
-pub fn handle(target: &Target, call: &Call<'_>, user: Option<&User>) -> Result<Response, ApiError> {
+pub fn handle(
+    authz: &Authorizer,
+    target: &Target,
+    call: &Call<'_>,
+    user: Option<&User>,
+) -> Result<Response, ApiError> {
     if call.method != Method::POST || target.name.is_some() {
         return Err(ApiError::method_not_allowed());
     }
     let res = target.res;
+    let user = user.ok_or_else(ApiError::unauthorized)?;
     let mut review = request::decode_body(&call.content_type, &call.body)?;
     if !review.is_object() {
         return Err(ApiError::bad_request(
@@ -26,7 +32,6 @@ pub fn handle(target: &Target, call: &Call<'_>, user: Option<&User>) -> Result<R
     review = crate::meta::with_type(review, &res.api_version(), res.kind);
     let status = match res.plural {
         "selfsubjectreviews" => {
-            let user = user.ok_or_else(ApiError::unauthorized)?;
             let mut info = json!({"username": user.name, "groups": user.groups});
             if let Some(uid) = &user.uid {
                 info["uid"] = json!(uid);
@@ -36,27 +41,45 @@ pub fn handle(target: &Target, call: &Call<'_>, user: Option<&User>) -> Result<R
             }
             json!({"userInfo": info})
         }
-        "selfsubjectaccessreviews" | "subjectaccessreviews" | "localsubjectaccessreviews" => {
-            if review.pointer("/spec/resourceAttributes").is_none()
-                && review.pointer("/spec/nonResourceAttributes").is_none()
-            {
+        "selfsubjectaccessreviews" => access(authz, user, &review, None)?,
+        "subjectaccessreviews" | "localsubjectaccessreviews" => {
+            let spec = &review["spec"];
+            let strings = |f: &str| -> Vec<String> {
+                spec[f]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|g| g.as_str().map(String::from))
+                    .collect()
+            };
+            let subject = User {
+                name: spec["user"].as_str().unwrap_or("").to_string(),
+                uid: spec["uid"].as_str().map(String::from),
+                groups: strings("groups"),
+                extra: serde_json::from_value(spec["extra"].clone()).unwrap_or_default(),
+            };
+            if subject.name.is_empty() && subject.groups.is_empty() {
                 return Err(ApiError::invalid(
                     res,
                     "",
-                    vec![crate::error::Cause::invalid(
-                    "spec.resourceAttributes",
-                    &Value::Null,
-                    "exactly one of nonResourceAttributes or resourceAttributes must be specified",
-                )],
+                    vec![Cause::invalid(
+                        "spec.user",
+                        &Value::Null,
+                        "at least one of user or group must be specified",
+                    )],
                 ));
             }
-            json!({"allowed": true})
+            let local = (res.plural == "localsubjectaccessreviews")
+                .then(|| target.namespace.as_deref().unwrap_or(""));
+            access(authz, &subject, &review, local)?
         }
-        "selfsubjectrulesreviews" => json!({
-            "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
-            "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
-            "incomplete": false,
-        }),
+        "selfsubjectrulesreviews" => {
+            let namespace = review
+                .pointer("/spec/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            rules(authz, user, namespace)
+        }
         _ => return Err(ApiError::not_found_path()),
     };
     review["status"] = status;
@@ -64,4 +87,115 @@ pub fn handle(target: &Target, call: &Call<'_>, user: Option<&User>) -> Result<R
         m.insert("creationTimestamp".into(), Value::Null);
     }
     Ok(output::value_response(StatusCode::CREATED, &review))
+}
+
+/// The status of an access review of `spec.resourceAttributes` or
+/// `spec.nonResourceAttributes` for `user`; `local` is a
+/// LocalSubjectAccessReview's namespace, which the attributes must name.
+fn access(
+    authz: &Authorizer,
+    user: &User,
+    review: &Value,
+    local: Option<&str>,
+) -> Result<Value, ApiError> {
+    let kind = review["kind"].as_str().unwrap_or("SubjectAccessReview");
+    let invalid = |field: &str, value: &Value, why: &str| {
+        ApiError::invalid_kind(
+            "authorization.k8s.io",
+            kind,
+            "",
+            vec![Cause::invalid(field, value, why)],
+        )
+    };
+    let field = |attrs: &Value, f: &str| attrs[f].as_str().unwrap_or("").to_string();
+    let attributes = match (
+        review.pointer("/spec/resourceAttributes"),
+        review.pointer("/spec/nonResourceAttributes"),
+    ) {
+        (Some(r), None) => Attributes {
+            verb: field(r, "verb"),
+            resource_request: true,
+            group: field(r, "group"),
+            version: field(r, "version"),
+            namespace: field(r, "namespace"),
+            resource: field(r, "resource"),
+            subresource: field(r, "subresource"),
+            name: field(r, "name"),
+            path: String::new(),
+        },
+        (None, Some(n)) => Attributes {
+            verb: field(n, "verb"),
+            path: field(n, "path"),
+            ..Attributes::default()
+        },
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "spec.resourceAttributes",
+                &Value::Null,
+                "cannot be specified in combination with nonResourceAttributes",
+            ))
+        }
+        (None, None) => {
+            return Err(invalid(
+                "spec.resourceAttributes",
+                &Value::Null,
+                "exactly one of nonResourceAttributes or resourceAttributes must be specified",
+            ))
+        }
+    };
+    if let Some(ns) = local {
+        if attributes.namespace != ns {
+            return Err(invalid(
+                "spec.resourceAttributes.namespace",
+                &json!(attributes.namespace),
+                "must match metadata.namespace",
+            ));
+        }
+    }
+    Ok(match authz.decide(user, &attributes) {
+        Ok(reason) if reason.is_empty() => json!({"allowed": true}),
+        Ok(reason) => json!({"allowed": true, "reason": reason}),
+        Err(reason) if reason.is_empty() => json!({"allowed": false}),
+        Err(reason) => json!({"allowed": false, "reason": reason}),
+    })
+}
+
+/// A SelfSubjectRulesReview's status: the rules RBAC grants the user in
+/// the namespace; incomplete where roles are missing or a node asks.
+fn rules(authz: &Authorizer, user: &User, namespace: &str) -> Value {
+    let held = authz.rbac.rules_for(user, namespace);
+    let mut errors = held.errors;
+    if crate::authz::is_node(user) {
+        errors.insert(
+            0,
+            "node authorizer does not support user rule resolution".into(),
+        );
+    }
+    let resource_rules: Vec<Value> = held
+        .rules
+        .iter()
+        .filter(|r| r.urls.is_empty())
+        .map(|r| {
+            let mut v = json!({"verbs": r.verbs, "apiGroups": r.groups, "resources": r.resources});
+            if !r.names.is_empty() {
+                v["resourceNames"] = json!(r.names);
+            }
+            v
+        })
+        .collect();
+    let non_resource_rules: Vec<Value> = held
+        .rules
+        .iter()
+        .filter(|r| !r.urls.is_empty())
+        .map(|r| json!({"verbs": r.verbs, "nonResourceURLs": r.urls}))
+        .collect();
+    let mut status = json!({
+        "resourceRules": resource_rules,
+        "nonResourceRules": non_resource_rules,
+        "incomplete": !errors.is_empty(),
+    });
+    if !errors.is_empty() {
+        status["evaluationError"] = json!(errors.join(", "));
+    }
+    status
 }

@@ -71,6 +71,23 @@ pub struct WriteOptions {
     pub field_validation: fieldvalidation::Mode,
     /// Where `Warn` field validation leaves its messages for the response headers.
     pub warnings: Warnings,
+    /// What the request's user must be allowed to write (RBAC's escalation
+    /// check); none for the server's own writes.
+    pub admit: Option<Admission>,
+}
+
+/// A check of an object about to be written (the new one, and the old one
+/// of an update), on behalf of the request's user.
+#[derive(Clone)]
+#[allow(clippy::type_complexity)] // one closure type, named here
+pub struct Admission(
+    pub Arc<dyn Fn(&Resource, &Value, Option<&Value>) -> Result<(), ApiError> + Send + Sync>,
+);
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Admission")
+    }
 }
 
 /// Warnings collected while serving one request (`Warning: 299 - "…"` headers).
@@ -653,6 +670,9 @@ impl Registry {
         if !causes.is_empty() {
             return Err(ApiError::invalid(res, &name, causes));
         }
+        if let Some(admit) = &opts.admit {
+            (admit.0)(res, &obj, None)?;
+        }
         if res.namespaced {
             self.check_namespace(meta::namespace(&obj).unwrap_or("default"))
                 .await?;
@@ -743,6 +763,9 @@ impl Registry {
             let causes = validation::validate(res, &new, Some(&old));
             if !causes.is_empty() {
                 return Err(ApiError::invalid(res, name, causes));
+            }
+            if let Some(admit) = &opts.admit {
+                (admit.0)(res, &new, Some(&old))?;
             }
             // A deleting object whose last finalizer went away is gone now.
             if meta::deletion_timestamp(&new).is_some()

@@ -1,0 +1,171 @@
+//! Authorization, as kube-apiserver's `--authorization-mode=Node,RBAC`:
+//! members of `system:masters` may do anything; a node is answered by the
+//! Node authorizer; everyone else by RBAC over the roles and bindings in
+//! the store, which start as upstream's bootstrap policy. A request no one
+//! allows is upstream's 403.
+
+mod attributes;
+pub mod bootstrap;
+pub mod escalation;
+pub mod impersonation;
+mod node;
+mod policy;
+pub mod rbac;
+pub mod rules;
+
+pub use attributes::Attributes;
+
+use crate::auth::User;
+use crate::error::ApiError;
+use crate::registry::Registry;
+use serde_json::json;
+use skiff_machinery::catalog;
+use std::sync::Arc;
+
+/// The group whose members skip authorization (upstream's privileged group).
+pub const MASTERS: &str = "system:masters";
+
+pub struct Authorizer {
+    pub rbac: rbac::Rbac,
+    node: node::NodeAuthorizer,
+}
+
+impl Authorizer {
+    pub fn new(registry: Arc<Registry>) -> Authorizer {
+        let cache = |group: &str, plural: &str| {
+            registry.cache(catalog::lookup(group, "v1", plural).expect("catalog"))
+        };
+        Authorizer {
+            node: node::NodeAuthorizer {
+                pods: cache("", "pods"),
+                claims: cache("", "persistentvolumeclaims"),
+            },
+            rbac: rbac::Rbac::new(&registry),
+        }
+    }
+
+    /// Ok if some authorizer allows the request, with what allowed it;
+    /// else the reason to give with the 403 ("" if none).
+    pub fn decide(&self, user: &User, a: &Attributes) -> Result<String, String> {
+        if user.groups.iter().any(|g| g == MASTERS) {
+            return Ok(String::new());
+        }
+        let mut reasons = Vec::new();
+        if let Some(node) = node::node_name(user) {
+            let decided = if node.is_empty() {
+                Err(format!("unknown node for user {:?}", user.name))
+            } else {
+                let rules = self.rbac.cluster_role(NODE_ROLE).unwrap_or_default();
+                self.node.authorize(node, a, &rules)
+            };
+            match decided {
+                Ok(()) => return Ok(String::new()),
+                Err(reason) if !reason.is_empty() => reasons.push(reason),
+                Err(_) => {}
+            }
+        }
+        match self.rbac.authorize(user, a) {
+            Ok(allowed_by) => Ok(allowed_by),
+            Err(reason) => {
+                if !reason.is_empty() {
+                    reasons.push(reason);
+                }
+                Err(reasons.join(", "))
+            }
+        }
+    }
+
+    /// The request, or upstream's 403 for it.
+    pub fn authorize(&self, user: &User, a: &Attributes) -> Result<(), ApiError> {
+        self.decide(user, a)
+            .map(drop)
+            .map_err(|reason| forbidden(user, a, &reason))
+    }
+}
+
+/// Whether the user is a node, as far as the Node authorizer is concerned.
+pub fn is_node(user: &User) -> bool {
+    node::node_name(user).is_some()
+}
+
+/// The ClusterRole whose rules the Node authorizer grants nodes.
+const NODE_ROLE: &str = "system:node";
+
+/// Upstream's 403: `pods "x" is forbidden: User "u" cannot get resource
+/// "pods" in API group "" in the namespace "d"[: reason]`.
+pub fn forbidden(user: &User, a: &Attributes, reason: &str) -> ApiError {
+    let mut why = if !a.resource_request {
+        format!("User {:?} cannot {} path {:?}", user.name, a.verb, a.path)
+    } else {
+        let resource = if a.subresource.is_empty() {
+            a.resource.clone()
+        } else {
+            format!("{}/{}", a.resource, a.subresource)
+        };
+        let scope = if a.namespace.is_empty() {
+            "at the cluster scope".to_string()
+        } else {
+            format!("in the namespace {:?}", a.namespace)
+        };
+        format!(
+            "User {:?} cannot {} resource {:?} in API group {:?} {scope}",
+            user.name, a.verb, resource, a.group
+        )
+    };
+    if !reason.is_empty() {
+        why = format!("{why}: {reason}");
+    }
+    if !a.resource_request {
+        return ApiError::forbidden(format!("forbidden: {why}"));
+    }
+    let qualified = if a.group.is_empty() {
+        a.resource.clone()
+    } else {
+        format!("{}.{}", a.resource, a.group)
+    };
+    let message = if a.name.is_empty() {
+        format!("{qualified} is forbidden: {why}")
+    } else {
+        format!("{qualified} {:?} is forbidden: {why}", a.name)
+    };
+    let mut details = json!({"group": a.group, "kind": a.resource});
+    if !a.name.is_empty() {
+        details["name"] = json!(a.name);
+    }
+    ApiError {
+        details: Some(details),
+        ..ApiError::forbidden(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forbidden_is_worded_as_upstream() {
+        let user = User {
+            name: "system:serviceaccount:default:default".into(),
+            ..User::default()
+        };
+        let a = Attributes::of_request(&http::Method::GET, "/api/v1/namespaces/default/pods", None);
+        let e = forbidden(&user, &a, "");
+        assert_eq!(e.code, 403);
+        assert_eq!(e.message, "pods is forbidden: User \"system:serviceaccount:default:default\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\"");
+        let a = Attributes::of_request(&http::Method::DELETE, "/apis/apps/v1/deployments", None);
+        assert!(forbidden(&user, &a, "").message.ends_with("cannot deletecollection resource \"deployments\" in API group \"apps\" at the cluster scope"));
+        let a = Attributes::of_request(
+            &http::Method::GET,
+            "/apis/apps/v1/namespaces/d/deployments/web/scale",
+            None,
+        );
+        assert!(forbidden(&user, &a, "")
+            .message
+            .starts_with("deployments.apps \"web\" is forbidden: User"));
+        let a = Attributes::of_request(&http::Method::GET, "/logs", None);
+        assert_eq!(
+            forbidden(&user, &a, "").message,
+            "forbidden: User \"system:serviceaccount:default:default\" cannot get path \"/logs\""
+        );
+    }
+}
