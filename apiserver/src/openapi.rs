@@ -69,7 +69,10 @@ fn schemas(group: &str, version: &str) -> (Map<String, Value>, HashMap<&'static 
             "CustomResourceDefinition" => k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
         }),
         ("authentication.k8s.io", "v1") => {
-            kinds!(gen, { "SelfSubjectReview" => a::authentication::v1::SelfSubjectReview })
+            kinds!(gen, {
+                "SelfSubjectReview" => a::authentication::v1::SelfSubjectReview,
+                "TokenReview" => a::authentication::v1::TokenReview,
+            })
         }
         ("authorization.k8s.io", "v1") => kinds!(gen, {
             "LocalSubjectAccessReview" => a::authorization::v1::LocalSubjectAccessReview,

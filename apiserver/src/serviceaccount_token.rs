@@ -126,6 +126,18 @@ impl Tokens {
     /// The holder of `token` if we signed it, it is valid at `now` (Unix
     /// seconds) and meant for the API server; `None` otherwise.
     pub fn verify(&self, token: &str, now: i64) -> Option<Holder> {
+        self.verify_for(token, now, &[ISSUER.to_string()])
+            .map(|(holder, _)| holder)
+    }
+
+    /// Like `verify`, for a token meant for any of `audiences` (a
+    /// TokenReview's): its holder and the audiences it is meant for.
+    pub fn verify_for(
+        &self,
+        token: &str,
+        now: i64,
+        audiences: &[String],
+    ) -> Option<(Holder, Vec<String>)> {
         let (signed, tag) = token.rsplit_once('.')?;
         let (_, payload) = signed.split_once('.')?;
         let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
@@ -134,11 +146,15 @@ impl Tokens {
         let int = |k: &str| claims.get(k).and_then(Value::as_i64);
         let in_time =
             int("exp").is_some_and(|exp| now < exp) && int("nbf").is_none_or(|nbf| nbf <= now + 60);
-        let for_us = claims["iss"] == ISSUER
-            && claims["aud"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(ISSUER)));
-        if !in_time || !for_us {
+        let meant_for: Vec<String> = claims["aud"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .filter(|a| audiences.iter().any(|x| x == a))
+            .map(String::from)
+            .collect();
+        if !in_time || claims["iss"] != ISSUER || meant_for.is_empty() {
             return None;
         }
         let k8s = &claims["kubernetes.io"];
@@ -147,7 +163,7 @@ impl Tokens {
             let o = k8s.get(kind)?;
             Some((kind.to_string(), text(&o["name"])?, text(&o["uid"])?))
         });
-        Some(Holder {
+        let holder = Holder {
             namespace: text(&k8s["namespace"])?,
             service_account: text(&k8s["serviceaccount"]["name"])?,
             service_account_uid: text(&k8s["serviceaccount"]["uid"])?,
@@ -157,7 +173,8 @@ impl Tokens {
                 .and_then(|n| Some((text(&n["name"])?, text(&n["uid"])?))),
             bound,
             id: text(&claims["jti"]),
-        })
+        };
+        Some((holder, meant_for))
     }
 
     /// Whether `holder`'s service account and bound object still exist as

@@ -242,6 +242,7 @@ pub static RESOURCES: &[Resource] = &[
     r("apps", "v1", "StatefulSet", "statefulsets", "statefulset", NS, &["sts"], ALL, &[Scale, Status]),
     // authentication.k8s.io/v1 and authorization.k8s.io/v1: reviews, answered, never stored
     review("authentication.k8s.io", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview", CLUSTER),
+    review("authentication.k8s.io", "TokenReview", "tokenreviews", "tokenreview", CLUSTER),
     review("authorization.k8s.io", "LocalSubjectAccessReview", "localsubjectaccessreviews", "localsubjectaccessreview", NS),
     review("authorization.k8s.io", "SelfSubjectAccessReview", "selfsubjectaccessreviews", "selfsubjectaccessreview", CLUSTER),
     review("authorization.k8s.io", "SelfSubjectRulesReview", "selfsubjectrulesreviews", "selfsubjectrulesreview", CLUSTER),

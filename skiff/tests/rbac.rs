@@ -59,6 +59,28 @@ fn service_accounts_get_what_their_bindings_grant() {
         .to_string();
     let bot = format!("system:serviceaccount:{ns}:bot");
 
+    // A TokenReview says whose the token is, for the audiences asked about.
+    let review = |token: &str, audiences: &str| {
+        let body = format!(
+            "apiVersion: authentication.k8s.io/v1\nkind: TokenReview\nspec:\n  token: {token}\n  audiences: {audiences}\n"
+        );
+        let out = s.kubectl_stdin(&["create", "-f", "-", "-o", "json"], &body);
+        let (out, err) = text(&out);
+        serde_json::from_str::<serde_json::Value>(&out).unwrap_or_else(|_| panic!("{out}{err}"))
+    };
+    let reviewed = review(&token, "[]");
+    assert_eq!(reviewed["status"]["authenticated"], true, "{reviewed}");
+    assert_eq!(reviewed["status"]["user"]["username"], bot.as_str());
+    assert_eq!(
+        reviewed["status"]["audiences"],
+        serde_json::json!(["https://kubernetes.default.svc.cluster.local"])
+    );
+    let elsewhere = review(&token, "[other]");
+    assert_eq!(elsewhere["status"]["authenticated"], false, "{elsewhere}");
+    let forged = review(&format!("{token}x"), "[]");
+    assert_eq!(forged["status"]["authenticated"], false, "{forged}");
+    assert_eq!(forged["status"]["error"], "invalid bearer token");
+
     // Nothing granted: discovery and reviews only.
     let (_, err) = text(&s.kubectl_as_token(&token, &["get", "pods", "-n", &ns]));
     assert!(
@@ -357,7 +379,8 @@ rules:
 }
 
 /// A node reads a secret only while a pod bound to it uses the secret; it
-/// uses its own Lease, and what `system:node` grants.
+/// uses its own Lease, and what `system:node` grants; it writes only its
+/// own Node and deletes only its own pods (NodeRestriction).
 #[test]
 fn nodes_read_only_what_their_pods_use() {
     let Some((s, ns)) = server_and_namespace("noderbac") else {
@@ -436,4 +459,53 @@ spec:
         err.contains("no relationship found between node 'n1' and this object"),
         "{err}"
     );
+
+    // NodeRestriction: a node writes itself and its own pods only.
+    for n in ["n1", "n2"] {
+        s.apply(
+            &ns,
+            &format!("apiVersion: v1\nkind: Node\nmetadata:\n  name: {n}\n"),
+        );
+    }
+    let as_node = |who: &[&str], args: &[&str]| text(&s.kubectl(&[args, who].concat()));
+    let (out, err) = as_node(&node, &["label", "node", "n1", "zone=a"]);
+    assert!(out.contains("labeled"), "{out}{err}");
+    let (_, err) = as_node(&node, &["label", "node", "n2", "zone=a"]);
+    assert!(
+        err.contains("nodes \"n2\" is forbidden: node \"n1\" is not allowed to modify node \"n2\""),
+        "{err}"
+    );
+    let (_, err) = as_node(&node, &["taint", "node", "n1", "k=v:NoSchedule"]);
+    assert!(
+        err.contains("node \"n1\" is not allowed to modify taints"),
+        "{err}"
+    );
+    let (out, err) = as_node(
+        &node,
+        &[
+            "create",
+            "token",
+            "default",
+            "-n",
+            &ns,
+            "--bound-object-kind",
+            "Pod",
+            "--bound-object-name",
+            "p",
+        ],
+    );
+    assert_eq!(
+        out.trim().split('.').count(),
+        3,
+        "a token for its pod: {out}{err}"
+    );
+    let (_, err) = as_node(&node, &["create", "token", "default", "-n", &ns]);
+    assert!(
+        err.contains("node requested token not bound to a pod"),
+        "{err}"
+    );
+    let (_, err) = as_node(&other, &["delete", "pod", "p", "-n", &ns]);
+    assert!(err.contains("pods \"p\" is forbidden: node \"n2\" can only delete pods with spec.nodeName set to itself"), "{err}");
+    let (out, err) = as_node(&node, &["delete", "pod", "p", "-n", &ns, "--wait=false"]);
+    assert!(out.contains("deleted"), "{out}{err}");
 }

@@ -6,46 +6,28 @@
 //! (labels, owners, finalizers) are not checked.
 
 use super::rules::PolicyRule;
-use super::{Attributes, Authorizer, MASTERS};
+use super::{Attributes, Authorizer};
 use crate::auth::User;
 use crate::error::ApiError;
-use crate::registry::Admission;
 use serde_json::Value;
 use skiff_machinery::catalog::Resource;
-use std::sync::Arc;
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 
-/// The check for one request's writes, on behalf of `user`.
-pub fn admission(authz: Arc<Authorizer>, user: User) -> Admission {
-    Admission(Arc::new(
-        move |res: &Resource, new: &Value, old: Option<&Value>| {
-            if res.group != RBAC_GROUP || user.groups.iter().any(|g| g == MASTERS) {
-                return Ok(());
-            }
-            check(&authz, &user, res, new, old)
-        },
-    ))
-}
-
-fn check(
+/// Whether `user` (not a member of system:masters) may write `new` (over `old`).
+pub fn check(
     authz: &Authorizer,
     user: &User,
     res: &Resource,
     new: &Value,
     old: Option<&Value>,
 ) -> Result<(), ApiError> {
+    if res.group != RBAC_GROUP {
+        return Ok(());
+    }
     let namespace = crate::meta::namespace(new).unwrap_or("").to_string();
     let name = crate::meta::name(new).to_string();
-    let forbidden = |why: String| {
-        let mut e = ApiError::forbidden(format!(
-            "{}.{RBAC_GROUP} {name:?} is forbidden: {why}",
-            res.plural
-        ));
-        e.details =
-            Some(serde_json::json!({"name": name, "group": RBAC_GROUP, "kind": res.plural}));
-        e
-    };
+    let forbidden = |why: String| super::object_forbidden(res, new, &why);
     let may = |verb: &str, resource: &str, role: &str| {
         let a = Attributes {
             verb: verb.into(),

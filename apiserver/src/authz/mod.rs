@@ -9,6 +9,7 @@ pub mod bootstrap;
 pub mod escalation;
 pub mod impersonation;
 mod node;
+mod noderestriction;
 mod policy;
 pub mod rbac;
 pub mod rules;
@@ -17,9 +18,9 @@ pub use attributes::Attributes;
 
 use crate::auth::User;
 use crate::error::ApiError;
-use crate::registry::Registry;
-use serde_json::json;
-use skiff_machinery::catalog;
+use crate::registry::{Admission, Part, Registry};
+use serde_json::{json, Value};
+use skiff_machinery::catalog::{self, Resource};
 use std::sync::Arc;
 
 /// The group whose members skip authorization (upstream's privileged group).
@@ -81,6 +82,68 @@ impl Authorizer {
             .map(drop)
             .map_err(|reason| forbidden(user, a, &reason))
     }
+    /// NodeRestriction's judgement of a node's delete, eviction or
+    /// TokenRequest (`body`), which the registry's write hook does not see.
+    pub fn admit_node_request(
+        &self,
+        user: &User,
+        a: &Attributes,
+        body: Option<&Value>,
+    ) -> Result<(), ApiError> {
+        let Some(node) = node::node_name(user).filter(|n| !n.is_empty()) else {
+            return Ok(());
+        };
+        if user.groups.iter().any(|g| g == MASTERS) {
+            return Ok(());
+        }
+        noderestriction::admit_request(node, a, &self.node.pods, body)
+            .map_err(|why| resource_forbidden(&a.group, &a.resource, &a.name, &why))
+    }
+}
+
+/// The checks of a request's writes that depend on who makes them:
+/// NodeRestriction for nodes, RBAC's escalation check for roles and
+/// bindings. Members of system:masters pass both.
+pub fn admission(authz: Arc<Authorizer>, user: User) -> Admission {
+    Admission(Arc::new(
+        move |res: &Resource, part: Part, new: &Value, old: Option<&Value>| {
+            if user.groups.iter().any(|g| g == MASTERS) {
+                return Ok(());
+            }
+            if let Some(node) = node::node_name(&user).filter(|n| !n.is_empty()) {
+                noderestriction::admit_write(node, res, part, new, old)
+                    .map_err(|why| object_forbidden(res, new, &why))?;
+            }
+            escalation::check(&authz, &user, res, new, old)
+        },
+    ))
+}
+
+/// Admission's 403 for an object: `roles.rbac.authorization.k8s.io "x" is forbidden: <why>`.
+fn object_forbidden(res: &Resource, object: &Value, why: &str) -> ApiError {
+    resource_forbidden(res.group, res.plural, crate::meta::name(object), why)
+}
+
+/// Upstream's NewForbidden: `<resource>[.<group>] ["<name>"] is forbidden: <why>`.
+fn resource_forbidden(group: &str, resource: &str, name: &str, why: &str) -> ApiError {
+    let qualified = if group.is_empty() {
+        resource.to_string()
+    } else {
+        format!("{resource}.{group}")
+    };
+    let message = if name.is_empty() {
+        format!("{qualified} is forbidden: {why}")
+    } else {
+        format!("{qualified} {name:?} is forbidden: {why}")
+    };
+    let mut details = json!({"group": group, "kind": resource});
+    if !name.is_empty() {
+        details["name"] = json!(name);
+    }
+    ApiError {
+        details: Some(details),
+        ..ApiError::forbidden(message)
+    }
 }
 
 /// Whether the user is a node, as far as the Node authorizer is concerned.
@@ -118,24 +181,7 @@ pub fn forbidden(user: &User, a: &Attributes, reason: &str) -> ApiError {
     if !a.resource_request {
         return ApiError::forbidden(format!("forbidden: {why}"));
     }
-    let qualified = if a.group.is_empty() {
-        a.resource.clone()
-    } else {
-        format!("{}.{}", a.resource, a.group)
-    };
-    let message = if a.name.is_empty() {
-        format!("{qualified} is forbidden: {why}")
-    } else {
-        format!("{qualified} {:?} is forbidden: {why}", a.name)
-    };
-    let mut details = json!({"group": a.group, "kind": a.resource});
-    if !a.name.is_empty() {
-        details["name"] = json!(a.name);
-    }
-    ApiError {
-        details: Some(details),
-        ..ApiError::forbidden(message)
-    }
+    resource_forbidden(&a.group, &a.resource, &a.name, &why)
 }
 
 #[cfg(test)]

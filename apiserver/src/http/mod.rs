@@ -68,7 +68,14 @@ pub async fn serve(state: Arc<AppState>, req: Request<hyper::body::Incoming>) ->
                 crate::authz::Attributes::of_request(&method, &path, req.uri().query());
             let acting =
                 crate::authz::impersonation::acting_user(&state.authz, user, req.headers());
-            match acting.and_then(|user| state.authz.authorize(&user, &attributes).map(|()| user)) {
+            let allowed = acting.and_then(|user| {
+                state.authz.authorize(&user, &attributes)?;
+                if attributes.subresource != "token" {
+                    state.authz.admit_node_request(&user, &attributes, None)?;
+                }
+                Ok(user)
+            });
+            match allowed {
                 Ok(user) => route(&state, req, user).await,
                 Err(e) => {
                     tracing::debug!(target: "skiff::forbidden", message = %e.message);
@@ -107,6 +114,12 @@ async fn token_request(
 ) -> Response {
     let served = async {
         let body = request::decode_body(&call.content_type, &call.body)?;
+        if let Some(user) = &call.user {
+            let attributes = crate::authz::Attributes::of_request(call.method, call.path, None);
+            state
+                .authz
+                .admit_node_request(user, &attributes, Some(&body))?;
+        }
         state.tokens.request(&state.registry, ns, name, &body).await
     };
     match served.await {
@@ -234,17 +247,15 @@ async fn route(
                 content_type: request::media_type(header(&parts.headers, "content-type")),
                 accept,
                 user_agent: header(&parts.headers, "user-agent").map(String::from),
-                admit: Some(crate::authz::escalation::admission(
-                    state.authz.clone(),
-                    user.clone(),
-                )),
+                admit: Some(crate::authz::admission(state.authz.clone(), user.clone())),
                 user: Some(user),
                 body,
             };
             let resp = if crate::metricsapi::MetricsApi::serves(&path) {
                 state.metrics_api.handle(&call).await
             } else if let Some(review) = review {
-                reviews::handle(&state.authz, &review, &call, call.user.as_ref())
+                reviews::handle(state, &review, &call, call.user.as_ref())
+                    .await
                     .unwrap_or_else(IntoResponse::into_response)
             } else if let Some((ns, name)) = token_for {
                 token_request(state, &ns, &name, &call).await

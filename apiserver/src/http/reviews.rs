@@ -1,6 +1,7 @@
-//! Access reviews (authorization.k8s.io) and SelfSubjectReview
-//! (authentication.k8s.io): answered from the caller's identity (or the
-//! one a SubjectAccessReview names) and the authorizer, never stored.
+//! Access reviews (authorization.k8s.io), SelfSubjectReview and
+//! TokenReview (authentication.k8s.io): answered from the caller's
+//! identity (or the one a SubjectAccessReview names or a TokenReview's
+//! token proves), the authenticator and the authorizer, never stored.
 
 use super::output;
 use super::request::{self, Target};
@@ -12,12 +13,13 @@ use axum::response::Response;
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
-pub fn handle(
-    authz: &Authorizer,
+pub async fn handle(
+    state: &super::AppState,
     target: &Target,
     call: &Call<'_>,
     user: Option<&User>,
 ) -> Result<Response, ApiError> {
+    let authz = &*state.authz;
     if call.method != Method::POST || target.name.is_some() {
         return Err(ApiError::method_not_allowed());
     }
@@ -73,6 +75,7 @@ pub fn handle(
                 .then(|| target.namespace.as_deref().unwrap_or(""));
             access(authz, &subject, &review, local)?
         }
+        "tokenreviews" => token_review(state, &review).await?,
         "selfsubjectrulesreviews" => {
             let namespace = review
                 .pointer("/spec/namespace")
@@ -198,4 +201,54 @@ fn rules(authz: &Authorizer, user: &User, namespace: &str) -> Value {
         status["evaluationError"] = json!(errors.join(", "));
     }
     status
+}
+
+/// A TokenReview's status: who the token proves its bearer to be, for the
+/// audiences the review names (the API server's when it names none).
+async fn token_review(state: &super::AppState, review: &Value) -> Result<Value, ApiError> {
+    let token = review
+        .pointer("/spec/token")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if token.is_empty() {
+        return Err(ApiError::bad_request(
+            "token is required for TokenReview in authentication",
+        ));
+    }
+    let mut audiences: Vec<String> = review
+        .pointer("/spec/audiences")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str().map(String::from))
+        .collect();
+    if audiences.is_empty() {
+        audiences = vec![crate::serviceaccount_token::ISSUER.to_string()];
+    }
+    let now = jiff::Timestamp::now().as_second();
+    let proven = match state.auth.admin(token) {
+        Some(admin) => Some((admin, audiences)),
+        None => match state.tokens.verify_for(token, now, &audiences) {
+            Some((holder, meant_for))
+                if crate::serviceaccount_token::Tokens::still_valid(&state.registry, &holder)
+                    .await =>
+            {
+                Some((holder.user(), meant_for))
+            }
+            _ => None,
+        },
+    };
+    Ok(match proven {
+        Some((user, audiences)) => {
+            let mut info = json!({"username": user.name, "groups": user.groups});
+            if let Some(uid) = &user.uid {
+                info["uid"] = json!(uid);
+            }
+            if !user.extra.is_empty() {
+                info["extra"] = json!(user.extra);
+            }
+            json!({"authenticated": true, "user": info, "audiences": audiences})
+        }
+        None => json!({"authenticated": false, "user": {}, "error": "invalid bearer token"}),
+    })
 }

@@ -81,7 +81,7 @@ pub struct WriteOptions {
 #[derive(Clone)]
 #[allow(clippy::type_complexity)] // one closure type, named here
 pub struct Admission(
-    pub Arc<dyn Fn(&Resource, &Value, Option<&Value>) -> Result<(), ApiError> + Send + Sync>,
+    pub Arc<dyn Fn(&Resource, Part, &Value, Option<&Value>) -> Result<(), ApiError> + Send + Sync>,
 );
 
 impl std::fmt::Debug for Admission {
@@ -671,7 +671,7 @@ impl Registry {
             return Err(ApiError::invalid(res, &name, causes));
         }
         if let Some(admit) = &opts.admit {
-            (admit.0)(res, &obj, None)?;
+            (admit.0)(res, Part::Main, &obj, None)?;
         }
         if res.namespaced {
             self.check_namespace(meta::namespace(&obj).unwrap_or("default"))
@@ -765,7 +765,7 @@ impl Registry {
                 return Err(ApiError::invalid(res, name, causes));
             }
             if let Some(admit) = &opts.admit {
-                (admit.0)(res, &new, Some(&old))?;
+                (admit.0)(res, part, &new, Some(&old))?;
             }
             // A deleting object whose last finalizer went away is gone now.
             if meta::deletion_timestamp(&new).is_some()
