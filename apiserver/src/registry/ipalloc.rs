@@ -58,8 +58,14 @@ impl ServiceAllocator {
         Ipv4Addr::from(self.base + 1)
     }
 
-    fn in_use(&self, reg: &Registry) -> (HashSet<u32>, HashSet<u16>) {
-        let (items, _) = reg.cache(services()).list(&services().key_prefix());
+    /// The addresses and ports Services hold, read consistently: a port an
+    /// update just gave up is free for the next create, however far behind
+    /// the cache is.
+    async fn in_use(&self, reg: &Registry) -> (HashSet<u32>, HashSet<u16>) {
+        let items = match reg.list(services(), None, &Default::default()).await {
+            Ok(list) => list.items,
+            Err(_) => reg.cache(services()).list(&services().key_prefix()).0,
+        };
         let mut ips = HashSet::new();
         let mut ports = HashSet::new();
         for e in items {
@@ -149,7 +155,7 @@ impl ServiceAllocator {
 
     /// Fills spec.clusterIP(s) and node ports of a new Service.
     pub async fn allocate(&self, reg: &Registry, obj: &mut Value) -> Result<(), ApiError> {
-        let (mut used_ips, mut used_ports) = self.in_use(reg);
+        let (mut used_ips, mut used_ports) = self.in_use(reg).await;
         let ty = obj
             .pointer("/spec/type")
             .and_then(Value::as_str)
@@ -325,7 +331,7 @@ impl ServiceAllocator {
             }
         }
         if matches!(ty.as_str(), "NodePort" | "LoadBalancer") {
-            let (_, mut used) = self.in_use(reg);
+            let (_, mut used) = self.in_use(reg).await;
             for p in old
                 .pointer("/spec/ports")
                 .and_then(Value::as_array)
