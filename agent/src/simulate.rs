@@ -43,11 +43,46 @@ fn node_ip(i: usize) -> String {
     )
 }
 
+/// The names of the nodes `opts` simulates.
+pub fn node_names(opts: &Options) -> Vec<String> {
+    (0..opts.nodes).map(|i| node_name(opts, i)).collect()
+}
+
+fn node_name(opts: &Options, i: usize) -> String {
+    format!("{}-{i}", opts.name_prefix)
+}
+
+/// Whom the simulator acts as: one client for every node (an admin's
+/// kubeconfig), or, joined with the token, a node identity of its own for
+/// each node's writes, since NodeRestriction lets a node write only itself
+/// and its pods. Watches go through the first.
+#[derive(Clone)]
+pub enum Clients {
+    Shared(Client),
+    PerNode(Client, Arc<HashMap<String, Client>>),
+}
+
+impl Clients {
+    fn watching(&self) -> Client {
+        match self {
+            Clients::Shared(c) | Clients::PerNode(c, _) => c.clone(),
+        }
+    }
+
+    /// The client that writes for `node`.
+    fn of(&self, node: &str) -> Client {
+        match self {
+            Clients::Shared(c) => c.clone(),
+            Clients::PerNode(c, each) => each.get(node).unwrap_or(c).clone(),
+        }
+    }
+}
+
 fn info(opts: &Options, i: usize) -> NodeInfo {
     let mut labels = serde_json::Map::new();
     labels.insert("type".into(), json!("simulated"));
     NodeInfo {
-        name: format!("{}-{i}", opts.name_prefix),
+        name: node_name(opts, i),
         internal_ip: node_ip(i),
         cpu: opts.cpu.clone(),
         memory: opts.memory.clone(),
@@ -85,17 +120,18 @@ struct PodState {
 }
 
 /// Runs the simulated nodes until the process ends.
-pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
+pub async fn run(clients: Clients, opts: Options) -> anyhow::Result<()> {
     let infos: Vec<NodeInfo> = (0..opts.nodes).map(|i| info(&opts, i)).collect();
     let limit = Arc::new(Semaphore::new(CONCURRENCY));
-    let uids = register_all(&client, &infos, &limit).await?;
+    let uids = register_all(&clients, &infos, &limit).await?;
     tracing::info!(nodes = infos.len(), prefix = %opts.name_prefix, "simulated nodes registered");
     tokio::spawn(heartbeat(
-        client.clone(),
+        clients.clone(),
         infos.clone(),
         uids,
         limit.clone(),
     ));
+    let client = clients.watching();
 
     let (tx, mut rx) = mpsc::channel::<Msg>(4096);
     let pods: Api<Pod> = Api::all(client.clone());
@@ -125,7 +161,7 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
     });
 
     let mut sim = Sim {
-        client,
+        clients,
         limit,
         tx,
         ours: infos
@@ -154,7 +190,7 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
 
 /// The simulated nodes' runtime state, owned by the event loop.
 struct Sim {
-    client: Client,
+    clients: Clients,
     limit: Arc<Semaphore>,
     tx: mpsc::Sender<Msg>,
     /// Our nodes' names and addresses.
@@ -194,7 +230,8 @@ impl Sim {
         if p.metadata.deletion_timestamp.is_some() {
             // Containers stop at once; the deletion completes with grace 0.
             if self.deleting.insert(uid.clone()) {
-                spawn_call(&self.limit, finish_deletion(self.client.clone(), p));
+                let client = self.clients.of(&node_name);
+                spawn_call(&self.limit, finish_deletion(client, p));
             }
             return;
         }
@@ -230,7 +267,7 @@ impl Sim {
         spawn_call(
             &self.limit,
             write_status(
-                self.client.clone(),
+                self.clients.of(&node_name),
                 p.namespace().unwrap_or_default(),
                 p.name_any(),
                 status,
@@ -280,7 +317,7 @@ impl Sim {
         let host_ip = self.ours.get(&st.node).map(String::as_str).unwrap_or("");
         spawn_call(
             &self.limit,
-            report(self.client.clone(), st, &containers, host_ip),
+            report(self.clients.of(&st.node), st, &containers, host_ip),
         );
     }
 
@@ -320,7 +357,7 @@ impl Sim {
         let host_ip = self.ours.get(&st.node).map(String::as_str).unwrap_or("");
         spawn_call(
             &self.limit,
-            report(self.client.clone(), st, &containers, host_ip),
+            report(self.clients.of(&st.node), st, &containers, host_ip),
         );
     }
 }
@@ -433,7 +470,7 @@ async fn finish_deletion(client: Client, pod: Pod) -> Result<(), kube::Error> {
 }
 
 async fn register_all(
-    client: &Client,
+    clients: &Clients,
     infos: &[NodeInfo],
     limit: &Arc<Semaphore>,
 ) -> anyhow::Result<Vec<Option<String>>> {
@@ -441,7 +478,7 @@ async fn register_all(
         .iter()
         .cloned()
         .map(|info| {
-            let (client, limit) = (client.clone(), limit.clone());
+            let (client, limit) = (clients.of(&info.name), limit.clone());
             tokio::spawn(async move {
                 let _permit = limit.acquire().await;
                 let node = node::register(&client, &info).await?;
@@ -460,7 +497,7 @@ async fn register_all(
 
 /// Leases every 10 s; node status every minute (upstream reports it at least every 5).
 async fn heartbeat(
-    client: Client,
+    clients: Clients,
     infos: Vec<NodeInfo>,
     uids: Vec<Option<String>>,
     limit: Arc<Semaphore>,
@@ -473,8 +510,12 @@ async fn heartbeat(
         let status_round = round.is_multiple_of(6);
         let mut tasks = Vec::with_capacity(infos.len());
         for (info, uid) in infos.iter().zip(&uids) {
-            let (client, limit, info, uid) =
-                (client.clone(), limit.clone(), info.clone(), uid.clone());
+            let (client, limit, info, uid) = (
+                clients.of(&info.name),
+                limit.clone(),
+                info.clone(),
+                uid.clone(),
+            );
             tasks.push(tokio::spawn(async move {
                 let _permit = limit.acquire().await;
                 if let Err(e) = node::renew_lease(&client, &info.name, uid.as_deref()).await {

@@ -700,17 +700,30 @@ async fn run(cli: Cli) -> Result<()> {
                     _ = tokio::signal::ctrl_c() => Ok(()),
                 };
             }
-            // Joining with a token, the simulator is one node identity.
+            // Joining with a token, the simulator is a node identity that
+            // watches, and each simulated node one that writes for it.
             let client = component_client(&a.kubeconfig(&a.name_prefix).await?, "kubelet").await?;
             let opts = skiff_agent::simulate::Options {
                 nodes: a.nodes,
-                name_prefix: a.name_prefix,
-                cpu: a.sim_cpu,
-                memory: a.sim_memory,
+                name_prefix: a.name_prefix.clone(),
+                cpu: a.sim_cpu.clone(),
+                memory: a.sim_memory.clone(),
                 pods: a.sim_pods,
             };
+            let clients = match (&a.kubeconfig, &a.server, &a.token) {
+                (None, Some(server), Some(token)) => {
+                    let mut each = std::collections::HashMap::new();
+                    for name in skiff_agent::simulate::node_names(&opts) {
+                        let dir = a.data_dir.join("agent").join("simulated").join(&name);
+                        let kc = skiff_agent::join::kubeconfig(server, token, &name, &dir).await?;
+                        each.insert(name, component_client(&kc, "kubelet").await?);
+                    }
+                    skiff_agent::simulate::Clients::PerNode(client, std::sync::Arc::new(each))
+                }
+                _ => skiff_agent::simulate::Clients::Shared(client),
+            };
             tokio::select! {
-                r = skiff_agent::simulate::run(client, opts) => r,
+                r = skiff_agent::simulate::run(clients, opts) => r,
                 _ = tokio::signal::ctrl_c() => Ok(()),
             }
         }
