@@ -1,7 +1,8 @@
 //! `api`: the API server's figures on both stores — pod creates/s with 64
 //! concurrent clients (p50/p99 latency), gets/s, a consistent LIST of 10,000
-//! pods, watch delivery p99 with 100 watchers, RSS idle and with 10,000 pods —
-//! and raw etcd put throughput measured in the same run as the reference.
+//! pods, watch delivery p99 with 100 watchers, RSS idle and with 10,000 pods,
+//! gets/s as a service account that RBAC has to judge — and raw etcd put
+//! throughput measured in the same run as the reference.
 
 use crate::procs::{self, Proc};
 use anyhow::{Context, Result};
@@ -141,6 +142,63 @@ async fn get_pods(c: &Client, ns: &str, total: usize, existing: usize) -> Result
         w.await??;
     }
     Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
+/// RoleBindings in the benchmark's namespace besides the one that matters:
+/// what RBAC looks through before it finds it.
+const OTHER_BINDINGS: usize = 200;
+
+/// A client that is the service account `reader` of `ns`, bound to `view`
+/// by the last of `OTHER_BINDINGS + 1` RoleBindings there: each of its
+/// requests has its token checked and RBAC's bindings searched.
+async fn service_account_client(c: &Client, kubeconfig: &Path, ns: &str) -> Result<Client> {
+    let sas: Api<ServiceAccount> = Api::namespaced(c.clone(), ns);
+    sas.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "reader"}}))?,
+    )
+    .await?;
+    let bindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> = Api::namespaced(c.clone(), ns);
+    for i in 0..=OTHER_BINDINGS {
+        let (name, subject) = if i < OTHER_BINDINGS {
+            (format!("other-{i:03}"), format!("someone-{i:03}"))
+        } else {
+            ("reader-view".to_string(), "reader".to_string())
+        };
+        let binding = json!({
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+            "subjects": [{"kind": "ServiceAccount", "name": subject, "namespace": ns}],
+        });
+        bindings
+            .create(&PostParams::default(), &serde_json::from_value(binding)?)
+            .await?;
+    }
+    let request =
+        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}});
+    let issued: serde_json::Value = sas
+        .create_subresource("token", "reader", &PostParams::default(), &request)
+        .await?;
+    let token = issued["status"]["token"]
+        .as_str()
+        .context("a TokenRequest's token")?;
+    // The admin's kubeconfig with the token in place of the certificate.
+    let admin = std::fs::read_to_string(kubeconfig)?;
+    let field = |name: &str| {
+        admin
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .map(str::trim)
+            .with_context(|| format!("{name} in {}", kubeconfig.display()))
+    };
+    let with_token = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n",
+        field("server:")?,
+        field("certificate-authority-data:")?,
+    );
+    let path = kubeconfig.with_file_name("reader-kubeconfig.yaml");
+    std::fs::write(&path, with_token)?;
+    client(&path).await
 }
 
 /// A consistent LIST (no resourceVersion, no limit) of the namespace, as raw bytes.
@@ -285,6 +343,12 @@ pub async fn run() -> Result<()> {
     );
     let gets = get_pods(&c, "bench", GETS, PODS).await?;
     println!("embedded: gets {gets:.0}/s");
+    let reader = service_account_client(&c, &kc, "bench").await?;
+    let reader_gets = get_pods(&reader, "bench", GETS, PODS).await?;
+    println!(
+        "embedded: gets {reader_gets:.0}/s as a service account (token checked, RBAC past {OTHER_BINDINGS} other RoleBindings): {:.2} of the admin's",
+        reader_gets / gets
+    );
     let list = list_ms(&c, "bench", PODS).await?;
     println!("embedded: consistent LIST of {PODS} pods {list:.1} ms (median of 7)");
     let list_rss = settle_rss(&server).await;
@@ -322,8 +386,8 @@ pub async fn run() -> Result<()> {
 
     println!("command: cargo run --release -p skiff-bench -- api");
     println!(
-        "RESULT creates_per_s={:.0} create_p99_ms={:.1} gets_per_s={:.0} list_10k_ms={:.1} watch_p99_ms={:.1} idle_rss_mb={:.1} etcd_creates_per_s={:.0} raw_etcd_puts_per_s={:.0} etcd_ratio={:.2} list_10k_rss_mb={:.1}",
-        emb.per_s, emb.p99_ms, gets, list, watch, idle_rss, on_etcd.per_s, raw, on_etcd.per_s / raw, list_rss
+        "RESULT creates_per_s={:.0} create_p99_ms={:.1} gets_per_s={:.0} rbac_gets_per_s={:.0} list_10k_ms={:.1} watch_p99_ms={:.1} idle_rss_mb={:.1} etcd_creates_per_s={:.0} raw_etcd_puts_per_s={:.0} etcd_ratio={:.2} list_10k_rss_mb={:.1}",
+        emb.per_s, emb.p99_ms, gets, reader_gets, list, watch, idle_rss, on_etcd.per_s, raw, on_etcd.per_s / raw, list_rss
     );
     Ok(())
 }
