@@ -506,6 +506,23 @@ spec:
     );
     let (_, err) = as_node(&other, &["delete", "pod", "p", "-n", &ns]);
     assert!(err.contains("pods \"p\" is forbidden: node \"n2\" can only delete pods with spec.nodeName set to itself"), "{err}");
+    // Its DNS server's EndpointSlice of kube-dns, and no other.
+    let slice = |n: &str| {
+        format!("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: kube-dns-{n}\n  namespace: kube-system\naddressType: IPv4\nendpoints: []\n")
+    };
+    let (out, err) = text(&s.kubectl_stdin(
+        &[&["apply", "--server-side", "-f", "-"][..], &node].concat(),
+        &slice("n1"),
+    ));
+    assert!(out.contains("serverside-applied"), "{out}{err}");
+    let (_, err) = text(&s.kubectl_stdin(
+        &[&["apply", "--server-side", "-f", "-"][..], &node].concat(),
+        &slice("n2"),
+    ));
+    assert!(
+        err.contains("may only write its own DNS server's EndpointSlice"),
+        "{err}"
+    );
     let (out, err) = as_node(&node, &["delete", "pod", "p", "-n", &ns, "--wait=false"]);
     assert!(out.contains("deleted"), "{out}{err}");
 }

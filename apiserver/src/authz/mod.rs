@@ -29,6 +29,10 @@ pub const MASTERS: &str = "system:masters";
 pub struct Authorizer {
     pub rbac: rbac::Rbac,
     node: node::NodeAuthorizer,
+    /// What the Node authorizer grants nodes outside its graph: the
+    /// bootstrap `system:node` role's rules, as compiled in (upstream's
+    /// NodeRules), whatever the stored role says.
+    node_rules: Vec<rules::PolicyRule>,
 }
 
 impl Authorizer {
@@ -42,13 +46,19 @@ impl Authorizer {
                 claims: cache("", "persistentvolumeclaims"),
             },
             rbac: rbac::Rbac::new(&registry),
+            node_rules: policy::CLUSTER_ROLES
+                .iter()
+                .filter(|r| r.name == NODE_ROLE)
+                .flat_map(|r| r.rules)
+                .map(rules::PolicyRule::from_policy)
+                .collect(),
         }
     }
 
     /// Ok if some authorizer allows the request, with what allowed it;
     /// else the reason to give with the 403 ("" if none).
     pub fn decide(&self, user: &User, a: &Attributes) -> Result<String, String> {
-        if user.groups.iter().any(|g| g == MASTERS) {
+        if is_master(user) {
             return Ok(String::new());
         }
         let mut reasons = Vec::new();
@@ -56,8 +66,7 @@ impl Authorizer {
             let decided = if node.is_empty() {
                 Err(format!("unknown node for user {:?}", user.name))
             } else {
-                let rules = self.rbac.cluster_role(NODE_ROLE).unwrap_or_default();
-                self.node.authorize(node, a, &rules)
+                self.node.authorize(node, a, &self.node_rules)
             };
             match decided {
                 Ok(()) => return Ok(String::new()),
@@ -82,6 +91,7 @@ impl Authorizer {
             .map(drop)
             .map_err(|reason| forbidden(user, a, &reason))
     }
+
     /// NodeRestriction's judgement of a node's delete, eviction or
     /// TokenRequest (`body`), which the registry's write hook does not see.
     pub fn admit_node_request(
@@ -93,7 +103,7 @@ impl Authorizer {
         let Some(node) = node::node_name(user).filter(|n| !n.is_empty()) else {
             return Ok(());
         };
-        if user.groups.iter().any(|g| g == MASTERS) {
+        if is_master(user) {
             return Ok(());
         }
         noderestriction::admit_request(node, a, &self.node.pods, body)
@@ -107,7 +117,7 @@ impl Authorizer {
 pub fn admission(authz: Arc<Authorizer>, user: User) -> Admission {
     Admission(Arc::new(
         move |res: &Resource, part: Part, new: &Value, old: Option<&Value>| {
-            if user.groups.iter().any(|g| g == MASTERS) {
+            if is_master(&user) {
                 return Ok(());
             }
             if let Some(node) = node::node_name(&user).filter(|n| !n.is_empty()) {
@@ -144,6 +154,11 @@ fn resource_forbidden(group: &str, resource: &str, name: &str, why: &str) -> Api
         details: Some(details),
         ..ApiError::forbidden(message)
     }
+}
+
+/// Whether the user skips authorization and the user-dependent admission.
+fn is_master(user: &User) -> bool {
+    user.groups.iter().any(|g| g == MASTERS)
 }
 
 /// Whether the user is a node, as far as the Node authorizer is concerned.

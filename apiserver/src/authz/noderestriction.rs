@@ -3,7 +3,9 @@
 //! own Node object and Lease, the status of pods bound to it, deletes and
 //! evicts those pods, and requests tokens bound to them; it creates no
 //! pods (skiff has no static pods, so no mirror pods either) and changes
-//! no taints once its Node exists.
+//! no taints once its Node exists. skiff's own addition: a node's DNS
+//! server publishes one EndpointSlice of the kube-dns Service, and a node
+//! writes no other.
 
 use super::Attributes;
 use crate::registry::Part;
@@ -50,6 +52,9 @@ pub fn admit_write(
                 "unexpected operation \"UPDATE\", node {node:?} can only update pod status"
             )),
         },
+        ("discovery.k8s.io", "endpointslices") if name != format!("kube-dns-{node}") => Err(format!(
+            "node {node:?} may only write its own DNS server's EndpointSlice, \"kube-dns-{node}\""
+        )),
         ("coordination.k8s.io", "leases") if name != node => Err(format!(
             "can only access node lease with the same name as the requesting node"
         )),

@@ -1566,6 +1566,20 @@ pub static ROLES: &[(&str, Role)] = &[
             aggregate: &[],
         },
     ),
+    // skiff: see the binding of the same name.
+    (
+        "kube-system",
+        Role {
+            name: "skiff:node-dns",
+            labels: &[],
+            rules: &[r(
+                &["create", "get", "patch", "update"],
+                &["discovery.k8s.io"],
+                &["endpointslices"],
+            )],
+            aggregate: &[],
+        },
+    ),
 ];
 
 pub static ROLE_BINDINGS: &[(&str, Binding)] = &[
@@ -1633,6 +1647,16 @@ pub static ROLE_BINDINGS: &[(&str, Binding)] = &[
             name: "system:controller:token-cleaner",
             role: "system:controller:token-cleaner",
             subjects: &[Subject::ServiceAccount("kube-system", "token-cleaner")],
+        },
+    ),
+    // skiff: every node's DNS server publishes its own EndpointSlice of the
+    // kube-dns Service (NodeRestriction holds each to its own).
+    (
+        "kube-system",
+        Binding {
+            name: "skiff:node-dns",
+            role: "skiff:node-dns",
+            subjects: &[Subject::Group("system:nodes")],
         },
     ),
 ];
