@@ -17,7 +17,6 @@ use serde_json::{json, Value};
 use skiff_machinery::catalog::{self, Resource};
 use skiff_machinery::labels::Selector;
 use std::sync::Arc;
-use std::time::Duration;
 
 const AUTOUPDATE: &str = "rbac.authorization.kubernetes.io/autoupdate";
 const API_VERSION: &str = "rbac.authorization.k8s.io/v1";
@@ -225,14 +224,26 @@ pub async fn write_policy(reg: &Registry) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Keeps aggregated ClusterRoles current as ClusterRoles change.
+/// Keeps aggregated ClusterRoles current as ClusterRoles change. The
+/// cache wakes its watchers on every write anywhere (its revision moves);
+/// only a published ClusterRole event is a reason to aggregate again.
 pub fn keep_aggregated(reg: Arc<Registry>) {
     tokio::spawn(async move {
         let cache = reg.cache(kind("clusterroles"));
+        let Ok(subscription) = cache.subscribe(0, &cache.prefix) else {
+            return;
+        };
+        let mut live = subscription.live;
         loop {
-            let seen = cache.revision();
-            aggregate(&reg).await;
-            cache.wait_for(seen + 1, Duration::from_secs(300)).await;
+            live.changed().await;
+            live.mark_seen();
+            let mut changed = false;
+            while live.next().is_some() {
+                changed = true;
+            }
+            if changed {
+                aggregate(&reg).await;
+            }
         }
     });
 }
