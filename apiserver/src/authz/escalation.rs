@@ -38,7 +38,7 @@ pub fn check(
             name: role.into(),
             ..Attributes::default()
         };
-        authz.decide(user, &a).is_ok()
+        authz.decide(user, &a, false).is_ok()
     };
     let unchanged =
         |fields: &[&str]| old.is_some_and(|old| fields.iter().all(|f| old[f] == new[f]));

@@ -55,9 +55,10 @@ impl Authorizer {
         }
     }
 
-    /// Ok if some authorizer allows the request, with what allowed it;
-    /// else the reason to give with the 403 ("" if none).
-    pub fn decide(&self, user: &User, a: &Attributes) -> Result<String, String> {
+    /// Ok if some authorizer allows the request, with what allowed it if
+    /// `explain` (access reviews show it); else the reason to give with the
+    /// 403 ("" if none).
+    pub fn decide(&self, user: &User, a: &Attributes, explain: bool) -> Result<String, String> {
         if is_master(user) {
             return Ok(String::new());
         }
@@ -74,7 +75,7 @@ impl Authorizer {
                 Err(_) => {}
             }
         }
-        match self.rbac.authorize(user, a) {
+        match self.rbac.authorize(user, a, explain) {
             Ok(allowed_by) => Ok(allowed_by),
             Err(reason) => {
                 if !reason.is_empty() {
@@ -87,7 +88,7 @@ impl Authorizer {
 
     /// The request, or upstream's 403 for it.
     pub fn authorize(&self, user: &User, a: &Attributes) -> Result<(), ApiError> {
-        self.decide(user, a)
+        self.decide(user, a, false)
             .map(drop)
             .map_err(|reason| forbidden(user, a, &reason))
     }

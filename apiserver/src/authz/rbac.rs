@@ -43,8 +43,9 @@ struct Index {
 pub struct Rbac {
     /// The watch caches of `KINDS`, in that order.
     caches: Vec<Arc<WatchCache>>,
-    /// The caches' change counters the index was built at, and the index.
-    index: Mutex<(Vec<u64>, Arc<Index>)>,
+    /// The caches' change counters the index was built at (none yet: MAX),
+    /// and the index.
+    index: Mutex<([u64; 4], Arc<Index>)>,
 }
 
 fn rbac_resource(plural: &str) -> &'static Resource {
@@ -72,13 +73,13 @@ impl Rbac {
                 .iter()
                 .map(|k| registry.cache(rbac_resource(k)))
                 .collect(),
-            index: Mutex::new((Vec::new(), Arc::default())),
+            index: Mutex::new(([u64::MAX; 4], Arc::default())),
         }
     }
 
     fn index(&self) -> Arc<Index> {
         let caches = &self.caches;
-        let counters: Vec<u64> = caches.iter().map(|c| c.published()).collect();
+        let counters: [u64; 4] = std::array::from_fn(|i| caches[i].published());
         let mut held = self.index.lock().expect("rbac index lock");
         if held.0 != counters {
             let objects = |i: usize| -> Vec<Value> {
@@ -93,16 +94,21 @@ impl Rbac {
         held.1.clone()
     }
 
-    /// Which binding grants the request (upstream's reason: `RBAC:
-    /// allowed by ClusterRoleBinding "x" of ClusterRole "y" to Group "z"`);
-    /// else the reason upstream gives (missing roles), if any.
-    pub fn authorize(&self, user: &User, a: &Attributes) -> Result<String, String> {
+    /// Whether a binding grants the request, and, if `explain`, which
+    /// (upstream's reason: `RBAC: allowed by ClusterRoleBinding "x" of
+    /// ClusterRole "y" to Group "z"`); else the reason upstream gives
+    /// (missing roles), if any.
+    pub fn authorize(&self, user: &User, a: &Attributes, explain: bool) -> Result<String, String> {
         let index = self.index();
         let mut errors = Vec::new();
         let mut allowed_by = None;
         index.visit(user, &a.namespace, &mut errors, &mut |rules, b| {
             if super::rules::any_allows(rules, a) {
-                allowed_by = Some(format!("RBAC: allowed by {}", b.describe(user)));
+                allowed_by = Some(if explain {
+                    format!("RBAC: allowed by {}", b.describe(user))
+                } else {
+                    String::new()
+                });
             }
             allowed_by.is_some()
         });

@@ -155,7 +155,7 @@ fn access(
             ));
         }
     }
-    Ok(match authz.decide(user, &attributes) {
+    Ok(match authz.decide(user, &attributes, true) {
         Ok(reason) if reason.is_empty() => json!({"allowed": true}),
         Ok(reason) => json!({"allowed": true, "reason": reason}),
         Err(reason) if reason.is_empty() => json!({"allowed": false}),
