@@ -55,9 +55,7 @@ pub fn admit_write(
         ("discovery.k8s.io", "endpointslices") if name != format!("kube-dns-{node}") => Err(format!(
             "node {node:?} may only write its own DNS server's EndpointSlice, \"kube-dns-{node}\""
         )),
-        ("coordination.k8s.io", "leases") if name != node => Err(format!(
-            "can only access node lease with the same name as the requesting node"
-        )),
+        ("coordination.k8s.io", "leases") if name != node => Err("can only access node lease with the same name as the requesting node".into()),
         _ => Ok(()),
     }
 }
@@ -96,7 +94,7 @@ pub fn admit_request(
             let bound = body.and_then(|b| b.pointer("/spec/boundObjectRef"));
             let kind = bound.and_then(|r| r["kind"].as_str()).unwrap_or("");
             if kind != "Pod" {
-                return Err(format!("node requested token not bound to a pod"));
+                return Err("node requested token not bound to a pod".into());
             }
             let name = bound.and_then(|r| r["name"].as_str()).unwrap_or("");
             let uid = bound.and_then(|r| r["uid"].as_str()).unwrap_or("");
@@ -110,15 +108,13 @@ pub fn admit_request(
                 {
                     Ok(())
                 }
-                Some(p) if node_of(&p) != node => Err(format!(
-                    "node requested token bound to a pod scheduled on a different node"
-                )),
-                Some(_) => Err(format!(
-                    "node requested token bound to a different pod or service account"
-                )),
-                None => Err(format!(
-                    "node requested token bound to a pod that does not exist"
-                )),
+                Some(p) if node_of(&p) != node => {
+                    Err("node requested token bound to a pod scheduled on a different node".into())
+                }
+                Some(_) => {
+                    Err("node requested token bound to a different pod or service account".into())
+                }
+                None => Err("node requested token bound to a pod that does not exist".into()),
             }
         }
         _ => Ok(()),

@@ -323,7 +323,7 @@ fn applies(b: &Binding, user: &User, namespace: &str) -> bool {
 fn subject_is(s: &Subject, user: &User, namespace: &str) -> bool {
     match s.kind.as_str() {
         "User" => s.name == user.name,
-        "Group" => user.groups.iter().any(|g| *g == s.name),
+        "Group" => user.groups.contains(&s.name),
         "ServiceAccount" => {
             let ns = if s.namespace.is_empty() {
                 namespace

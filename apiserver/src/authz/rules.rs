@@ -79,7 +79,7 @@ impl PolicyRule {
                 .resources
                 .iter()
                 .any(|r| resource_matches(r, &a.resource, &a.subresource))
-            && (self.names.is_empty() || self.names.iter().any(|n| *n == a.name))
+            && (self.names.is_empty() || self.names.contains(&a.name))
     }
 }
 
