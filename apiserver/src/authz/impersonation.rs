@@ -16,6 +16,12 @@ const SERVICE_ACCOUNT: &str = "system:serviceaccount:";
 
 /// The user the request acts as: its own, or the one it impersonates.
 pub fn acting_user(authz: &Authorizer, user: User, headers: &HeaderMap) -> Result<User, ApiError> {
+    if !headers
+        .keys()
+        .any(|k| k.as_str().starts_with("impersonate-"))
+    {
+        return Ok(user);
+    }
     let values = |name: &str| -> Vec<String> {
         headers
             .get_all(name)

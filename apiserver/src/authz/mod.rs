@@ -86,6 +86,28 @@ impl Authorizer {
         }
     }
 
+    /// Whether `user` may make the request: authorization, and for a node
+    /// NodeRestriction's view of deletes and evictions (a TokenRequest's
+    /// is judged with its body, in `admit_node_request`). Members of
+    /// system:masters pass without the request being read.
+    pub fn check_request(
+        &self,
+        user: &User,
+        method: &http::Method,
+        path: &str,
+        query: Option<&str>,
+    ) -> Result<(), ApiError> {
+        if is_master(user) {
+            return Ok(());
+        }
+        let a = Attributes::of_request(method, path, query);
+        self.authorize(user, &a)?;
+        if a.subresource != "token" {
+            self.admit_node_request(user, &a, None)?;
+        }
+        Ok(())
+    }
+
     /// The request, or upstream's 403 for it.
     pub fn authorize(&self, user: &User, a: &Attributes) -> Result<(), ApiError> {
         self.decide(user, a, false)
@@ -114,20 +136,26 @@ impl Authorizer {
 
 /// The checks of a request's writes that depend on who makes them:
 /// NodeRestriction for nodes, RBAC's escalation check for roles and
-/// bindings. Members of system:masters pass both.
-pub fn admission(authz: Arc<Authorizer>, user: User) -> Admission {
-    Admission(Arc::new(
+/// bindings. None for reads, and for members of system:masters, who pass
+/// both.
+pub fn admission(authz: &Arc<Authorizer>, method: &http::Method, user: &User) -> Option<Admission> {
+    let writes = matches!(
+        *method,
+        http::Method::POST | http::Method::PUT | http::Method::PATCH
+    );
+    if !writes || is_master(user) {
+        return None;
+    }
+    let (authz, user) = (authz.clone(), user.clone());
+    Some(Admission(Arc::new(
         move |res: &Resource, part: Part, new: &Value, old: Option<&Value>| {
-            if is_master(&user) {
-                return Ok(());
-            }
             if let Some(node) = node::node_name(&user).filter(|n| !n.is_empty()) {
                 noderestriction::admit_write(node, res, part, new, old)
                     .map_err(|why| object_forbidden(res, new, &why))?;
             }
             escalation::check(&authz, &user, res, new, old)
         },
-    ))
+    )))
 }
 
 /// Admission's 403 for an object: `roles.rbac.authorization.k8s.io "x" is forbidden: <why>`.

@@ -64,15 +64,12 @@ pub async fn serve(state: Arc<AppState>, req: Request<hyper::body::Incoming>) ->
     let (verb, resource, resp) = match user {
         None => ("", String::new(), ApiError::unauthorized().into_response()),
         Some(user) => {
-            let attributes =
-                crate::authz::Attributes::of_request(&method, &path, req.uri().query());
             let acting =
                 crate::authz::impersonation::acting_user(&state.authz, user, req.headers());
             let allowed = acting.and_then(|user| {
-                state.authz.authorize(&user, &attributes)?;
-                if attributes.subresource != "token" {
-                    state.authz.admit_node_request(&user, &attributes, None)?;
-                }
+                state
+                    .authz
+                    .check_request(&user, &method, &path, req.uri().query())?;
                 Ok(user)
             });
             match allowed {
@@ -247,7 +244,7 @@ async fn route(
                 content_type: request::media_type(header(&parts.headers, "content-type")),
                 accept,
                 user_agent: header(&parts.headers, "user-agent").map(String::from),
-                admit: Some(crate::authz::admission(state.authz.clone(), user.clone())),
+                admit: crate::authz::admission(&state.authz, &parts.method, &user),
                 user: Some(user),
                 body,
             };
