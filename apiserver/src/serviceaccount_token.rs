@@ -125,7 +125,8 @@ impl Tokens {
 
     /// The holder of `token` if we signed it, it is valid at `now` (Unix
     /// seconds) and meant for the API server; `None` otherwise.
-    pub fn verify(&self, token: &str, now: i64) -> Option<Holder> {
+    #[cfg(test)]
+    fn verify(&self, token: &str, now: i64) -> Option<Holder> {
         self.verify_for(token, now, &[ISSUER.to_string()])
             .map(|(holder, _)| holder)
     }
@@ -175,6 +176,22 @@ impl Tokens {
             id: text(&claims["jti"]),
         };
         Some((holder, meant_for))
+    }
+
+    /// The service account a token proves its bearer to be, for any of
+    /// `audiences`, with the audiences it is meant for: signed by us, in
+    /// time, and its account and bound object still as they were.
+    pub async fn authenticate(
+        &self,
+        reg: &Registry,
+        token: &str,
+        audiences: &[String],
+    ) -> Option<(User, Vec<String>)> {
+        let now = jiff::Timestamp::now().as_second();
+        let (holder, meant_for) = self.verify_for(token, now, audiences)?;
+        Self::still_valid(reg, &holder)
+            .await
+            .then(|| (holder.user(), meant_for))
     }
 
     /// Whether `holder`'s service account and bound object still exist as

@@ -94,12 +94,12 @@ pub async fn serve(state: Arc<AppState>, req: Request<hyper::body::Incoming>) ->
 /// The service account whose valid token the request bears.
 async fn service_account(state: &AppState, headers: &HeaderMap) -> Option<User> {
     let token = crate::auth::bearer(headers)?;
-    let holder = state
+    let api = [crate::serviceaccount_token::ISSUER.to_string()];
+    let (user, _) = state
         .tokens
-        .verify(token, jiff::Timestamp::now().as_second())?;
-    crate::serviceaccount_token::Tokens::still_valid(&state.registry, &holder)
-        .await
-        .then(|| holder.user())
+        .authenticate(&state.registry, token, &api)
+        .await?;
+    Some(user)
 }
 
 /// POST `serviceaccounts/<name>/token`: a TokenRequest answered with a new token.

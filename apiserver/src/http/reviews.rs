@@ -33,16 +33,7 @@ pub async fn handle(
     }
     review = crate::meta::with_type(review, &res.api_version(), res.kind);
     let status = match res.plural {
-        "selfsubjectreviews" => {
-            let mut info = json!({"username": user.name, "groups": user.groups});
-            if let Some(uid) = &user.uid {
-                info["uid"] = json!(uid);
-            }
-            if !user.extra.is_empty() {
-                info["extra"] = json!(user.extra);
-            }
-            json!({"userInfo": info})
-        }
+        "selfsubjectreviews" => json!({"userInfo": user_info(user)}),
         "selfsubjectaccessreviews" => access(authz, user, &review, None)?,
         "subjectaccessreviews" | "localsubjectaccessreviews" => {
             let spec = &review["spec"];
@@ -225,30 +216,31 @@ async fn token_review(state: &super::AppState, review: &Value) -> Result<Value, 
     if audiences.is_empty() {
         audiences = vec![crate::serviceaccount_token::ISSUER.to_string()];
     }
-    let now = jiff::Timestamp::now().as_second();
     let proven = match state.auth.admin(token) {
         Some(admin) => Some((admin, audiences)),
-        None => match state.tokens.verify_for(token, now, &audiences) {
-            Some((holder, meant_for))
-                if crate::serviceaccount_token::Tokens::still_valid(&state.registry, &holder)
-                    .await =>
-            {
-                Some((holder.user(), meant_for))
-            }
-            _ => None,
-        },
+        None => {
+            state
+                .tokens
+                .authenticate(&state.registry, token, &audiences)
+                .await
+        }
     };
     Ok(match proven {
         Some((user, audiences)) => {
-            let mut info = json!({"username": user.name, "groups": user.groups});
-            if let Some(uid) = &user.uid {
-                info["uid"] = json!(uid);
-            }
-            if !user.extra.is_empty() {
-                info["extra"] = json!(user.extra);
-            }
-            json!({"authenticated": true, "user": info, "audiences": audiences})
+            json!({"authenticated": true, "user": user_info(&user), "audiences": audiences})
         }
         None => json!({"authenticated": false, "user": {}, "error": "invalid bearer token"}),
     })
+}
+
+/// A user as reviews report one (upstream's UserInfo).
+fn user_info(user: &User) -> Value {
+    let mut info = json!({"username": user.name, "groups": user.groups});
+    if let Some(uid) = &user.uid {
+        info["uid"] = json!(uid);
+    }
+    if !user.extra.is_empty() {
+        info["extra"] = json!(user.extra);
+    }
+    info
 }
