@@ -9,21 +9,18 @@
 //!   ClusterRole its selectors match (admin, edit and view are such).
 
 use super::policy::{self, Binding, Role, Subject};
+use super::rbac_kind;
 use super::rules::PolicyRule;
 use crate::meta;
 use crate::registry::{Part, Registry, WriteOptions};
 use futures::FutureExt;
 use serde_json::{json, Value};
-use skiff_machinery::catalog::{self, Resource};
+use skiff_machinery::catalog::Resource;
 use skiff_machinery::labels::Selector;
 use std::sync::Arc;
 
 const AUTOUPDATE: &str = "rbac.authorization.kubernetes.io/autoupdate";
 const API_VERSION: &str = "rbac.authorization.k8s.io/v1";
-
-fn kind(plural: &str) -> &'static Resource {
-    catalog::lookup("rbac.authorization.k8s.io", "v1", plural).expect("rbac kinds in the catalog")
-}
 
 fn options() -> WriteOptions {
     WriteOptions {
@@ -205,19 +202,19 @@ pub async fn write_policy(reg: &Registry) -> anyhow::Result<()> {
     let mut writes = Vec::new();
     for role in policy::CLUSTER_ROLES {
         let o = role_object("ClusterRole", None, role);
-        writes.push(ensure(reg, kind("clusterroles"), None, o).boxed());
+        writes.push(ensure(reg, rbac_kind("clusterroles"), None, o).boxed());
     }
     for b in policy::CLUSTER_ROLE_BINDINGS {
         let o = binding_object("ClusterRoleBinding", None, b);
-        writes.push(ensure(reg, kind("clusterrolebindings"), None, o).boxed());
+        writes.push(ensure(reg, rbac_kind("clusterrolebindings"), None, o).boxed());
     }
     for (ns, role) in policy::ROLES {
         let o = role_object("Role", Some(ns), role);
-        writes.push(ensure(reg, kind("roles"), Some(ns), o).boxed());
+        writes.push(ensure(reg, rbac_kind("roles"), Some(ns), o).boxed());
     }
     for (ns, b) in policy::ROLE_BINDINGS {
         let o = binding_object("RoleBinding", Some(ns), b);
-        writes.push(ensure(reg, kind("rolebindings"), Some(ns), o).boxed());
+        writes.push(ensure(reg, rbac_kind("rolebindings"), Some(ns), o).boxed());
     }
     futures::future::try_join_all(writes).await?;
     aggregate(reg).await;
@@ -229,7 +226,7 @@ pub async fn write_policy(reg: &Registry) -> anyhow::Result<()> {
 /// only a published ClusterRole event is a reason to aggregate again.
 pub fn keep_aggregated(reg: Arc<Registry>) {
     tokio::spawn(async move {
-        let cache = reg.cache(kind("clusterroles"));
+        let cache = reg.cache(rbac_kind("clusterroles"));
         let Ok(subscription) = cache.subscribe(0, &cache.prefix) else {
             return;
         };
@@ -277,7 +274,7 @@ fn aggregated_rules(role: &Value, roles: &[Value]) -> Option<Vec<Value>> {
 /// One pass of the aggregation controller, over the ClusterRoles as
 /// they are in storage (the cache may not hold the ones just written).
 async fn aggregate(reg: &Registry) {
-    let res = kind("clusterroles");
+    let res = rbac_kind("clusterroles");
     let roles = match reg.list(res, None, &Default::default()).await {
         Ok(list) => list
             .items

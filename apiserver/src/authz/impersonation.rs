@@ -12,7 +12,6 @@ const USER: &str = "impersonate-user";
 const UID: &str = "impersonate-uid";
 const GROUP: &str = "impersonate-group";
 const EXTRA: &str = "impersonate-extra-";
-const SERVICE_ACCOUNT: &str = "system:serviceaccount:";
 
 /// The user the request acts as: its own, or the one it impersonates.
 pub fn acting_user(authz: &Authorizer, user: User, headers: &HeaderMap) -> Result<User, ApiError> {
@@ -70,9 +69,7 @@ pub fn acting_user(authz: &Authorizer, user: User, headers: &HeaderMap) -> Resul
         name: name.into(),
         ..Attributes::default()
     };
-    let service_account = name
-        .strip_prefix(SERVICE_ACCOUNT)
-        .and_then(|rest| rest.split_once(':'));
+    let service_account = super::service_account_of(&name);
     match service_account {
         Some((ns, sa)) => check(impersonate("", "serviceaccounts", "", ns, sa))?,
         None => check(impersonate("", "users", "", "", &name))?,

@@ -185,6 +185,19 @@ fn resource_forbidden(group: &str, resource: &str, name: &str, why: &str) -> Api
     }
 }
 
+/// A kind of rbac.authorization.k8s.io/v1 (roles, clusterroles, …).
+fn rbac_kind(plural: &str) -> &'static Resource {
+    catalog::lookup("rbac.authorization.k8s.io", "v1", plural).expect("rbac kinds in the catalog")
+}
+
+/// The namespace and name of a service account's user name
+/// (`system:serviceaccount:<ns>:<name>`).
+fn service_account_of(user_name: &str) -> Option<(&str, &str)> {
+    user_name
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|rest| rest.split_once(':'))
+}
+
 /// Whether the user skips authorization and the user-dependent admission.
 fn is_master(user: &User) -> bool {
     user.groups.iter().any(|g| g == MASTERS)

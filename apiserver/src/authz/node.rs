@@ -197,6 +197,11 @@ fn lease(node: &str, a: &Attributes) -> Decision {
     Ok(())
 }
 
+/// The elements of an array field (none if absent).
+fn items(v: &Value) -> &[Value] {
+    v.as_array().map(Vec::as_slice).unwrap_or_default()
+}
+
 /// The names of objects of a kind a pod refers to.
 fn references(pod: &Value, kind: Kind) -> Vec<String> {
     let mut out = Vec::new();
@@ -206,28 +211,27 @@ fn references(pod: &Value, kind: Kind) -> Vec<String> {
             out.push(s.to_string());
         }
     };
-    let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
     if kind == Kind::ServiceAccount {
         push(&spec["serviceAccountName"]);
         return out;
     }
     if kind == Kind::Secret {
-        for s in list(&spec["imagePullSecrets"]) {
+        for s in items(&spec["imagePullSecrets"]) {
             push(&s["name"]);
         }
     }
-    for v in list(&spec["volumes"]) {
+    for v in items(&spec["volumes"]) {
         match kind {
             Kind::Secret => {
                 push(&v["secret"]["secretName"]);
                 push(&v["csi"]["nodePublishSecretRef"]["name"]);
-                for s in list(&v["projected"]["sources"]) {
+                for s in items(&v["projected"]["sources"]) {
                     push(&s["secret"]["name"]);
                 }
             }
             Kind::ConfigMap => {
                 push(&v["configMap"]["name"]);
-                for s in list(&v["projected"]["sources"]) {
+                for s in items(&v["projected"]["sources"]) {
                     push(&s["configMap"]["name"]);
                 }
             }
@@ -251,11 +255,11 @@ fn references(pod: &Value, kind: Kind) -> Vec<String> {
             _ => ("configMapKeyRef", "configMapRef"),
         };
         for field in ["initContainers", "containers", "ephemeralContainers"] {
-            for c in list(&spec[field]) {
-                for e in list(&c["env"]) {
+            for c in items(&spec[field]) {
+                for e in items(&c["env"]) {
                     push(&e["valueFrom"][key_ref]["name"]);
                 }
-                for e in list(&c["envFrom"]) {
+                for e in items(&c["envFrom"]) {
                     push(&e[from_ref]["name"]);
                 }
             }

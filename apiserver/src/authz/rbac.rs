@@ -9,7 +9,6 @@ use crate::auth::User;
 use crate::registry::Registry;
 use crate::watchcache::WatchCache;
 use serde_json::Value;
-use skiff_machinery::catalog::{self, Resource};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -48,10 +47,6 @@ pub struct Rbac {
     index: Mutex<([u64; 4], Arc<Index>)>,
 }
 
-fn rbac_resource(plural: &str) -> &'static Resource {
-    catalog::lookup("rbac.authorization.k8s.io", "v1", plural).expect("rbac kinds in the catalog")
-}
-
 const KINDS: [&str; 4] = [
     "clusterroles",
     "roles",
@@ -71,7 +66,7 @@ impl Rbac {
         Rbac {
             caches: KINDS
                 .iter()
-                .map(|k| registry.cache(rbac_resource(k)))
+                .map(|k| registry.cache(super::rbac_kind(k)))
                 .collect(),
             index: Mutex::new(([u64::MAX; 4], Arc::default())),
         }
@@ -331,10 +326,7 @@ fn subject_is(s: &Subject, user: &User, namespace: &str) -> bool {
                 &s.namespace
             };
             !ns.is_empty()
-                && user
-                    .name
-                    .strip_prefix("system:serviceaccount:")
-                    .and_then(|rest| rest.split_once(':'))
+                && super::service_account_of(&user.name)
                     .is_some_and(|(n, name)| n == ns && name == s.name)
         }
         _ => false,
