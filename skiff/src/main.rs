@@ -231,12 +231,22 @@ impl AgentArgs {
     /// The kubeconfig to reach the API server with: the one given, or the
     /// node's own, made by joining with the token (kept for later starts).
     async fn kubeconfig(&self, node: &str) -> Result<PathBuf> {
-        match (&self.kubeconfig, &self.server, &self.token) {
-            (Some(k), _, _) => Ok(k.clone()),
-            (None, Some(server), Some(token)) => {
+        if let Some(k) = &self.kubeconfig {
+            return Ok(k.clone());
+        }
+        match self.joining() {
+            Some((server, token)) => {
                 skiff_agent::join::kubeconfig(server, token, node, &self.data_dir).await
             }
-            _ => anyhow::bail!("--kubeconfig, or --server with --token, is required"),
+            None => anyhow::bail!("--kubeconfig, or --server with --token, is required"),
+        }
+    }
+
+    /// The server and token to join with, when no kubeconfig is given.
+    fn joining(&self) -> Option<(&str, &str)> {
+        match (&self.kubeconfig, &self.server, &self.token) {
+            (None, Some(server), Some(token)) => Some((server, token)),
+            _ => None,
         }
     }
 
@@ -710,8 +720,8 @@ async fn run(cli: Cli) -> Result<()> {
                 memory: a.sim_memory.clone(),
                 pods: a.sim_pods,
             };
-            let clients = match (&a.kubeconfig, &a.server, &a.token) {
-                (None, Some(server), Some(token)) => {
+            let clients = match a.joining() {
+                Some((server, token)) => {
                     let mut each = std::collections::HashMap::new();
                     for name in skiff_agent::simulate::node_names(&opts) {
                         let dir = a.data_dir.join("agent").join("simulated").join(&name);
@@ -720,7 +730,7 @@ async fn run(cli: Cli) -> Result<()> {
                     }
                     skiff_agent::simulate::Clients::PerNode(client, std::sync::Arc::new(each))
                 }
-                _ => skiff_agent::simulate::Clients::Shared(client),
+                None => skiff_agent::simulate::Clients::Shared(client),
             };
             tokio::select! {
                 r = skiff_agent::simulate::run(clients, opts) => r,
